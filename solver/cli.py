@@ -1,0 +1,94 @@
+"""Command line: ``python -m solver solve PROBLEM.json --out DIR``, ``reproduce FIG``, ``distributed CASE.json``.
+
+Bad input exits with code 2 and one line on stderr naming the field and the fix (no traceback).
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+
+from .problem import ProblemError, load_problem
+
+
+def _solve(args: argparse.Namespace) -> int:
+    from tqdm import tqdm
+
+    from .diagnostics import summary
+    from .io import trajectories_csv
+    from .run import solve
+
+    problem = load_problem(args.problem)
+    changes = {}
+    if args.method or args.max_iter or args.time_limit:
+        opt = dict(problem.spec.get("optimizer", {}))
+        opt.update({k: v for k, v in (("method", args.method), ("max_iter", args.max_iter),
+                                      ("time_limit", args.time_limit)) if v})
+        changes["optimizer"] = opt
+    if changes:
+        problem = problem.with_changes(**changes)
+    out = Path(args.out)
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+    except OSError as err:
+        raise ProblemError("--out", f"cannot create directory {out} ({err.strerror}); choose a writable path")
+    bar = tqdm(total=problem.optimizer.max_iter, unit="it", disable=not sys.stderr.isatty() or args.quiet,
+               desc=problem.name[:40])
+
+    def progress(snap) -> None:
+        bar.n = snap.iteration
+        bar.set_postfix(objective=f"{snap.objective:.6g}", phase=snap.phase, refresh=False)
+        bar.refresh()
+
+    result = solve(problem, callback=progress)
+    bar.close()
+    (out / "trajectories.csv").write_text(trajectories_csv(problem, result.states))
+    info = summary(result)
+    (out / "summary.json").write_text(json.dumps(info, indent=1) + "\n")
+    if not args.quiet:
+        print(f"{info['status']}: objective {info['objective']:.8g} (kinetic {info['kinetic']:.6g}, "
+              f"nonlocal {info['nonlocal']:.6g}, potential {info['potential']:.3g}) after "
+              f"{info['iterations']} iterations, {info['seconds']:.1f} s -> {out}")
+    return 0
+
+
+def _reproduce(args: argparse.Namespace) -> int:
+    from .reproduce import FIGURES, reproduce
+
+    if args.figure not in FIGURES:
+        raise ProblemError("FIG", f"unknown figure {args.figure!r}; use one of {', '.join(FIGURES)}")
+    reproduce(args.figure, Path(args.out))
+    return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    argv = sys.argv[1:] if argv is None else argv
+    if argv and argv[0] == "distributed":
+        from .distributed.cli import main as distributed_main
+
+        return distributed_main(argv[1:])
+    parser = argparse.ArgumentParser(prog="python -m solver", description=__doc__.splitlines()[0])
+    sub = parser.add_subparsers(dest="command", required=True)
+    s = sub.add_parser("solve", help="solve a problem file, write trajectories.csv and summary.json")
+    s.add_argument("problem", help="problem JSON file (format: README, 'Problem files')")
+    s.add_argument("--out", required=True, help="output directory")
+    s.add_argument("--method", help="override optimizer.method (robust, gd, lbfgs, adam)")
+    s.add_argument("--max-iter", type=int, help="override optimizer.max_iter")
+    s.add_argument("--time-limit", type=float, help="override optimizer.time_limit (seconds)")
+    s.add_argument("--quiet", action="store_true", help="no progress bar or final line")
+    s.set_defaults(run=_solve)
+    r = sub.add_parser("reproduce", help="regenerate a paper figure (PNG) and its numbers")
+    r.add_argument("figure", help="fig1 .. fig9")
+    r.add_argument("--out", default="out", help="output directory (default: out)")
+    r.set_defaults(run=_reproduce)
+    sub.add_parser("distributed", help="values and bounds of the distributed-control lab (CASE.json)")
+    args = parser.parse_args(argv)
+    try:
+        return args.run(args)
+    except ProblemError as err:
+        print(f"error: {err}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("interrupted", file=sys.stderr)
+        return 130

@@ -1,0 +1,88 @@
+"""Reading and writing runs: trajectories CSV, summary JSON, and whole sessions (problem + result).
+
+Trajectories CSV: one row per particle and time point, columns ``particle,step,t,x0,..,x{d-1}``
+(and ``v0,..`` under acceleration control); step 0 is the initial point, t = step h.
+"""
+from __future__ import annotations
+
+import io
+import json
+from typing import Any
+
+import numpy as np
+
+from .problem import Problem, ProblemError, problem_from_dict
+
+
+def trajectory_columns(problem: Problem) -> list[str]:
+    return ["particle", "step", "t"] + problem.dynamics.state_names()
+
+
+def trajectories_csv(problem: Problem, states: np.ndarray) -> str:
+    """CSV text of the (N, M, D) states, N x M rows."""
+    N, M, D = states.shape
+    particle = np.repeat(np.arange(N), M)
+    step = np.tile(np.arange(M), N)
+    t = step / (M - 1)
+    table = np.column_stack([particle, step, t, states.reshape(N * M, D)])
+    buf = io.StringIO()
+    buf.write(",".join(trajectory_columns(problem)) + "\n")
+    fmt = ["%d", "%d"] + ["%.17g"] * (D + 1)
+    np.savetxt(buf, table, delimiter=",", fmt=fmt)
+    return buf.getvalue()
+
+
+def terminal_csv(problem: Problem, states: np.ndarray) -> str:
+    """CSV text of the terminal states: ``particle,x0,..`` (and ``v0,..``)."""
+    N = states.shape[0]
+    table = np.column_stack([np.arange(N), states[:, -1]])
+    buf = io.StringIO()
+    buf.write(",".join(["particle"] + problem.dynamics.state_names()) + "\n")
+    np.savetxt(buf, table, delimiter=",", fmt=["%d"] + ["%.17g"] * states.shape[2])
+    return buf.getvalue()
+
+
+def read_points_csv(text: str, field: str = "points") -> np.ndarray:
+    """Points from CSV text: numeric columns, an optional header row. Raises ProblemError (one line)."""
+    lines = [ln for ln in text.strip().splitlines() if ln.strip()]
+    if not lines:
+        raise ProblemError(field, "the CSV file is empty; give one point per row, e.g. 0.5,1.0")
+    try:
+        float(lines[0].split(",")[0])
+    except ValueError:
+        lines = lines[1:]  # a header row
+    try:
+        rows = [[float(v) for v in ln.split(",")] for ln in lines]
+    except ValueError as err:
+        raise ProblemError(field, f"the CSV has a non-numeric value ({err}); use numbers separated "
+                                  "by commas, one point per row") from None
+    if not rows or len({len(r) for r in rows}) != 1:
+        raise ProblemError(field, "every CSV row must have the same number of coordinates")
+    arr = np.asarray(rows, dtype=np.float64)
+    if not np.all(np.isfinite(arr)):
+        raise ProblemError(field, "the CSV contains NaN or infinite values")
+    return arr
+
+
+def session_to_json(problem: Problem, states: np.ndarray | None, summary: dict[str, Any] | None) -> str:
+    """A whole session: the problem spec, and the result (trajectories and summary) if there is one."""
+    doc = {"format": "mfc-explorer-session/1", "problem": problem.spec,
+           "result": None if states is None else {"states": states.tolist(), "summary": summary or {}}}
+    return json.dumps(doc)
+
+
+def session_from_json(text: str) -> tuple[Problem, np.ndarray | None, dict[str, Any] | None]:
+    """Inverse of ``session_to_json``; a bare problem file is accepted too."""
+    try:
+        doc = json.loads(text)
+    except json.JSONDecodeError as err:
+        raise ProblemError("session", f"not valid JSON (line {err.lineno}: {err.msg})") from None
+    if not isinstance(doc, dict):
+        raise ProblemError("session", "must be a JSON object")
+    if "problem" not in doc:
+        return problem_from_dict(doc), None, None
+    problem = problem_from_dict(doc["problem"])
+    result = doc.get("result")
+    if not result:
+        return problem, None, None
+    return problem, np.asarray(result["states"], dtype=np.float64), result.get("summary")

@@ -1,0 +1,103 @@
+"""The fully discrete objective (eq. 50): control energy + potential energy + nonlocal energy.
+
+    E(y) = KE(y) + PE(y) + NE(y)
+    KE = (1/N) sum_i sum_j h psi(u_{i,j})                    (eqs. 46, 49, 51; section 4.6 for acceleration)
+    PE = 1/(N(M-1)) sum_i sum_{j=1}^M L_N(y_{i,j})             (eq. 52; obstacles eq. 59, potentials V)
+         + (1/(M-1)) sum_{j=1}^M (1/N^2) sum_{i,k} W(y_{i,j} - y_{k,j})    (pairwise interactions)
+    NE = (1/eps) [ (1/N^2) sum_{ik} K_delta(Y_i - Y_k) - (2/N) sum_i (K_delta*m_1)(Y_i) + C_{delta,m_1} ]
+                                                              (eqs. 53, 55, with the constant kept)
+
+where Y_i is the terminal state (y_{i,M}, or (x_{i,M}, v_{i,M}) under acceleration control). With the
+constant, NE = (1/eps) ||k_delta * mu_1 - k_delta * m_1||^2 >= 0 (up to rounding).
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+
+from .kernels import mollifier_pair_sum
+from .problem import Problem
+
+DTYPE = torch.float64
+ENERGY_KEYS = ("objective", "kinetic", "nonlocal", "potential", "obstacle", "interaction")
+
+
+@dataclass
+class Objective:
+    """Callable pieces of eq. (50) for one problem, with torch tensors prepared once."""
+
+    problem: Problem
+
+    def __post_init__(self) -> None:
+        p = self.problem
+        self.h = p.h
+        self.source = torch.as_tensor(p.source, dtype=DTYPE)
+        self.weights = torch.full((p.N,), 1.0 / p.N, dtype=DTYPE)
+        self.constant = p.target.constant(p.delta)
+
+    # -- shapes ------------------------------------------------------------------------------
+    @property
+    def variable_shape(self) -> tuple[int, ...]:
+        return self.problem.dynamics.variable_shape(self.problem.N, self.problem.M)
+
+    def positions(self, variables: torch.Tensor) -> torch.Tensor:
+        """Trajectories (N, M, d) from the free variables (source and fixed points prepended)."""
+        return self.problem.dynamics.positions(self.source, variables, self.h)
+
+    def variables_from_positions(self, positions: torch.Tensor) -> torch.Tensor:
+        return self.problem.dynamics.variables_from_positions(positions, self.h)
+
+    # -- energies ----------------------------------------------------------------------------
+    def kinetic(self, positions: torch.Tensor, variables: torch.Tensor) -> torch.Tensor:
+        u = self.problem.dynamics.controls(positions, variables, self.h)
+        return self.h * self.problem.control_cost(u).sum() / self.problem.N
+
+    def obstacle(self, positions: torch.Tensor) -> torch.Tensor:
+        ob = self.problem.obstacles
+        if ob is None:
+            return positions.new_zeros(())
+        return ob(positions).sum() * self.h / self.problem.N
+
+    def potential_field(self, positions: torch.Tensor) -> torch.Tensor:
+        total = positions.new_zeros(())
+        for V in self.problem.potentials:
+            total = total + V(positions).sum() * self.h / self.problem.N
+        return total
+
+    def interaction(self, positions: torch.Tensor) -> torch.Tensor:
+        total = positions.new_zeros(())
+        for W in self.problem.interactions:
+            total = total + W.mean_field(positions) * self.h
+        return total
+
+    def nonlocal_energy(self, terminal: torch.Tensor) -> torch.Tensor:
+        p = self.problem
+        a = self.weights
+        self_term = mollifier_pair_sum(terminal, terminal, a, a, p.delta)
+        cross = p.target.cross_term(terminal, a, p.delta)
+        return (self_term - 2.0 * cross + self.constant) / p.eps
+
+    def energies(self, variables: torch.Tensor) -> dict[str, torch.Tensor]:
+        """All terms of eq. (50) as scalar tensors (differentiable in ``variables``)."""
+        pos = self.positions(variables)
+        ke = self.kinetic(pos, variables)
+        ob = self.obstacle(pos)
+        pe = ob + self.potential_field(pos)
+        it = self.interaction(pos)
+        ne = self.nonlocal_energy(self.problem.dynamics.terminal(pos, self.h))
+        return {"objective": ke + pe + it + ne, "kinetic": ke, "nonlocal": ne, "potential": pe,
+                "obstacle": ob, "interaction": it}
+
+    def __call__(self, variables: torch.Tensor) -> torch.Tensor:
+        return self.energies(variables)["objective"]
+
+    def value_and_grad(self, variables: torch.Tensor) -> tuple[dict[str, float], torch.Tensor]:
+        x = variables.detach().requires_grad_(True)
+        e = self.energies(x)
+        (g,) = torch.autograd.grad(e["objective"], x)
+        return {k: float(v.detach()) for k, v in e.items()}, g
+
+    def states(self, variables: torch.Tensor) -> torch.Tensor:
+        """Full states (N, M, D) for output: positions, plus velocities under acceleration control."""
+        return self.problem.dynamics.states(self.positions(variables), self.h)

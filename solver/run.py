@@ -1,0 +1,198 @@
+"""Running a solve as a stream of snapshots.
+
+``solve_iter(problem)`` yields ``Snapshot``s (iteration, energies, step size, gradient norm, elapsed
+time, and the trajectories every ``every`` iterations and on the last one). It honours a
+``SolveControl`` (pause / resume / stop from another thread), the problem's iteration and time limits,
+and can resume from a snapshot. The last snapshot carries the best iterate seen (a diverging solve
+keeps its last good iterate) and a ``status``. ``solve(problem)`` runs it to the end and returns a
+``Result``. The CLI, the explorer app and the tests all call these two functions.
+"""
+from __future__ import annotations
+
+import contextlib
+import math
+import threading
+import time
+from dataclasses import dataclass, field
+from typing import Callable, Iterator
+
+import numpy as np
+import torch
+
+from .init import initial_variables
+from .objective import DTYPE, Objective
+from .optimizers import METHODS, Step
+from .problem import Problem
+
+
+class SolveControl:
+    """Thread-safe pause / resume / stop switches for a running ``solve_iter``."""
+
+    def __init__(self) -> None:
+        self._run = threading.Event()
+        self._run.set()
+        self._stop = threading.Event()
+
+    def pause(self) -> None:
+        self._run.clear()
+
+    def resume(self) -> None:
+        self._run.set()
+
+    def stop(self) -> None:
+        self._stop.set()
+        self._run.set()
+
+    @property
+    def paused(self) -> bool:
+        return not self._run.is_set()
+
+    @property
+    def stopped(self) -> bool:
+        return self._stop.is_set()
+
+    def wait_while_paused(self) -> None:
+        self._run.wait()
+
+
+@dataclass
+class Snapshot:
+    """State of a solve after ``iteration`` iterations. ``states`` is (N, M, D) or None between
+    trajectory reports; ``status`` is None until the final snapshot."""
+
+    iteration: int
+    evaluations: int
+    energies: dict[str, float]
+    step_size: float
+    grad_norm: float
+    elapsed: float
+    phase: str
+    states: np.ndarray | None = None
+    status: str | None = None
+    best_objective: float = math.inf
+
+    @property
+    def objective(self) -> float:
+        return self.energies["objective"]
+
+
+@dataclass
+class Result:
+    """Outcome of ``solve``: the final snapshot (best iterate) and the energy history."""
+
+    problem: Problem
+    final: Snapshot
+    history: list[dict] = field(default_factory=list)
+
+    @property
+    def states(self) -> np.ndarray:
+        return self.final.states
+
+    @property
+    def positions(self) -> np.ndarray:
+        return self.final.states[..., : self.problem.source.shape[1]]
+
+
+def _start_variables(objective: Objective, problem: Problem, resume: Snapshot | None) -> torch.Tensor:
+    if resume is not None and resume.states is not None:
+        pos = torch.as_tensor(resume.states[..., : problem.source.shape[1]], dtype=DTYPE)
+        return objective.variables_from_positions(pos)
+    return initial_variables(objective)
+
+
+#: Kernel sums smaller than this (N x K pairs) run on one thread: torch's thread pool costs more
+#: than it saves on them, and its spinning threads slow down when another process holds a core.
+SINGLE_THREAD_PAIRS = 1_000_000
+
+
+@contextlib.contextmanager
+def _threads_for(problem: Problem) -> Iterator[None]:
+    before = torch.get_num_threads()
+    small = problem.N * max(problem.N, len(problem.target.quantization(problem.N, problem.seed)[0])) \
+        < SINGLE_THREAD_PAIRS
+    if small:
+        torch.set_num_threads(1)
+    try:
+        yield
+    finally:
+        if small:
+            torch.set_num_threads(before)
+
+
+def solve_iter(problem: Problem, control: SolveControl | None = None, every: int = 10,
+               resume: Snapshot | None = None, method: str | None = None) -> Iterator[Snapshot]:
+    """Minimize eq. (50) for ``problem``, yielding a ``Snapshot`` per optimizer report.
+
+    ``every``: attach trajectories to every ``every``-th snapshot (and to the first and the last).
+    ``resume``: continue from a snapshot with trajectories (iteration count and clock continue).
+    ``method``: override ``problem.optimizer.method``.
+    """
+    with _threads_for(problem):
+        yield from _solve_iter(problem, control, every, resume, method)
+
+
+def _solve_iter(problem: Problem, control: SolveControl | None, every: int, resume: Snapshot | None,
+                method: str | None) -> Iterator[Snapshot]:
+    spec = problem.optimizer
+    objective = Objective(problem)
+    x0 = _start_variables(objective, problem, resume)
+    it0 = resume.iteration if resume else 0
+    ev0 = resume.evaluations if resume else 0
+    clock0 = time.perf_counter() - (resume.elapsed if resume else 0.0)
+    runner = METHODS[method or spec.method](objective, x0, spec)
+    best: Step | None = None
+    last_good: Step | None = None
+    count = 0
+
+    def snapshot(step: Step, status: str | None, with_states: bool) -> Snapshot:
+        states = objective.states(step.variables).detach().numpy() if with_states else None
+        return Snapshot(it0 + step.iterations, ev0 + step.evaluations, step.energies, step.step_size,
+                        step.grad_norm, time.perf_counter() - clock0, step.phase, states, status,
+                        best.energies["objective"] if best else math.inf)
+
+    status = "max_iter"
+    for step in runner:
+        count += 1
+        finite = all(math.isfinite(v) for v in step.energies.values())
+        if finite:
+            last_good = step
+            if best is None or step.energies["objective"] <= best.energies["objective"]:
+                best = step
+        if step.status == "diverged" or not finite:
+            status = "diverged"
+            break
+        if step.status:
+            status = step.status
+            break
+        if it0 + step.iterations >= spec.max_iter:
+            status = "max_iter"
+            break
+        if time.perf_counter() - clock0 >= spec.time_limit:
+            status = "time_limit"
+            break
+        if control is not None:
+            if control.paused:
+                yield snapshot(step, "paused", True)
+                control.wait_while_paused()
+            if control.stopped:
+                status = "stopped"
+                break
+        yield snapshot(step, None, count == 1 or count % max(every, 1) == 0)
+    runner.close()
+    final = best or last_good
+    if final is None:
+        raise RuntimeError("the optimizer produced no finite iterate; check eps, delta and the inputs")
+    yield snapshot(final, status, True)
+
+
+def solve(problem: Problem, control: SolveControl | None = None, every: int = 10,
+          callback: Callable[[Snapshot], None] | None = None, method: str | None = None) -> Result:
+    """Run ``solve_iter`` to the end; ``callback`` sees every snapshot (e.g. a progress bar)."""
+    history: list[dict] = []
+    snap = None
+    for snap in solve_iter(problem, control, every, method=method):
+        history.append({"iteration": snap.iteration, "elapsed": snap.elapsed, **snap.energies,
+                        "grad_norm": snap.grad_norm, "step_size": snap.step_size, "phase": snap.phase})
+        if callback is not None:
+            callback(snap)
+    return Result(problem, snap, history)
