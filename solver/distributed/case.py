@@ -1,0 +1,163 @@
+"""CASE.json -> validated dataclasses. Every problem raises CaseError with one line naming the
+field and the fix.
+
+    {"n": 50, "T": 1.0,
+     "U": {"kind": "quadratic", "a": 1.0, "b": 0.5}            | {"kind": "logcosh", "a", "c", "s", "b"},
+     "K": {"kind": "quadratic" | "logcosh", "kappa": 1.0},
+     "J": [[...], ...]                                         (full n x n matrix)
+        | {"edges": [[i, j, w], ...]}                          (0-based i < j, J_ij = J_ji = w)
+        | {"file": "J.csv" | "J.json"}                         (matrix file, relative to CASE.json)
+        | {"graph": "complete" | "ring" | "regular" | "erdos_renyi" | "star" | "lattice",
+           "normalize": "none" | "row" | "1/n" | "1/(n-1)", "weight": 1.0,
+           "d": 3, "p": 0.1, "rows": 5, "periodic": true, "seed": 0},
+     "options": {"seed": 0, "ais_particles": 2000, "ais_temperatures": 300}}
+"""
+from __future__ import annotations
+
+import json
+import math
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from . import graphs
+from .graphs import Graph
+from .model import Model
+from .potentials import LogCoshK, LogCoshU, QuadraticK, QuadraticU
+
+
+class CaseError(ValueError):
+    """A bad CASE.json; the message is one line naming the field and the fix."""
+
+
+@dataclass(frozen=True)
+class Options:
+    seed: int = 0
+    ais_particles: int = 2000
+    ais_temperatures: int = 300
+
+
+@dataclass(frozen=True)
+class Case:
+    model: Model
+    options: Options
+
+
+def _num(d: dict, key: str, where: str, default: float | None = None, *, positive: bool = False,
+         nonneg: bool = False) -> float:
+    name = f"{where}.{key}" if where else key
+    if key not in d:
+        if default is None:
+            raise CaseError(f"{name} is missing: add a number")
+        return default
+    v = d[key]
+    if isinstance(v, bool) or not isinstance(v, (int, float)) or not math.isfinite(v):
+        raise CaseError(f"{name} must be a finite number, got {v!r}")
+    if positive and v <= 0:
+        raise CaseError(f"{name} must be > 0, got {v}: use a positive value")
+    if nonneg and v < 0:
+        raise CaseError(f"{name} must be >= 0 (convexity of G, needed by the bounds), got {v}")
+    return float(v)
+
+
+def _int(d: dict, key: str, where: str, default: int | None = None, minimum: int = 0) -> int:
+    if key not in d:
+        if default is None:
+            raise CaseError(f"{where}.{key} is missing: add an integer >= {minimum}")
+        return default
+    v = d[key]
+    if isinstance(v, bool) or not isinstance(v, int) or v < minimum:
+        raise CaseError(f"{where}.{key} must be an integer >= {minimum}, got {v!r}")
+    return v
+
+
+def _dict(d: dict, key: str) -> dict:
+    v = d.get(key)
+    if not isinstance(v, dict):
+        raise CaseError(f"{key} must be an object like {{\"kind\": \"quadratic\", ...}}, got {v!r}")
+    return v
+
+
+def parse_U(d: dict) -> QuadraticU | LogCoshU:
+    kind = d.get("kind")
+    if kind == "quadratic":
+        return QuadraticU(_num(d, "a", "U", nonneg=True), _num(d, "b", "U", 0.0))
+    if kind == "logcosh":
+        return LogCoshU(_num(d, "a", "U", nonneg=True), _num(d, "c", "U", nonneg=True),
+                        _num(d, "s", "U", 0.0), _num(d, "b", "U", 0.0))
+    raise CaseError(f"U.kind must be \"quadratic\" or \"logcosh\", got {kind!r}")
+
+
+def parse_K(d: dict) -> QuadraticK | LogCoshK:
+    kind = d.get("kind")
+    kappa = _num(d, "kappa", "K", nonneg=True)
+    if kind == "quadratic":
+        return QuadraticK(kappa)
+    if kind == "logcosh":
+        return LogCoshK(kappa)
+    raise CaseError(f"K.kind must be \"quadratic\" or \"logcosh\", got {kind!r}")
+
+
+def parse_J(spec: Any, n: int, base: Path) -> Graph:
+    try:
+        if isinstance(spec, list):
+            g = graphs.from_matrix(spec)
+        elif isinstance(spec, dict) and "edges" in spec:
+            g = graphs.from_edges(n, spec["edges"])
+        elif isinstance(spec, dict) and "file" in spec:
+            g = graphs.load_matrix(base / str(spec["file"]))
+        elif isinstance(spec, dict) and "graph" in spec:
+            where = "J"
+            g = graphs.named_graph(
+                str(spec["graph"]), n, normalize_mode=str(spec.get("normalize", "none")),
+                weight=_num(spec, "weight", where, 1.0, nonneg=True), d=_int(spec, "d", where, 3, 1),
+                p=_num(spec, "p", where, 0.1), rows=_int(spec, "rows", where, 0, 1) or None,
+                periodic=bool(spec.get("periodic", True)), seed=_int(spec, "seed", where, 0))
+        else:
+            raise CaseError("J must be a list of lists, {\"edges\": [[i, j, w], ...]}, {\"file\": PATH} "
+                            "or {\"graph\": NAME, ...}")
+    except CaseError:
+        raise
+    except (ValueError, TypeError, OSError) as exc:
+        raise CaseError(f"J: {exc}") from None
+    if g.n != n:
+        raise CaseError(f"J is {g.n} x {g.n} but n = {n}: make J square of size n")
+    data = g.J.data
+    if not np.all(np.isfinite(data)):
+        raise CaseError("J has non-finite entries: use finite weights")
+    if np.any(data < 0):
+        raise CaseError("J has negative weights: the bounds need J >= 0 (convex G); use nonnegative weights")
+    return g
+
+
+def parse_case(obj: Any, base: Path = Path(".")) -> Case:
+    """Validate a decoded CASE.json object."""
+    if not isinstance(obj, dict):
+        raise CaseError("CASE.json must hold a JSON object with n, T, U, K, J")
+    n = obj.get("n")
+    if isinstance(n, bool) or not isinstance(n, int) or n < 2:
+        raise CaseError(f"n must be an integer >= 2, got {n!r}")
+    T = _num(obj, "T", "", positive=True)
+    U, K = parse_U(_dict(obj, "U")), parse_K(_dict(obj, "K"))
+    if "J" not in obj:
+        raise CaseError("J is missing: give a matrix, an edge list or {\"graph\": NAME}")
+    graph = parse_J(obj["J"], n, base)
+    o = obj.get("options", {})
+    if not isinstance(o, dict):
+        raise CaseError("options must be an object")
+    opts = Options(_int(o, "seed", "options", 0), _int(o, "ais_particles", "options", 2000, 10),
+                   _int(o, "ais_temperatures", "options", 300, 1))
+    return Case(Model(T, U, K, graph), opts)
+
+
+def load_case(path: str | Path) -> Case:
+    path = Path(path)
+    try:
+        obj = json.loads(path.read_text())
+    except OSError as exc:
+        raise CaseError(f"cannot read {path}: {exc.strerror}") from None
+    except json.JSONDecodeError as exc:
+        raise CaseError(f"{path} is not valid JSON (line {exc.lineno}): fix the syntax") from None
+    return parse_case(obj, path.parent)
