@@ -1,0 +1,68 @@
+"""MFC Explorer web app: ``panel serve explorer/app.py``.
+
+Every browser tab gets its own ``SessionModel`` (scene and parameters), ``SolveRunner`` (background
+solve) and ``SceneEditor`` (main plot); closing the tab stops its solve. The layout is a sidebar of
+controls and a main area of tabs (scene and energies, loss landscape, the 1-D acceleration views,
+help, distributed control).
+"""
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+if __package__ in (None, ""):  # `panel serve explorer/app.py` runs this file as a script
+    sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+import holoviews as hv  # noqa: E402
+import panel as pn  # noqa: E402
+import torch  # noqa: E402
+
+from explorer.controls import Messages, build_sidebar, run_bar  # noqa: E402
+from explorer.help import help_panel  # noqa: E402
+from explorer.model import SessionModel  # noqa: E402
+from explorer.runner import SolveRunner  # noqa: E402
+from explorer.scene import SceneEditor  # noqa: E402
+from explorer.views import acceleration_tab, energy_plot, landscape_tab, lazy_distributed_tab  # noqa: E402
+
+# One intra-op thread for the solver: on a small machine torch's worker threads would otherwise
+# spin on every core and starve the server's event loop (the page would stop responding).
+torch.set_num_threads(1)
+pn.extension("tabulator", "katex", sizing_mode="stretch_width")
+hv.extension("bokeh", logo=False)
+hv.renderer("bokeh").webgl = False  # canvas rendering: WebGL without a GPU costs the browser's CPU
+
+
+def create_app() -> pn.template.FastListTemplate:
+    """Build one session's app (called once per browser tab)."""
+    model = SessionModel()
+    runner = SolveRunner()
+    time_slider = pn.widgets.FloatSlider(name="time t (scrub the trajectories)", start=0.0, end=1.0,
+                                         step=0.01, value=1.0, css_classes=["time-slider"], width=380, height=50,
+                                         sizing_mode="fixed")
+    scene = SceneEditor(model, runner, time_slider)
+    messages = Messages(model)
+    sidebar = build_sidebar(model, runner, scene, messages)
+    player = pn.widgets.Player(name="play", start=0, end=50, value=50, interval=80, loop_policy="once",
+                               show_loop_controls=False, width=220, height=80, sizing_mode="fixed",
+                               css_classes=["time-player"], visible_buttons=["play", "pause", "first"])
+    player.param.watch(lambda e: setattr(time_slider, "value", e.new / 50), "value")
+    scene_tab = pn.Row(
+        pn.Column(scene.pane, pn.Row(time_slider, player), width=scene.pane.width,
+                  height=scene.pane.height + 90, sizing_mode="fixed"),
+        pn.Column(energy_plot(runner), pn.pane.Markdown("**Obstacles** (edit cells; select a row to "
+                                                        "edit or delete it)"), scene.table, sizing_mode="stretch_width"),
+    )
+    tabs = pn.Tabs(("Scene", scene_tab), ("Loss landscape", landscape_tab(model, runner)),
+                   ("Acceleration (1-D)", acceleration_tab(runner)), ("Help", help_panel()),
+                   dynamic=True, css_classes=["main-tabs"], sizing_mode="stretch_width")
+    lazy_distributed_tab(tabs)
+    pn.state.add_periodic_callback(runner.flush, period=int(runner.push_interval * 1000))
+    pn.state.on_session_destroyed(lambda _ctx: runner.stop(timeout=2.0))
+    return pn.template.FastListTemplate(
+        title="MFC Explorer: the blob method for mean-field control", sidebar=sidebar,
+        main=[pn.Column(messages.view, run_bar(model, runner, messages), sizing_mode="stretch_width"), tabs], sidebar_width=390, accent="#1f77b4",
+        theme_toggle=False)
+
+
+if __name__.startswith("bokeh"):
+    create_app().servable()

@@ -1,0 +1,320 @@
+"""Sidebar controls, the run bar and the message area of one session.
+
+Widgets are generated from the ``SessionModel`` parameters (so their docs become tooltips) and
+every action that can fail on user input (CSV upload, session import, Run) reports a one-line
+message in the message area instead of raising.
+"""
+from __future__ import annotations
+
+import io
+from typing import Any, Callable
+from urllib.parse import urlencode
+
+import panel as pn
+import param
+
+import solver
+from solver.io import session_from_json, session_to_json, terminal_csv, trajectories_csv
+
+from .exports import scene_png
+from .generators import GENERATORS
+from .model import SessionModel
+from .runner import SolveRunner
+from .scene import SceneEditor
+
+
+class Messages:
+    """The message area: a validation error (the model's), an action error, and a note."""
+
+    def __init__(self, model: SessionModel) -> None:
+        self.validation = pn.pane.Alert("", alert_type="danger", visible=False,
+                                        css_classes=["message", "validation-message"])
+        self.action = pn.pane.Alert("", alert_type="danger", visible=False,
+                                    css_classes=["message", "action-message"])
+        self.info = pn.pane.Alert("", alert_type="info", visible=False, css_classes=["note"])
+        model.param.watch(lambda e: self._show(self.validation, e.new and f"Invalid problem: {e.new}"),
+                          "message")
+        self._show(self.validation, model.message and f"Invalid problem: {model.message}")
+        self.view = pn.Column(self.validation, self.action, self.info)
+
+    @staticmethod
+    def _show(alert: pn.pane.Alert, text: str) -> None:
+        alert.object = text or ""
+        alert.visible = bool(text)
+
+    def error(self, text: str) -> None:
+        self._show(self.action, text)
+
+    def note(self, text: str) -> None:
+        self._show(self.info, text)
+
+    def clear(self) -> None:
+        self._show(self.action, "")
+        self._show(self.info, "")
+
+
+def _guard(messages: Messages, action: Callable[..., Any]) -> Callable[..., None]:
+    """Run ``action``; a ProblemError or ValueError becomes a visible message instead of a traceback."""
+    def wrapped(*args: Any) -> None:
+        try:
+            action(*args)
+        except (solver.ProblemError, ValueError, UnicodeDecodeError) as err:
+            messages.error(str(err).splitlines()[0])
+        else:
+            messages.error("")
+    return wrapped
+
+
+def _w(widget_cls: type, parameter: param.Parameter, css: str, **kw: Any) -> pn.widgets.Widget:
+    """A widget for a model parameter, with the parameter's doc as its tooltip (where supported)."""
+    if "description" in widget_cls.param:
+        kw["description"] = parameter.doc
+    if issubclass(widget_cls, (pn.widgets.FloatInput, pn.widgets.IntInput)) and parameter.bounds is None:
+        # no clamping in the browser: out-of-range values reach the model, whose validation shows
+        # the solver's one-line message (e.g. "eps: must be > 0 (got 0)")
+        kw.update(start=None, end=None)
+    return widget_cls.from_param(parameter, css_classes=[css], **kw)
+
+
+def parameter_widgets(model: SessionModel) -> pn.Column:
+    """The solver parameters (eps, delta, M, p, optimizer, ...), with bounds and help tooltips."""
+    mp = model.param
+    delta = _w(pn.widgets.FloatInput, mp.delta, "delta-input", name="δ (blob width)", step=0.005)
+    lr = _w(pn.widgets.FloatInput, mp.lr, "lr-input", name="learning rate", step=0.01)
+    weight = _w(pn.widgets.FloatInput, mp.obstacle_weight, "weight-input", name="obstacle weight c")
+    delta_auto = _w(pn.widgets.Checkbox, mp.delta_auto, "delta-auto", name="δ = N^(-0.99/d) (auto)")
+    lr_auto = _w(pn.widgets.Checkbox, mp.lr_auto, "lr-auto", name="learning rate from the paper (auto)")
+    weight_auto = _w(pn.widgets.Checkbox, mp.obstacle_weight_auto, "weight-auto", name="c = 1/(h ε) (auto)")
+    for box, field in ((delta_auto, delta), (lr_auto, lr), (weight_auto, weight)):
+        field.disabled = box.value
+        box.link(field, value="disabled")
+    resolved = pn.pane.Markdown(pn.bind(lambda *_: f"δ in use: **{model.resolved_delta():.4g}**",
+                                        mp.delta_auto, mp.delta, mp.source, mp.dynamics),
+                                css_classes=["delta-resolved"], margin=(0, 10))
+    return pn.Column(
+        _w(pn.widgets.Select, mp.dynamics, "dynamics-select", name="dynamics"),
+        pn.Row(_w(pn.widgets.FloatInput, mp.eps, "eps-input", name="ε (terminal penalty 1/ε)", step=0.001),
+               _w(pn.widgets.IntInput, mp.M, "m-input", name="M (time points)")),
+        delta_auto, pn.Row(delta, resolved),
+        pn.Row(_w(pn.widgets.FloatInput, mp.p, "p-input", name="p (cost |u|^p)", step=0.1),
+               _w(pn.widgets.Select, mp.init, "init-select", name="initialization")),
+        _w(pn.widgets.Select, mp.method, "method-select", name="optimizer"),
+        lr_auto, lr,
+        pn.Row(_w(pn.widgets.IntInput, mp.max_iter, "maxiter-input", name="max iterations"),
+               _w(pn.widgets.FloatInput, mp.time_limit, "time-input", name="time limit (s)")),
+        weight_auto, weight,
+        _w(pn.widgets.IntInput, mp.seed, "seed-input", name="seed"),
+    )
+
+
+def scene_widgets(model: SessionModel, scene: SceneEditor, messages: Messages) -> pn.Column:
+    """Draw mode, obstacles, generators, CSV upload and the target kind."""
+    mode = pn.widgets.RadioButtonGroup.from_param(scene.param.mode, css_classes=["mode-select"],
+                                                  button_type="primary", button_style="outline")
+    radius = pn.widgets.FloatInput.from_param(scene.param.obstacle_radius, name="obstacle radius",
+                                              step=0.05, css_classes=["radius-input"],
+                                              description=scene.param.obstacle_radius.doc)
+    delete = pn.widgets.Button(name="Delete selected obstacle", css_classes=["delete-obstacle"])
+    delete.on_click(lambda _e: scene.delete_selected())
+
+    which = pn.widgets.RadioButtonGroup(options=["source", "target"], value="source", name="points of",
+                                        css_classes=["generate-which"])
+    kind = pn.widgets.Select(name="shape", options=list(GENERATORS), value="grid", css_classes=["generate-kind"])
+    count = pn.widgets.IntInput(name="number of points", value=100, start=1, end=5000,
+                                css_classes=["generate-n"])
+    seed = pn.widgets.IntInput(name="seed", value=0, start=0, css_classes=["generate-seed"])
+    cx = pn.widgets.FloatInput(name="centre x", value=0.0, step=0.1)
+    cy = pn.widgets.FloatInput(name="centre y", value=0.0, step=0.1)
+    scale = pn.widgets.FloatInput(name="size", value=1.0, start=0.01, step=0.1)
+    generate = pn.widgets.Button(name="Generate points", button_type="primary", css_classes=["generate-button"])
+    generate.on_click(_guard(messages, lambda _e: model.generate_points(
+        which.value, kind.value, count.value, seed.value, (cx.value, cy.value), scale.value)))
+
+    def upload(which_points: str) -> Callable[[param.parameterized.Event], None]:
+        return _guard(messages, lambda e: e.new is not None and model.load_points_csv(
+            which_points, e.new.decode("utf-8")))
+
+    source_csv = pn.widgets.FileInput(accept=".csv,.txt", css_classes=["source-csv"], name="source CSV")
+    target_csv = pn.widgets.FileInput(accept=".csv,.txt", css_classes=["target-csv"], name="target CSV")
+    source_csv.param.watch(upload("source"), "value")
+    target_csv.param.watch(upload("target"), "value")
+
+    target_kind = pn.widgets.Select(name="target kind", options=model.param.target_kind.objects,
+                                    value=model.target_kind, css_classes=["target-kind"],
+                                    description=model.param.target_kind.doc)
+    target_kind.param.watch(lambda e: model.set_target_kind(e.new), "value")
+    model.param.watch(lambda e: setattr(target_kind, "value", e.new), "target_kind")
+    target_params = pn.widgets.TextAreaInput.from_param(
+        model.param.target_params, name="target parameters (JSON)", height=90,
+        css_classes=["target-params"], visible=model.target_kind != "particles",
+        description=model.param.target_params.doc)
+    model.param.watch(lambda e: setattr(target_params, "visible", e.new != "particles"), "target_kind")
+    model.param.watch(lambda e: scene._rebuild(), "target_params")
+    clear_target = pn.widgets.Button(name="Clear target points", css_classes=["clear-target"])
+    clear_target.on_click(lambda _e: model.set_points("target", model.target_points[:0]))
+    clear_source = pn.widgets.Button(name="Clear source points", css_classes=["clear-source"])
+    clear_source.on_click(lambda _e: model.set_points("source", model.source[:0]))
+    return pn.Column(
+        pn.pane.Markdown("**Click on the scene to**"), mode, scene.hint, pn.Row(radius, delete),
+        pn.Card(which, pn.Row(kind, count), pn.Row(seed, scale), pn.Row(cx, cy), generate,
+                title="Generate points", collapsed=False, css_classes=["generator-card"]),
+        pn.Card(pn.pane.Markdown("One point per row (x,y), optional header."),
+                pn.Row(pn.Column(pn.pane.Markdown("source:"), source_csv),
+                       pn.Column(pn.pane.Markdown("target:"), target_csv)),
+                title="Load points from CSV", collapsed=True),
+        target_kind, target_params, pn.Row(clear_source, clear_target),
+    )
+
+
+def export_widgets(model: SessionModel, runner: SolveRunner, messages: Messages) -> pn.Column:
+    """Downloads (trajectories CSV, terminal CSV, session JSON, scene PNG) and session import."""
+    def result() -> tuple[solver.Problem, Any]:
+        problem = runner.problem or model.build_problem()
+        return problem, runner.states
+
+    def traj() -> io.StringIO:
+        problem, states = result()
+        return io.StringIO(trajectories_csv(problem, states))
+
+    def terminal() -> io.StringIO:
+        problem, states = result()
+        return io.StringIO(terminal_csv(problem, states))
+
+    def session() -> io.StringIO:
+        problem = model.build_problem()
+        same = runner.problem is not None and runner.problem.spec == problem.spec
+        return io.StringIO(session_to_json(problem, runner.states if same else None,
+                                           runner.summary if same else None))
+
+    def png() -> io.BytesIO:
+        return io.BytesIO(scene_png(model, runner.states, runner.energies.data))
+
+    downloads = [
+        pn.widgets.FileDownload(callback=traj, filename="trajectories.csv", label="Trajectories CSV",
+                                css_classes=["download-trajectories"], button_type="success"),
+        pn.widgets.FileDownload(callback=terminal, filename="terminal.csv", label="Terminal points CSV",
+                                css_classes=["download-terminal"], button_type="success"),
+    ]
+    for button in downloads:
+        button.disabled = runner.states is None
+    runner.param.watch(lambda *_: [setattr(b, "disabled", runner.states is None) for b in downloads],
+                       ["state", "pushes"])
+    session_button = pn.widgets.FileDownload(callback=session, filename="session.json",
+                                             label="Session (problem + result) JSON",
+                                             css_classes=["download-session"], button_type="success")
+    png_button = pn.widgets.FileDownload(callback=png, filename="mfc_scene.png", label="Scene + energies PNG",
+                                         css_classes=["download-png"], button_type="success")
+
+    def load_session(event: param.parameterized.Event) -> None:
+        if event.new is None:
+            return
+        problem, states, summary = session_from_json(event.new.decode("utf-8"))
+        runner.load_result(problem, states, summary)
+        model.preset = ""
+        model.load_spec(problem.spec)
+        messages.note(f"Loaded session '{problem.name}'" + (" with its result." if states is not None
+                                                             else " (no result)."))
+
+    session_input = pn.widgets.FileInput(accept=".json", css_classes=["session-upload"])
+    session_input.param.watch(_guard(messages, load_session), "value")
+    return pn.Column(pn.Row(*downloads), pn.Row(session_button), pn.Row(png_button),
+                     pn.pane.Markdown("**Load a session or problem file (JSON):**"), session_input)
+
+
+def run_bar(model: SessionModel, runner: SolveRunner, messages: Messages) -> pn.Row:
+    """Run / Pause / Resume / Stop / Reset, the iteration counter, progress and the status line."""
+    def button(name: str, css: str, kind: str = "default") -> pn.widgets.Button:
+        return pn.widgets.Button(name=name, button_type=kind, css_classes=[css], width=90, height=36,
+                                 sizing_mode="fixed")
+
+    run = button("▶ Run", "run-button", "primary")
+    pause = button("Pause", "pause-button")
+    resume = button("Resume", "resume-button")
+    stop = button("■ Stop", "stop-button", "danger")
+    reset = button("Reset", "reset-button")
+
+    def on_run(_e: Any) -> None:
+        try:
+            problem = model.build_problem()
+        except solver.ProblemError as err:
+            messages.error(f"Cannot run: {err}")
+            return
+        messages.clear()
+        runner.start(problem)
+
+    run.on_click(on_run)
+    pause.on_click(lambda _e: runner.pause())
+    resume.on_click(lambda _e: runner.resume())
+    stop.on_click(lambda _e: runner.stop())
+    reset.on_click(lambda _e: (runner.reset(), messages.clear()))
+
+    def buttons(state: str) -> None:
+        pause.disabled = state != "running"
+        resume.disabled = state != "paused"
+        stop.disabled = state not in ("running", "paused")
+
+    buttons(runner.state)
+    runner.param.watch(lambda e: buttons(e.new), "state")
+
+    def changed(*events: param.parameterized.Event) -> None:
+        names = [e.name for e in events if e.name not in ("message", "scene_version", "preset")]
+        if runner.state in ("running", "paused") and names:
+            messages.note(f"{', '.join(names)} changed during the solve: the change applies at the next Run.")
+
+    model.param.watch(changed, [p for p in model.param if p != "name"])
+    iteration = pn.pane.Markdown(pn.bind(lambda i, s, u: f"**Iteration** {i} &nbsp; ({s}, {u} plot updates)",
+                                         runner.param.iteration, runner.param.state, runner.param.pushes),
+                                 css_classes=["iteration"])
+    progress = pn.indicators.Progress(value=pn.bind(lambda p: int(p), runner.param.progress), max=100,
+                                      height=20, css_classes=["progress"])
+    status = pn.pane.Markdown(runner.param.status, css_classes=["status-bar"], sizing_mode="stretch_width",
+                              margin=(0, 10))
+    return pn.Column(pn.Row(run, pause, resume, stop, reset, iteration, progress), status,
+                     sizing_mode="stretch_width")
+
+
+def share_link(model: SessionModel) -> pn.widgets.TextInput:
+    """A read-only link restoring the preset and parameters; the browser's URL follows it too."""
+    link = pn.widgets.TextInput(name="Shareable link (preset + parameters)", disabled=True,
+                                css_classes=["share-link"])
+
+    def update(*_: Any) -> None:
+        query = model.query()
+        link.value = "?" + urlencode(query)
+        if pn.state.location is not None:
+            pn.state.location.update_query(**query)
+
+    model.param.watch(update, ["preset", "eps", "delta", "delta_auto", "M", "p", "method", "lr",
+                               "lr_auto", "max_iter", "time_limit", "init", "seed", "dynamics"])
+    update()
+    return link
+
+
+def build_sidebar(model: SessionModel, runner: SolveRunner, scene: SceneEditor,
+                  messages: Messages) -> list:
+    """The sidebar: preset, scene editing, parameters, export / import, shareable link."""
+    options = {"(custom scene)": "", **{name: name for name in model.param.preset.objects if name}}
+    preset = pn.widgets.Select(name="Preset (paper figures, playful scenes)", options=options,
+                               value=model.preset, css_classes=["preset-select"],
+                               description=model.param.preset.doc)
+
+    def choose(event: param.parameterized.Event) -> None:
+        if event.new and event.new != model.preset:
+            runner.reset()
+            messages.clear()
+            model.load_preset(event.new)
+
+    preset.param.watch(_guard(messages, choose), "value")
+    model.param.watch(lambda e: setattr(preset, "value", e.new), "preset")
+    summary = pn.pane.Markdown(pn.bind(lambda *_: model.summary(), model.param.source,
+                                       model.param.target_points, model.param.target_kind,
+                                       model.param.obstacles, model.param.eps, model.param.M,
+                                       model.param.delta, model.param.delta_auto, model.param.dynamics),
+                               css_classes=["scene-summary"])
+    return [
+        preset, summary,
+        pn.Card(scene_widgets(model, scene, messages), title="Scene", css_classes=["scene-card"]),
+        pn.Card(parameter_widgets(model), title="Parameters", css_classes=["parameter-card"]),
+        pn.Card(export_widgets(model, runner, messages), share_link(model), title="Export / import",
+                css_classes=["export-card"]),
+    ]

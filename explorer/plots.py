@@ -1,0 +1,189 @@
+"""HoloViews elements of the explorer (pure functions of arrays; no widgets, no state).
+
+2-D scenes show the first two coordinates; 1-D scenes put the position on the horizontal axis and
+time t on the vertical axis (source at t = 0, target at t = 1), as in the paper's 1-D figures.
+"""
+from __future__ import annotations
+
+import holoviews as hv
+import numpy as np
+import pandas as pd
+
+SOURCE_COLOR = "#1f77b4"
+TARGET_COLOR = "#d62728"
+TRAJ_COLOR = "#7f7f7f"
+TERMINAL_COLOR = "#2ca02c"
+ENERGY_TERMS = ("objective", "kinetic", "nonlocal", "obstacle")
+ENERGY_COLORS = {"objective": "black", "kinetic": SOURCE_COLOR, "nonlocal": TARGET_COLOR,
+                 "obstacle": "#9467bd"}
+
+
+def scene_axes(dim: int) -> tuple[str, str]:
+    """Axis labels of the scene: (x0, x1) in 2-D, (x, t) in 1-D."""
+    return ("x₀", "x₁") if dim >= 2 else ("x", "t")
+
+
+def as_scene_xy(points: np.ndarray, dim: int, t: float) -> np.ndarray:
+    """Scene coordinates of points: the first two coordinates, or (x, t) in 1-D."""
+    if len(points) == 0:
+        return np.zeros((0, 2))
+    if dim >= 2:
+        return np.asarray(points)[:, :2]
+    return np.column_stack([np.asarray(points)[:, 0], np.full(len(points), t)])
+
+
+def scene_points(points: np.ndarray, dim: int, label: str, color: str, marker: str = "circle",
+                 t: float = 0.0) -> hv.Points:
+    """Source (t = 0) or target (t = 1) particles as scene points."""
+    kx, ky = scene_axes(dim)
+    return hv.Points(as_scene_xy(points, dim, t), kdims=[kx, ky], label=label).opts(
+        color=color, marker=marker, size=7, line_color="white" if marker == "circle" else color)
+
+
+def circle_polygon(center: list[float], radius: float, n: int = 48) -> np.ndarray:
+    theta = np.linspace(0.0, 2 * np.pi, n, endpoint=False)
+    return np.column_stack([center[0] + radius * np.cos(theta), center[1] + radius * np.sin(theta)])
+
+
+def obstacle_polygons(obstacles: list[dict], dim: int, selected: int | None = None) -> hv.Polygons:
+    """Obstacles as filled circles (2-D scenes only); the selected one is highlighted."""
+    kx, ky = scene_axes(dim)
+    data = [{kx: poly[:, 0], ky: poly[:, 1], "obstacle": k, "radius": o["radius"],
+             "state": "selected" if k == selected else "obstacle"}
+            for k, o in enumerate(obstacles) if dim >= 2
+            for poly in [circle_polygon(o["center"], o["radius"])]]
+    return hv.Polygons(data, kdims=[kx, ky], vdims=["obstacle", "radius", "state"], label="obstacles").opts(
+        color="state", cmap={"obstacle": "#bbbbbb", "selected": "#ff9f1c"}, alpha=0.6, line_color="#555555",
+        tools=["hover"], show_legend=False)
+
+
+def density_image(xs: np.ndarray, ys: np.ndarray, values: np.ndarray, dim: int) -> hv.Overlay:
+    """A continuum target drawn as the smoothed density K_delta * m_1 (image) with contours."""
+    kx, ky = scene_axes(dim)
+    img = hv.Image((xs, ys, values), kdims=[kx, ky], vdims=["density"], label="target density").opts(
+        cmap="Reds", alpha=0.55, colorbar=False)
+    contours = hv.operation.contours(img, levels=5).opts(cmap=["#b2182b"], line_width=1, show_legend=False)
+    return img * contours
+
+
+def _nan_joined(lines: np.ndarray) -> np.ndarray:
+    """(N, M, 2) polylines -> one (N (M+1), 2) array separated by NaN rows (fast to draw)."""
+    N, M, _ = lines.shape
+    out = np.full((N, M + 1, 2), np.nan)
+    out[:, :M] = lines
+    return out.reshape(N * (M + 1), 2)
+
+
+def trajectory_xy(states: np.ndarray, dim: int) -> np.ndarray:
+    """(N, M, 2) scene coordinates of trajectories: positions, or (x, t) in 1-D."""
+    N, M, _ = states.shape
+    if dim >= 2:
+        return states[:, :, :2]
+    t = np.broadcast_to(np.linspace(0.0, 1.0, M), (N, M))
+    return np.stack([states[:, :, 0], t], axis=-1)
+
+
+def trajectories(states: np.ndarray | None, dim: int) -> hv.Path:
+    """One polyline per particle through its M time points (linear interpolation in time)."""
+    kx, ky = scene_axes(dim)
+    data = np.zeros((0, 2)) if states is None else _nan_joined(trajectory_xy(states, dim))
+    return hv.Path([data], kdims=[kx, ky], label="trajectories").opts(
+        color=TRAJ_COLOR, alpha=0.5, line_width=1)
+
+
+def interpolate_states(states: np.ndarray, t: float) -> np.ndarray:
+    """States at time t in [0, 1], linearly interpolated between the M time points, (N, D)."""
+    M = states.shape[1]
+    s = float(np.clip(t, 0.0, 1.0)) * (M - 1)
+    j = min(int(np.floor(s)), M - 2)
+    a = s - j
+    return (1 - a) * states[:, j] + a * states[:, j + 1]
+
+
+def particles_at(states: np.ndarray | None, dim: int, t: float) -> hv.Points:
+    """The particles at time t (terminal points at t = 1)."""
+    kx, ky = scene_axes(dim)
+    label = "particles at time t"
+    if states is None:
+        return hv.Points(np.zeros((0, 2)), kdims=[kx, ky], label=label)
+    pos = interpolate_states(states, t)
+    return hv.Points(as_scene_xy(pos, dim, t), kdims=[kx, ky], label=label).opts(
+        color=TERMINAL_COLOR, size=6, marker="circle")
+
+
+def energy_curves(data: pd.DataFrame) -> hv.Overlay:
+    """Energy terms against iteration on a log scale (non-positive values are left out); ``data``
+    has columns iteration, objective, kinetic, nonlocal, obstacle."""
+    history = data
+    curves = []
+    for term in ENERGY_TERMS:
+        if term in history and len(history):
+            y = history[term].to_numpy(dtype=float)
+            y = np.where(y > 0, y, np.nan)
+            data = (history["iteration"].to_numpy(), y)
+        else:
+            data = ([], [])
+        curves.append(hv.Curve(data, kdims=["iteration"], vdims=["energy"],
+                               label="total" if term == "objective" else term).opts(
+            color=ENERGY_COLORS[term], line_width=2 if term == "objective" else 1.5))
+    return hv.Overlay(curves).opts(logy=True, title="Energies (log scale)", legend_position="top_right",
+                                   xlabel="iteration", ylabel="energy")
+
+
+def landscape(a: np.ndarray, b: np.ndarray, E: np.ndarray, path: np.ndarray | None,
+              title: str = "Loss landscape around the current iterate") -> hv.Overlay:
+    """Filled contours of E on the (a, b) plane with the iterate's path and the current point."""
+    img = hv.Image((a, b, E), kdims=["a (gradient direction)", "b (last step direction)"],
+                   vdims=["objective"]).opts(cmap="viridis", colorbar=True, clabel="objective")
+    lines = hv.operation.contours(img, levels=12).opts(cmap=["white"], line_width=0.7, alpha=0.7,
+                                                       show_legend=False)
+    path = np.zeros((0, 2)) if path is None else path
+    trail = hv.Path([path], kdims=img.kdims, label="iterate path").opts(color="#ff7f0e", line_width=2)
+    here = hv.Points([(0.0, 0.0)], kdims=img.kdims, label="current iterate").opts(
+        color="#ff7f0e", size=10, marker="star")
+    return (img * lines * trail * here).opts(title=title, legend_position="bottom_right")
+
+
+def fig6(y1: np.ndarray, y2: np.ndarray, E: np.ndarray, markers: dict[str, tuple[float, float]],
+         path: np.ndarray | None, title: str) -> hv.Overlay:
+    """The paper's Fig. 6: the objective over the terminal points (y₁, y₂) with its markers."""
+    kdims = ["terminal point y₁", "terminal point y₂"]
+    img = hv.Image((y1, y2, np.log10(E - E.min() + 1e-12)), kdims=kdims, vdims=["log10(E - min E)"]).opts(
+        cmap="viridis", colorbar=True)
+    lines = hv.operation.contours(img, levels=15).opts(cmap=["white"], line_width=0.6, alpha=0.6,
+                                                       show_legend=False)
+    styles = {"source": ("cross", "white"), "target": ("x", "red"), "flipped": ("hex", "orange"),
+              "initial": ("circle", "black")}
+    marks = [hv.Points([markers[k]], kdims=kdims, label=k).opts(marker=m, color=c, size=14)
+             for k, (m, c) in styles.items() if k in markers]
+    trail = hv.Path([np.zeros((0, 2)) if path is None else path], kdims=kdims,
+                    label="iterate path").opts(color="#ff7f0e", line_width=2)
+    return hv.Overlay([img, lines, trail] + marks).opts(title=title, legend_position="bottom_right")
+
+
+def position_time(data: np.ndarray | None) -> hv.Path:
+    """Fig. 5 (left): position against time, one line per particle (1-D acceleration control);
+    ``data`` are the (N, M, 2d) states or None."""
+    states, data = data, np.zeros((0, 2))
+    if states is not None:
+        N, M, _ = states.shape
+        t = np.broadcast_to(np.linspace(0.0, 1.0, M), (N, M))
+        data = _nan_joined(np.stack([t, states[:, :, 0]], axis=-1))
+    return hv.Path([data], kdims=["t", "position x"], label="trajectories").opts(
+        color=SOURCE_COLOR, alpha=0.6, title="Position against time", show_legend=True)
+
+
+def phase_plane(data: np.ndarray | None) -> hv.Overlay:
+    """Fig. 5 (right): trajectories in the (position, velocity) phase plane, with endpoints;
+    ``data`` are the (N, M, 2d) states (velocities after positions) or None."""
+    states = data
+    kdims = ["position x", "velocity v"]
+    if states is None or states.shape[2] < 2:
+        lines, start, end = np.zeros((0, 2)), np.zeros((0, 2)), np.zeros((0, 2))
+    else:
+        xv = states[:, :, [0, states.shape[2] // 2]]  # first position and its velocity
+        lines, start, end = _nan_joined(xv), xv[:, 0], xv[:, -1]
+    return (hv.Path([lines], kdims=kdims, label="trajectories").opts(color=TRAJ_COLOR, alpha=0.6)
+            * hv.Points(start, kdims=kdims, label="source").opts(color=SOURCE_COLOR, size=6)
+            * hv.Points(end, kdims=kdims, label="terminal").opts(color=TERMINAL_COLOR, size=6)
+            ).opts(title="Phase plane", legend_position="top_left")

@@ -1,0 +1,354 @@
+"""Background solves for one session.
+
+``SolveRunner`` runs ``solver.solve_iter`` in a worker thread; a second thread recomputes the loss
+landscape every ``landscape_interval`` seconds. The threads only deposit their results in a
+lock-protected mailbox; ``flush()``, which the app calls from a Panel periodic callback on the
+server's event loop (every ``push_interval`` s, i.e. about 6-7 times per second), publishes them:
+trajectories through a HoloViews ``Pipe``, energies through a ``Buffer``, the landscape through a
+``Pipe``, and the runner's own ``param`` parameters (state, status line, progress) for the status
+bar. Publishing from the event loop at a fixed rate keeps the page responsive however fast the
+solver reports. ``stop()`` ends both threads; the app calls it when the session is destroyed.
+"""
+from __future__ import annotations
+
+import atexit
+import threading
+import time
+import weakref
+from typing import Any, Callable
+
+import holoviews as hv
+import numpy as np
+import pandas as pd
+import param
+import torch
+
+import solver
+from solver.landscape import plane_landscape
+
+ENERGY_PERIOD = 0.5  # seconds between energy-plot updates (the trajectories update faster)
+ENERGY_COLUMNS = ["iteration", "objective", "kinetic", "nonlocal", "obstacle"]
+
+
+def _w2_function() -> Callable[[solver.Problem, np.ndarray], float] | None:
+    """W2^2 between the terminal states and the target, from ``solver.diagnostics``: its
+    ``w2sq_terminal`` if present, else its ``w2sq`` on particle targets; None if neither exists."""
+    try:
+        from solver import diagnostics
+    except ImportError:
+        return None
+    if hasattr(diagnostics, "w2sq_terminal"):
+        return diagnostics.w2sq_terminal
+    if not hasattr(diagnostics, "w2sq"):
+        return None
+
+    def particles_only(problem: solver.Problem, states: np.ndarray) -> float:
+        target = problem.target
+        if target.kind != "particles":
+            raise ValueError("W2 is computed for particle targets only")
+        return diagnostics.w2sq(states[:, -1, : target.dim], target.points, None, target.weights)
+
+    return particles_only
+
+
+def status_line(snap: solver.Snapshot, rate: float, w2: float | None = None) -> str:
+    """One line for the status bar: iteration, iterations per second, step size, energies, W2."""
+    e = snap.energies
+    parts = [f"iteration {snap.iteration}", f"{rate:.0f} it/s", f"step {snap.step_size:.3g}",
+             f"E = {e['objective']:.6g}", f"KE = {e['kinetic']:.4g}", f"NE = {e['nonlocal']:.4g}"]
+    if e.get("obstacle"):
+        parts.append(f"obstacle = {e['obstacle']:.4g}")
+    if w2 is not None:
+        parts.append(f"W2² to target = {w2:.4g}")
+    parts.append(f"{snap.elapsed:.1f} s")
+    return " · ".join(parts)
+
+
+def plane_basis(d1: torch.Tensor, d2: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """The orthonormal pair (e1, e2) that ``plane_landscape`` uses for the directions d1, d2."""
+    e1 = d1 / (float(d1.norm()) or 1.0)
+    e2 = d2 - (d2 * e1).sum() * e1
+    if float(e2.norm()) < 1e-12 * (float(d1.norm()) or 1.0):
+        e2 = torch.randn_like(e1, generator=torch.Generator().manual_seed(0))
+        e2 = e2 - (e2 * e1).sum() * e1
+    return e1, e2 / e2.norm()
+
+
+_RUNNERS: "weakref.WeakSet[SolveRunner]" = weakref.WeakSet()
+
+
+@atexit.register
+def _stop_all() -> None:
+    """Stop every solve when the server exits (no solver thread outlives the interpreter)."""
+    for runner in list(_RUNNERS):
+        runner.stop(timeout=2.0)
+
+
+class SolveRunner(param.Parameterized):
+    """One session's solve: start / pause / resume / stop; ``flush()`` publishes to the streams."""
+
+    state = param.Selector(default="idle", objects=["idle", "running", "paused", "finished"])
+    status = param.String(default="Ready. Press Run to solve.")
+    final_status = param.String(default="", doc="converged / max_iter / time_limit / stopped / diverged")
+    iteration = param.Integer(default=0)
+    progress = param.Number(default=0.0, bounds=(0.0, 100.0))
+    pushes = param.Integer(default=0, doc="Trajectory updates sent to the plots in this solve.")
+
+    def __init__(self, push_interval: float = 0.15, landscape_interval: float = 3.0,
+                 landscape_budget: float = 1.0, **params: Any) -> None:
+        super().__init__(**params)
+        self.push_interval = push_interval
+        self.landscape_interval = landscape_interval
+        self.landscape_budget = landscape_budget
+        self.landscape_enabled = True
+        self.trajectories = hv.streams.Pipe(data=None)
+        self.energies = hv.streams.Buffer(pd.DataFrame({c: [] for c in ENERGY_COLUMNS}, dtype=float),
+                                          length=200_000, index=False)
+        self.landscape = hv.streams.Pipe(data=None)
+        self.acceleration = hv.streams.Pipe(data=None)  # trajectories of acceleration problems only
+        self._next_flush = 0.0
+        self._idle = threading.Event()  # cleared while flush() publishes; the solver thread waits
+        self._idle.set()
+        self._energy_sent = 0.0
+        self.problem: solver.Problem | None = None
+        self.states: np.ndarray | None = None
+        self.summary: dict[str, Any] | None = None
+        self.path: list[np.ndarray] = []  # recent iterates (positions, flattened) for the landscape
+        self.terminal_path: list[np.ndarray] = []  # terminal positions per update (Fig. 6 path)
+        self._control: solver.SolveControl | None = None
+        self._thread: threading.Thread | None = None
+        self._landscape_thread: threading.Thread | None = None
+        self._lock = threading.Lock()
+        self._clear_mailbox()
+        _RUNNERS.add(self)
+
+    def _clear_mailbox(self) -> None:
+        self._rows: list[list[float]] = []
+        self._snap: solver.Snapshot | None = None  # latest snapshot
+        self._fresh: solver.Snapshot | None = None  # latest snapshot with states, not yet shown
+        self._final: tuple[solver.Snapshot, float | None] | None = None
+        self._failure: str | None = None
+        self._landscape_result: dict | None = None
+        self._rate_mark = (time.perf_counter(), 0)
+        self._rate = 0.0
+
+    # ----------------------------------------------------------------------------- controls
+    @property
+    def running(self) -> bool:
+        return self._thread is not None and self._thread.is_alive()
+
+    def start(self, problem: solver.Problem) -> None:
+        """Start a fresh solve of ``problem`` (stopping any solve in progress)."""
+        self.stop()
+        with self._lock:
+            self._clear_mailbox()
+            self.path, self.terminal_path = [], []
+        self.problem, self.states, self.summary = problem, None, None
+        self.energies.clear()
+        self.iteration, self.progress, self.pushes, self.final_status = 0, 0.0, 0, ""
+        self._control = solver.SolveControl()
+        self.state = "running"
+        self.status = "Starting the solve ..."
+        self._thread = threading.Thread(target=self._run, args=(problem, self._control),
+                                        name="mfc-solve", daemon=True)
+        self._thread.start()
+        if self.landscape_enabled:
+            self._landscape_thread = threading.Thread(target=self._landscape_loop,
+                                                      args=(problem, self._control),
+                                                      name="mfc-landscape", daemon=True)
+            self._landscape_thread.start()
+
+    def pause(self) -> None:
+        if self._control is not None and self.running:
+            self._control.pause()
+            self.state = "paused"
+
+    def resume(self) -> None:
+        if self._control is not None and self.running:
+            self._control.resume()
+            self.state = "running"
+
+    def stop(self, timeout: float = 10.0) -> None:
+        """Stop the solve (its best iterate becomes the result), wait for the threads, publish."""
+        if self._control is not None:
+            self._control.stop()
+        for thread in (self._thread, self._landscape_thread):
+            if thread is not None and thread is not threading.current_thread():
+                thread.join(timeout)
+        self.flush()
+
+    def wait(self, timeout: float | None = None) -> None:
+        """Wait for the solve to end by itself, then publish its result (tests, scripts)."""
+        if self._thread is not None:
+            self._thread.join(timeout)
+        self.flush()
+
+    def reset(self) -> None:
+        """Stop and forget the result."""
+        self.stop()
+        with self._lock:
+            self._clear_mailbox()
+            self.path, self.terminal_path = [], []
+        self.states, self.summary, self.problem = None, None, None
+        self.energies.clear()
+        self.trajectories.send(None)
+        self.acceleration.send(None)
+        self.landscape.send(None)
+        self.iteration, self.progress, self.pushes, self.final_status = 0, 0.0, 0, ""
+        self.state = "idle"
+        self.status = "Ready. Press Run to solve."
+
+    def load_result(self, problem: solver.Problem, states: np.ndarray | None,
+                    summary: dict[str, Any] | None) -> None:
+        """Show an imported result (a loaded session) as if it had just been solved."""
+        self.reset()
+        if states is None:
+            return
+        self.problem, self.states, self.summary = problem, states, summary
+        self.final_status = str((summary or {}).get("status", "loaded"))
+        self.iteration = int((summary or {}).get("iteration", 0))
+        self.state = "finished"
+        self.status = f"Loaded result ({self.final_status}, iteration {self.iteration})."
+        self.trajectories.send(states)
+        if problem.dynamics.kind == "acceleration":
+            self.acceleration.send(states)
+
+    # ----------------------------------------------------------------------------- worker
+    def _run(self, problem: solver.Problem, control: solver.SolveControl) -> None:
+        try:
+            for snap in solver.solve_iter(problem, control=control, every=1):
+                row = [snap.iteration] + [snap.energies.get(k, 0.0) for k in ENERGY_COLUMNS[1:]]
+                final = None if snap.status in (None, "paused") else (snap, self._w2(problem, snap.states))
+                with self._lock:
+                    self._rows.append(row)
+                    self._snap = snap
+                    if snap.states is not None:
+                        self._fresh = snap
+                    self._final = final
+                self._idle.wait(1.0)  # while the event loop publishes, leave it the interpreter (GIL)
+        except Exception as err:  # the solver failed on this input: report it, keep the app alive
+            with self._lock:
+                self._failure = f"The solve failed: {type(err).__name__}: {err}"
+
+    def flush(self) -> None:
+        """Publish what the threads produced since the last call (call on the server's event loop).
+
+        Publishing costs event-loop time (HoloViews re-renders the plots): the solver thread waits
+        while it runs (so the two do not fight over the interpreter lock), and a call that comes
+        sooner than 60 % of the previous publish's duration after it is skipped, so the loop stays
+        free for the browser's messages however slow the rendering gets."""
+        if time.perf_counter() < self._next_flush:
+            return
+        started = time.perf_counter()
+        self._idle.clear()
+        try:
+            self._publish()
+        finally:
+            self._idle.set()
+        finished = time.perf_counter()
+        self._next_flush = finished + 0.6 * (finished - started)
+
+    def _publish(self) -> None:
+        with self._lock:
+            rows, snap, fresh, final, failure = self._rows, self._snap, self._fresh, self._final, self._failure
+            landscape = self._landscape_result
+            self._rows, self._fresh, self._final, self._failure, self._landscape_result = [], None, None, None, None
+            if fresh is not None and self.problem is not None:
+                pos = fresh.states[..., : self.problem.source.shape[1]]
+                self.path = (self.path + [pos.ravel().copy()])[-200:]
+                self.terminal_path.append(pos[:, -1].ravel().copy())
+        if rows and (final is not None or time.perf_counter() - self._energy_sent > ENERGY_PERIOD):
+            self.energies.send(pd.DataFrame(rows, columns=ENERGY_COLUMNS))
+            self._energy_sent = time.perf_counter()
+        elif rows:  # keep them for the next energy update
+            with self._lock:
+                self._rows = rows + self._rows
+        if fresh is not None:
+            self.states = fresh.states
+            self.trajectories.send(fresh.states)
+            if self.problem is not None and self.problem.dynamics.kind == "acceleration":
+                self.acceleration.send(fresh.states)
+            self.pushes += 1
+        if landscape is not None:
+            self.landscape.send(landscape)
+        if rows and snap is not None and self.problem is not None:
+            self._show_progress(self.problem, snap)
+        if final is not None:
+            self._finish(*final)
+        if failure is not None:
+            self.final_status, self.state, self.status = "error", "finished", failure
+
+    def _show_progress(self, problem: solver.Problem, snap: solver.Snapshot) -> None:
+        now = time.perf_counter()
+        mark_time, mark_iter = self._rate_mark
+        if now - mark_time > 0.5:
+            self._rate = (snap.iteration - mark_iter) / (now - mark_time)
+            self._rate_mark = (now, snap.iteration)
+        opt = problem.optimizer
+        self.iteration = snap.iteration
+        self.progress = min(100.0, 100.0 * max(snap.iteration / opt.max_iter, snap.elapsed / opt.time_limit))
+        prefix = "Paused at " if snap.status == "paused" else ""
+        self.status = prefix + status_line(snap, self._rate)
+
+    def _finish(self, snap: solver.Snapshot, w2: float | None) -> None:
+        self.summary = {"status": snap.status, "iteration": snap.iteration, "elapsed": snap.elapsed,
+                        "energies": snap.energies, "best_objective": snap.best_objective,
+                        **({"w2sq_terminal": w2} if w2 is not None else {})}
+        self.final_status = snap.status
+        self.progress = 100.0
+        self.status = f"Finished ({snap.status}): " + status_line(snap, self._rate, w2)
+        self.state = "finished"
+
+    @staticmethod
+    def _w2(problem: solver.Problem, states: np.ndarray | None) -> float | None:
+        fn = _w2_function()
+        if fn is None or states is None:
+            return None
+        try:
+            return float(fn(problem, states))
+        except Exception:  # the helper does not apply to this target / dynamics
+            return None
+
+    # ----------------------------------------------------------------------------- landscape
+    def _landscape_loop(self, problem: solver.Problem, control: solver.SolveControl) -> None:
+        objective = solver.Objective(problem)
+        next_time = time.perf_counter() + 1.0
+        while not control.stopped and self.running:
+            if time.perf_counter() < next_time or control.paused:
+                time.sleep(0.1)
+                continue
+            try:
+                result = self.compute_landscape(objective)
+            except Exception as err:  # never kill the session for a diagnostic plot
+                result = {"error": f"{type(err).__name__}: {err}"}
+            if result is not None:
+                with self._lock:
+                    self._landscape_result = result
+            next_time = time.perf_counter() + self.landscape_interval
+
+    def compute_landscape(self, objective: solver.Objective) -> dict[str, Any] | None:
+        """The objective on the plane through the latest iterate spanned by the gradient and the last
+        step, sized to hold the recent path; returns {a, b, E, path} or None before two iterates."""
+        with self._lock:
+            path = [p for p in self.path]
+        if len(path) < 2:
+            return None
+        shape = (objective.problem.N, objective.problem.M, objective.problem.source.shape[1])
+
+        def variables(flat: np.ndarray) -> torch.Tensor:
+            return objective.variables_from_positions(torch.as_tensor(flat.reshape(shape)))
+
+        xs = [variables(p) for p in path]
+        x = xs[-1]
+        _, grad = objective.value_and_grad(x)
+        step = x - xs[-2]
+        reach = max(float((xk - x).norm()) for xk in xs) * 1.2 or 1e-3
+        d1 = grad / (float(grad.norm()) or 1.0) * reach
+        t0 = time.perf_counter()
+        float(objective(x))
+        per_eval = time.perf_counter() - t0
+        n = int(np.clip(np.sqrt(self.landscape_budget / max(per_eval, 1e-6)), 7, 21))
+        a, b, E = plane_landscape(objective, x, d1, step, extent=1.0, n=n)
+        e1, e2 = plane_basis(d1, step)
+        proj = np.array([[float(((xk - x) * e1).sum()), float(((xk - x) * e2).sum())] for xk in xs])
+        return {"a": a, "b": b, "E": E, "path": proj}

@@ -1,0 +1,232 @@
+"""The interactive scene editor: the main plot with its draw tools and click-to-place obstacles.
+
+``SceneEditor`` composes the scene from ``plots`` elements. Static layers (source and target points,
+the target density) are rebuilt when the model's points change from outside the draw tools
+(``scene_version``) or the mode changes; live layers are DynamicMaps on streams: obstacles (the
+model's list and the selection), trajectories (the runner's Pipe) and the particles at the time of
+the time slider. Modes: ``edit source`` / ``edit target`` attach a PointDraw tool (click to add,
+drag to move, select and press Backspace to delete); ``place obstacles`` turns clicks into circles
+(a click inside an existing circle selects it instead).
+"""
+from __future__ import annotations
+
+import json
+import operator
+from functools import reduce
+from typing import Any
+
+import holoviews as hv
+import numpy as np
+import pandas as pd
+import panel as pn
+import param
+
+import solver
+from solver.targets import smoothed_density
+
+from . import plots
+from .model import SessionModel
+from .runner import SolveRunner
+
+MODES = ["edit source", "edit target", "place obstacles", "pan / zoom"]
+SCENE_SIZE = 540
+HINTS = {"edit source": "click to add source points, drag to move, Backspace deletes",
+         "edit target": "click to add target points, drag to move, Backspace deletes",
+         "place obstacles": "click to place an obstacle, click one to select it",
+         "pan / zoom": "source, target, obstacles and trajectories"}
+
+
+def scene_bounds(model: SessionModel, states: np.ndarray | None = None) -> tuple[float, float, float, float]:
+    """Square (x0, x1, y0, y1) bounds around the points, target and obstacles, with a margin."""
+    dim = model.dim
+    pts = [plots.as_scene_xy(model.source, dim, 0.0)]
+    if model.target_kind == "particles":
+        pts.append(plots.as_scene_xy(model.target_points, dim, 1.0))
+    else:
+        pts.append(_continuum_box(model))
+    for ob in model.obstacles if dim >= 2 else []:
+        c, r = np.asarray(ob["center"][:2]), ob["radius"]
+        pts.append(np.array([c - r, c + r]))
+    if states is not None:
+        pts.append(plots.trajectory_xy(states, dim).reshape(-1, 2))
+    allp = np.vstack([p for p in pts if len(p)]) if any(len(p) for p in pts) else np.array([[0, 0], [1, 1]])
+    lo, hi = allp.min(0), allp.max(0)
+    if dim < 2:
+        lo[1], hi[1] = 0.0, 1.0
+    span = max(float((hi - lo).max()), 0.5) * 1.15
+    mid = (lo + hi) / 2
+    return mid[0] - span / 2, mid[0] + span / 2, mid[1] - span / 2, mid[1] + span / 2
+
+
+def _continuum_box(model: SessionModel) -> np.ndarray:
+    """Corners of a box holding most of a continuum target's mass (for the plot range)."""
+    try:
+        params = json.loads(model.target_params or "{}")
+    except json.JSONDecodeError:
+        return np.zeros((0, 2))
+    if "low" in params and "high" in params:
+        box = np.array([params["low"], params["high"]], dtype=float)
+    else:
+        comps = params.get("components") or [params]
+        rows = []
+        for c in comps:
+            mean = np.asarray(c.get("mean", [0, 0]), dtype=float)
+            cov = c.get("cov", 0.0)
+            sd = np.sqrt(float(cov) if isinstance(cov, (int, float)) else float(np.max(np.diag(cov))))
+            rows += [mean - 2.5 * sd, mean + 2.5 * sd]
+        box = np.array(rows)
+    if model.dim < 2:
+        return np.column_stack([box[:, 0], np.ones(len(box))])
+    return box[:, :2]
+
+
+class SceneEditor(param.Parameterized):
+    """Main plot of one session plus the obstacle controls (mode, radius, selection, table)."""
+
+    mode = param.Selector(default="edit source", objects=MODES, doc="What a click on the scene does.")
+    obstacle_radius = param.Number(default=0.15, bounds=(0.01, None), softbounds=(0.01, 1.0),
+                                   doc="Radius of new obstacles, and of the selected one.")
+    selected = param.Integer(default=None, allow_None=True, doc="Index of the selected obstacle.")
+
+    def __init__(self, model: SessionModel, runner: SolveRunner, time: pn.widgets.FloatSlider,
+                 **params: Any) -> None:
+        super().__init__(**params)
+        self.model = model
+        self.runner = runner
+        self.time = time
+        self.pane = pn.pane.HoloViews(self._build(), css_classes=["scene-plot"], linked_axes=False,
+                                      width=SCENE_SIZE + 110, height=SCENE_SIZE + 90, sizing_mode="fixed")
+        self.hint = pn.pane.Markdown(f"Mode: **{self.mode}**: {HINTS[self.mode]}", css_classes=["mode-hint"])
+        self.table = pn.widgets.Tabulator(self._obstacle_frame(), css_classes=["obstacle-table"],
+                                          show_index=True, selectable=1, height=170,
+                                          layout="fit_columns", disabled=False,
+                                          titles={"index": "#", "x": "x", "y": "y", "radius": "radius"})
+        self.table.on_edit(self._on_table_edit)
+        self.table.param.watch(self._on_table_select, "selection")
+        model.param.watch(self._rebuild, ["scene_version", "dynamics"])
+        model.param.watch(self._on_obstacles, "obstacles")
+        self.param.watch(self._rebuild, "mode")
+        self.param.watch(self._on_radius, "obstacle_radius")
+
+    # ----------------------------------------------------------------------------- plot
+    def _build(self) -> hv.Overlay:
+        model, dim = self.model, self.model.dim
+        kx, ky = plots.scene_axes(dim)
+        x0, x1, y0, y1 = scene_bounds(model, self.runner.states)
+        source = plots.scene_points(model.source, dim, "source", plots.SOURCE_COLOR, t=0.0)
+        layers: list[Any] = []
+        if model.target_kind == "particles":
+            target = plots.scene_points(model.target_points, dim, "target", plots.TARGET_COLOR,
+                                        marker="diamond", t=1.0)
+        else:
+            target = plots.scene_points(np.zeros((0, dim)), dim, "target", plots.TARGET_COLOR, t=1.0)
+            layers.append(self._density((x0, x1, y0, y1)))
+        if self.mode == "edit source":
+            self._draw = hv.streams.PointDraw(source=source, add=True, drag=True)
+            self._draw.add_subscriber(lambda data: self._on_draw("source", data))
+        elif self.mode == "edit target" and model.target_kind == "particles":
+            self._draw = hv.streams.PointDraw(source=target, add=True, drag=True)
+            self._draw.add_subscriber(lambda data: self._on_draw("target", data))
+        obstacles = hv.DynamicMap(
+            lambda obstacles, selected: plots.obstacle_polygons(obstacles, dim, selected),
+            streams=[hv.streams.Params(model, ["obstacles"]), hv.streams.Params(self, ["selected"])])
+        paths = hv.DynamicMap(lambda data: plots.trajectories(data, dim), streams=[self.runner.trajectories])
+        now = hv.DynamicMap(lambda data, t: plots.particles_at(data, dim, t),
+                            streams=[self.runner.trajectories,
+                                     hv.streams.Params(self.time, ["value"], rename={"value": "t"})])
+        tap = hv.streams.Tap(source=obstacles, x=None, y=None)
+        tap.add_subscriber(self._on_tap)
+        active = ["point_draw"] if self.mode in ("edit source", "edit target") else ["wheel_zoom"]
+        title = "Scene: " + HINTS[self.mode]
+        overlay = reduce(operator.mul, layers + [obstacles, paths, source, target, now])
+        return overlay.opts(
+            hv.opts.Overlay(title=title, xlim=(x0, x1), ylim=(y0, y1), frame_width=SCENE_SIZE,
+                            frame_height=SCENE_SIZE, legend_position="top_left", xlabel=kx, ylabel=ky,
+                            active_tools=active, toolbar="above", show_grid=True,
+                            backend_opts={"plot.toolbar.autohide": False}))
+
+    def _density(self, bounds: tuple[float, float, float, float]) -> hv.Element:
+        """The continuum target as K_delta * m_1 on a grid (an empty image if it is invalid)."""
+        dim = self.model.dim
+        x0, x1, y0, y1 = bounds
+        try:
+            problem = self.model.build_problem()
+        except solver.ProblemError:
+            return hv.Image((np.linspace(x0, x1, 2), np.linspace(y0, y1, 2), np.zeros((2, 2))),
+                            kdims=list(plots.scene_axes(dim)))
+        xs = np.linspace(x0, x1, 90)
+        if dim >= 2:
+            ys = np.linspace(y0, y1, 90)
+            X, Y = np.meshgrid(xs, ys)
+            grid = np.zeros((X.size, problem.target.dim))
+            grid[:, 0], grid[:, 1] = X.ravel(), Y.ravel()
+            grid[:, 2:dim] = problem.target.mean()[2:dim]
+            values = smoothed_density(problem.target, grid, problem.delta).reshape(X.shape)
+            return plots.density_image(xs, ys, values, dim)
+        line = np.zeros((len(xs), problem.target.dim))
+        line[:, 0] = xs
+        dens = smoothed_density(problem.target, line, problem.delta)
+        dens = 1.0 + 0.25 * dens / (dens.max() or 1.0)
+        return hv.Area((xs, dens, np.ones_like(xs)), kdims=[plots.scene_axes(dim)[0]],
+                       vdims=[plots.scene_axes(dim)[1], "base"], label="target density").opts(
+            color=plots.TARGET_COLOR, alpha=0.4)
+
+    def _rebuild(self, *_: Any) -> None:
+        self.pane.object = self._build()
+        self.hint.object = f"Mode: **{self.mode}**: {HINTS[self.mode]}"
+
+    # ----------------------------------------------------------------------------- events
+    def _on_draw(self, which: str, data: dict) -> None:
+        kx, ky = plots.scene_axes(self.model.dim)
+        xs = np.asarray(data.get(kx, []), dtype=float)
+        pts = np.column_stack([xs, data.get(ky, [])]) if self.model.dim >= 2 else xs[:, None]
+        self.model.set_points(which, pts, external=False)
+
+    def _on_tap(self, x: float | None, y: float | None) -> None:
+        if self.mode != "place obstacles" or x is None or y is None or self.model.dim < 2:
+            return
+        hit = self.model.obstacle_at(x, y)
+        if hit is None:
+            self.model.add_obstacle(x, y, self.obstacle_radius)
+            hit = len(self.model.obstacles) - 1
+        self.selected = hit
+        self.table.selection = [hit]
+
+    def _on_radius(self, event: param.parameterized.Event) -> None:
+        if self.selected is not None and self.selected < len(self.model.obstacles):
+            self.model.update_obstacle(self.selected, radius=float(event.new))
+
+    def delete_selected(self) -> None:
+        """Remove the selected obstacle."""
+        if self.selected is not None and self.selected < len(self.model.obstacles):
+            self.model.remove_obstacle(self.selected)
+        self.selected = None
+        self.table.selection = []
+
+    # ----------------------------------------------------------------------------- table
+    def _obstacle_frame(self) -> pd.DataFrame:
+        rows = [{"x": o["center"][0], "y": o["center"][1] if len(o["center"]) > 1 else 0.0,
+                 "radius": o["radius"]} for o in self.model.obstacles]
+        return pd.DataFrame(rows, columns=["x", "y", "radius"], dtype=float)
+
+    def _on_obstacles(self, *_: Any) -> None:
+        self.table.value = self._obstacle_frame()
+        if self.selected is not None and self.selected >= len(self.model.obstacles):
+            self.selected = None
+
+    def _on_table_edit(self, event: Any) -> None:
+        k, value = int(event.row), float(event.value)
+        if event.column == "radius":
+            if value > 0:
+                self.model.update_obstacle(k, radius=value)
+        elif event.column in ("x", "y"):
+            center = list(self.model.obstacles[k]["center"])
+            center[0 if event.column == "x" else 1] = value
+            self.model.update_obstacle(k, center=center)
+        self._on_obstacles()
+
+    def _on_table_select(self, event: param.parameterized.Event) -> None:
+        self.selected = event.new[0] if event.new else None
+        if self.selected is not None:
+            with param.discard_events(self):
+                self.obstacle_radius = self.model.obstacles[self.selected]["radius"]

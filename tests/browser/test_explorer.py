@@ -1,0 +1,225 @@
+"""Browser tests of the explorer: headless Chromium clicking like a person (issue 3's acceptance list).
+
+Elements are found by the ``css_classes`` the app gives them (Playwright's CSS selectors reach into
+Bokeh's open shadow roots).
+"""
+from __future__ import annotations
+
+import csv
+import io
+import os
+import re
+import time
+from pathlib import Path
+
+import pytest
+
+pytestmark = pytest.mark.browser
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def open_app(page, url: str) -> None:
+    page.goto(url)
+    page.locator(".scene-plot canvas").first.wait_for(state="visible", timeout=60_000)
+    page.locator(".run-button button").wait_for(state="visible")
+
+
+#: Text of an element including its (nested) open shadow roots, without style and script text.
+DEEP_TEXT = """el => {
+  const walk = n => {
+    let t = n.shadowRoot ? walk(n.shadowRoot) : '';
+    for (const c of n.childNodes) {
+      if (c.nodeType === 3) t += c.textContent;
+      else if (c.nodeType === 1 && !['STYLE', 'SCRIPT'].includes(c.tagName)) t += ' ' + walk(c);
+    }
+    return t;
+  };
+  return walk(el).replace(/\\s+/g, ' ').trim();
+}"""
+
+
+def text(page, css: str) -> str:
+    return page.locator(css).first.evaluate(DEEP_TEXT)
+
+
+def wait_text(page, css: str, pattern: str, timeout: float = 20.0) -> str:
+    """Wait until the element's text matches ``pattern``; return the text."""
+    deadline = time.monotonic() + timeout
+    current = ""
+    while time.monotonic() < deadline:
+        loc = page.locator(css).first
+        if loc.count() and loc.is_visible():
+            current = loc.evaluate(DEEP_TEXT)
+            if re.search(pattern, current):
+                return current
+        time.sleep(0.1)
+    raise AssertionError(f"{css}: text {current!r} never matched {pattern!r}")
+
+
+def iteration(page) -> int:
+    return int(re.search(r"Iteration\s+(\d+)", text(page, ".iteration")).group(1))
+
+
+def choose_preset(page, name: str) -> None:
+    page.locator(".preset-select select").select_option(name)
+
+
+def set_number(page, css: str, value: str) -> None:
+    box = page.locator(f"{css} input").first
+    box.fill(value)
+    box.press("Enter")
+
+
+def click_scene(page, fx: float, fy: float) -> None:
+    """Click at a fraction (fx, fy) of the scene plot's canvas."""
+    canvas = page.locator(".scene-plot canvas").first
+    box = canvas.bounding_box()
+    page.mouse.click(box["x"] + fx * box["width"], box["y"] + fy * box["height"])
+
+
+def scene_shot(page) -> bytes:
+    return page.locator(".scene-plot").first.screenshot()
+
+
+def test_place_two_obstacles_by_clicking(app_url, browser_page):
+    page = browser_page
+    open_app(page, app_url)
+    assert "0 obstacles" in text(page, ".scene-summary")
+    page.locator(".mode-select button", has_text="place obstacles").click()
+    wait_text(page, ".mode-hint", "click to place an obstacle")
+    page.locator(".scene-plot canvas").first.wait_for(state="visible")
+    time.sleep(1.0)
+    click_scene(page, 0.55, 0.45)
+    wait_text(page, ".scene-summary", "1 obstacles")
+    click_scene(page, 0.75, 0.7)
+    wait_text(page, ".scene-summary", "2 obstacles")
+    rows = page.locator(".obstacle-table .tabulator-row")
+    rows.nth(1).wait_for()
+    assert rows.count() == 2
+    radius = rows.first.locator(".tabulator-cell[tabulator-field=radius]").inner_text()
+    assert float(radius) == pytest.approx(0.15)
+    # a click on an existing circle selects it (no third obstacle); Delete removes it
+    click_scene(page, 0.75, 0.7)
+    time.sleep(0.8)
+    assert "2 obstacles" in text(page, ".scene-summary")
+    page.locator(".delete-obstacle button").click()
+    wait_text(page, ".scene-summary", "1 obstacles")
+
+
+def test_preset_run_responsive_stop_and_download_csv(app_url, browser_page):
+    page = browser_page
+    open_app(page, app_url)
+    choose_preset(page, "fig4_obstacles")
+    wait_text(page, ".scene-summary", r"25 source points.*2 obstacles.*M = 21")
+    before = scene_shot(page)
+    page.locator(".run-button button").click()
+    wait_text(page, ".iteration", r"Iteration [1-9]\d* .*running", timeout=15)
+    first = iteration(page)
+    shot1 = scene_shot(page)
+    time.sleep(1.5)
+    assert iteration(page) > first, "the iteration counter does not move"
+    shot2 = scene_shot(page)
+    assert before != shot1 and shot1 != shot2, "the trajectories did not change on the plot"
+    # the page stays responsive: a widget change round-trips to the server during the solve
+    t0 = time.monotonic()
+    set_number(page, ".eps-input", "0.2")
+    wait_text(page, ".note", "eps changed during the solve", timeout=10)
+    assert time.monotonic() - t0 < 5.0, "the widget change took more than 5 s to round-trip"
+    page.locator(".stop-button button").click()
+    wait_text(page, ".iteration", r"finished", timeout=20)
+    assert "stopped" in text(page, ".status-bar")
+    with page.expect_download() as info:
+        page.locator(".download-trajectories button").click()
+    rows = list(csv.reader(io.StringIO(Path(info.value.path()).read_text())))
+    assert rows[0] == ["particle", "step", "t", "x0", "x1"]
+    assert len(rows) - 1 == 25 * 21
+    with page.expect_download() as info:
+        page.locator(".download-terminal button").click()
+    assert len(Path(info.value.path()).read_text().strip().splitlines()) == 1 + 25
+
+
+def test_export_session_and_load_it_back(app_url, browser_page, tmp_path):
+    page = browser_page
+    open_app(page, app_url)
+    choose_preset(page, "playful/mixture_with_obstacles")
+    wait_text(page, ".scene-summary", "3 obstacles")
+    set_number(page, ".m-input", "7")
+    original = wait_text(page, ".scene-summary", "M = 7")
+    page.locator(".run-button button").click()
+    wait_text(page, ".iteration", r"Iteration [1-9]", timeout=15)
+    page.locator(".stop-button button").click()
+    wait_text(page, ".iteration", "finished")
+    status = text(page, ".status-bar")
+    with page.expect_download() as info:
+        page.locator(".download-session button").click()
+    session = tmp_path / "session.json"
+    session.write_text(Path(info.value.path()).read_text())
+    choose_preset(page, "fig1_pot_comparison")
+    wait_text(page, ".scene-summary", "30 source points")
+    page.locator(".session-upload input[type=file]").set_input_files(str(session))
+    wait_text(page, ".note", "Loaded session .* with its result", timeout=15)
+    assert wait_text(page, ".scene-summary", "3 obstacles") == original
+    assert page.locator(".obstacle-table .tabulator-row").count() == 3
+    assert "Loaded result (stopped" in text(page, ".status-bar")
+    assert re.search(r"iteration (\d+)", status).group(1) in text(page, ".iteration")
+    with page.expect_download() as info:  # the restored result downloads again
+        page.locator(".download-trajectories button").click()
+    assert len(Path(info.value.path()).read_text().strip().splitlines()) == 1 + 100 * 7
+
+
+def test_bad_inputs_give_messages_and_the_app_keeps_working(app_url, browser_page):
+    page = browser_page
+    open_app(page, app_url)
+    page.locator(".scene-card .card-header", has_text="Load points from CSV").first.click()
+    page.locator(".source-csv input[type=file]").set_input_files(
+        files=[{"name": "bad.csv", "mimeType": "text/csv", "buffer": b"x,y\n1,2\n3,oops\n"}])
+    wait_text(page, ".action-message", "source CSV: the CSV has a non-numeric value")
+    page.locator(".clear-target button").click()
+    wait_text(page, ".validation-message", "target.points")
+    page.locator(".run-button button").click()
+    wait_text(page, ".action-message", "Cannot run: target.points")
+    page.locator(".generate-which button", has_text="target").click()
+    page.locator(".generate-button button").click()
+    wait_text(page, ".scene-summary", "100 target points")
+    page.locator(".validation-message").first.wait_for(state="hidden")
+    set_number(page, ".eps-input", "0")
+    wait_text(page, ".validation-message", r"eps: must be > 0")
+    set_number(page, ".eps-input", "-1")
+    wait_text(page, ".validation-message", r"eps: must be > 0 \(got -1")
+    set_number(page, ".eps-input", "0.05")
+    set_number(page, ".m-input", "1")
+    wait_text(page, ".validation-message", r"M: must be >= 2")
+    set_number(page, ".m-input", "4")
+    page.locator(".validation-message").first.wait_for(state="hidden")
+    page.locator(".run-button button").click()  # the app still solves
+    wait_text(page, ".iteration", r"Iteration [1-9]", timeout=15)
+    page.locator(".stop-button button").click()
+    wait_text(page, ".iteration", "finished")
+
+
+#: Plot updates per second required at N = 500. The app publishes up to 6-7 per second (one per
+#: 0.15 s) but never faster than the solver reports; the browser, the server and the solver share
+#: the test machine's cores, so CI checks a lower floor (set MFC_MIN_UPDATE_RATE=5 on a quiet machine).
+MIN_UPDATE_RATE = float(os.environ.get("MFC_MIN_UPDATE_RATE", "1.5"))
+
+
+def test_n500_streams_fast_and_screenshot(app_url, browser_page):
+    """N = 500 streams plot updates several times per second; saves docs/screenshot.png mid-solve."""
+    page = browser_page
+    open_app(page, app_url)
+    choose_preset(page, "playful/swarm_500")
+    wait_text(page, ".scene-summary", "500 source points")
+    page.locator(".run-button button").click()
+    wait_text(page, ".iteration", r"Iteration [1-9]", timeout=20)
+    time.sleep(1.0)
+    u0 = int(re.search(r"(\d+) plot updates", text(page, ".iteration")).group(1))
+    time.sleep(3.0)
+    u1 = int(re.search(r"(\d+) plot updates", text(page, ".iteration")).group(1))
+    rate = (u1 - u0) / 3.0
+    print(f"N = 500: {rate:.1f} plot updates per second")
+    assert rate >= MIN_UPDATE_RATE, f"only {rate:.1f} updates per second"
+    page.set_viewport_size({"width": 1600, "height": 1000})
+    page.screenshot(path=str(ROOT / "docs" / "screenshot.png"))
+    page.locator(".stop-button button").click()
+    wait_text(page, ".iteration", "finished")

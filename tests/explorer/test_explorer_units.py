@@ -1,0 +1,132 @@
+"""Fast unit tests (no browser) of the explorer's model, generators and runner."""
+from __future__ import annotations
+
+import json
+import time
+
+import numpy as np
+import pytest
+
+import solver
+from explorer.generators import GENERATORS, generate
+from explorer.model import SessionModel, list_presets
+from explorer.runner import SolveRunner
+
+
+@pytest.mark.parametrize("kind", list(GENERATORS))
+def test_generators_are_seeded_and_shaped(kind):
+    a = generate(kind, 57, seed=3, center=(1.0, -1.0), scale=0.5)
+    b = generate(kind, 57, seed=3, center=(1.0, -1.0), scale=0.5)
+    assert a.shape == (57, 2) and np.array_equal(a, b)
+    assert np.all(np.isfinite(a))
+    assert generate(kind, 10, seed=0, dim=1).shape == (10, 1)
+
+
+def test_generator_rejects_bad_input():
+    with pytest.raises(ValueError, match="unknown kind"):
+        generate("spiral", 10)
+    with pytest.raises(ValueError, match="at least 1"):
+        generate("grid", 0)
+
+
+def test_default_model_is_valid_and_round_trips():
+    m = SessionModel()
+    assert m.message == ""
+    spec = m.to_spec()
+    m2 = SessionModel()
+    m2.load_spec(spec)
+    assert m2.to_spec() == spec
+
+
+@pytest.mark.parametrize("name", list(list_presets()))
+def test_every_preset_loads_and_round_trips(name):
+    m = SessionModel()
+    m.load_preset(name)
+    assert m.message == "", m.message
+    problem = m.build_problem()
+    original = solver.problem_from_dict(json.loads(list_presets()[name].read_text()))
+    assert problem.N == original.N and problem.M == original.M
+    assert problem.delta == pytest.approx(original.delta) and problem.eps == original.eps
+    assert problem.target.kind == original.target.kind
+    assert problem.dynamics.kind == original.dynamics.kind
+
+
+def test_invalid_values_give_one_line_messages():
+    m = SessionModel()
+    m.eps = 0
+    assert m.message.startswith("eps: must be > 0")
+    m.eps = 0.01
+    m.M = 1
+    assert m.message.startswith("M: must be >= 2")
+    m.M = 5
+    m.set_points("target", np.zeros((0, 2)))
+    assert m.message.startswith("target.points")
+    m.generate_points("target", "ring", 20, 0, (1.0, 1.0), 1.0)
+    assert m.message == ""
+    m.set_target_kind("gaussian")
+    assert m.message == "" and m.to_spec()["target"]["kind"] == "gaussian"
+    m.target_params = "{not json"
+    assert m.message.startswith("target parameters: not valid JSON")
+    assert "\n" not in m.message
+
+
+def test_csv_points_and_malformed_csv():
+    m = SessionModel()
+    m.load_points_csv("source", "x,y\n0,0\n1,0.5\n2,1\n")
+    assert m.N == 3
+    with pytest.raises(solver.ProblemError, match="source CSV"):
+        m.load_points_csv("source", "x,y\n0,zero\n")
+    with pytest.raises(solver.ProblemError, match="columns"):
+        m.load_points_csv("source", "1\n2\n")
+    assert m.N == 3
+
+
+def test_obstacles_add_select_edit_remove():
+    m = SessionModel()
+    m.add_obstacle(0.5, 0.5, 0.2)
+    m.add_obstacle(1.0, 1.0, 0.1)
+    assert m.obstacle_at(0.55, 0.5) == 0 and m.obstacle_at(3, 3) is None
+    m.update_obstacle(1, radius=0.3)
+    assert m.to_spec()["obstacles"][1]["radius"] == 0.3
+    m.remove_obstacle(0)
+    assert len(m.obstacles) == 1 and m.message == ""
+
+
+def test_url_query_restores_preset_and_parameters():
+    m = SessionModel()
+    m.load_preset("fig4_obstacles")
+    m.eps, m.M = 0.05, 11
+    m2 = SessionModel()
+    assert m2.apply_query(m.query()) == []
+    assert m2.to_spec() == m.to_spec()
+    assert m2.apply_query({"eps": "abc"})[0].startswith("eps:")
+
+
+def test_runner_streams_pauses_and_stops():
+    m = SessionModel()
+    m.load_preset("fig9_N005")
+    runner = SolveRunner(landscape_interval=0.2)
+    seen = []
+    runner.trajectories.add_subscriber(lambda data: seen.append(data))
+    runner.start(m.build_problem())
+    deadline = time.monotonic() + 20
+    while runner.pushes < 3 and time.monotonic() < deadline:
+        time.sleep(0.1)
+        runner.flush()
+    assert runner.pushes >= 3 and seen[-1].shape == (5, 5, 1)
+    assert runner.iteration > 0 and "iteration" in runner.status
+    runner.stop()
+    assert runner.state == "finished" and runner.final_status in ("stopped", "converged", "max_iter")
+    assert runner.summary["iteration"] == runner.iteration
+    assert len(runner.energies.data) > 0
+    runner.reset()
+    assert runner.state == "idle" and runner.states is None
+
+
+def test_runner_wait_publishes_the_final_result():
+    runner = SolveRunner()
+    problem = SessionModel().build_problem()
+    runner.start(problem.with_changes(optimizer={"method": "robust", "max_iter": 1}))
+    runner.wait(30)
+    assert runner.state == "finished" and runner.final_status == "max_iter"
+    assert runner.states.shape == (problem.N, problem.M, 2)
