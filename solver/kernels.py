@@ -11,7 +11,10 @@ evaluated once per call; the backward pass only rescales the stored gradients.
 """
 from __future__ import annotations
 
+import contextlib
+import contextvars
 import math
+from typing import Iterator
 
 import torch
 
@@ -69,6 +72,20 @@ class _GaussianPairSum(torch.autograd.Function):
         return gx, gz, None, None, None
 
 
+_SECOND_ORDER = contextvars.ContextVar("second_order", default=False)
+
+
+@contextlib.contextmanager
+def second_order() -> Iterator[None]:
+    """Within this block, pair sums are built from plain torch operations, differentiable twice
+    (Hessians); outside it, the faster fused value-and-gradient kernel is used."""
+    token = _SECOND_ORDER.set(True)
+    try:
+        yield
+    finally:
+        _SECOND_ORDER.reset(token)
+
+
 def _dense_pair_sum(x: torch.Tensor, z: torch.Tensor, a: torch.Tensor, b: torch.Tensor,
                     scale: float) -> torch.Tensor:
     """The same sum with plain torch operations: differentiable to any order (Hessians, torch.func)."""
@@ -84,12 +101,31 @@ def gaussian_pair_sum(x: torch.Tensor, z: torch.Tensor, a: torch.Tensor, b: torc
 
     ``x`` (N x D) and ``z`` (K x D) may both require gradients, and may be the same tensor (the
     self-interaction term): autograd then adds both contributions, which is the exact gradient.
-    Up to MEMORY_BUDGET pairs the sum is one dense, twice-differentiable expression (second-order
-    methods need it); above, it runs in row blocks with memory O(MEMORY_BUDGET + N + K), never O(N K).
+    The sum runs in row blocks with memory O(MEMORY_BUDGET + N + K), never O(N K); inside
+    ``second_order()`` and below MEMORY_BUDGET pairs it is one dense expression that autograd can
+    differentiate twice.
     """
-    if x.shape[0] * z.shape[0] * x.shape[1] <= MEMORY_BUDGET:
+    if _SECOND_ORDER.get() and x.shape[0] * z.shape[0] * x.shape[1] <= MEMORY_BUDGET:
         return _dense_pair_sum(x, z, a, b, float(scale))
     return _GaussianPairSum.apply(x, z, a, b, float(scale))
+
+
+def gaussian_self_hessian(x: torch.Tensor, a: torch.Tensor, scale: float) -> torch.Tensor:
+    """Hessian (N, D, N, D) of S(x) = sum_ik a_i a_k phi(x_i - x_k), phi(r) = exp(-|r|^2 / 2s^2).
+
+    With T_ik = a_i a_k Hess phi(x_i - x_k) = a_i a_k phi (r r^T / s^4 - I / s^2), r = x_i - x_k:
+    d^2S / dx_i dx_j = -2 T_ij (i != j) and d^2S / dx_i^2 = 2 sum_{k != i} T_ik. Closed form, so
+    Newton steps need no second pass of automatic differentiation through N^2 pairs."""
+    inv = 1.0 / (scale * scale)
+    diff = x[:, None, :] - x[None, :, :]
+    E = (a[:, None] * a[None, :]) * torch.exp(-0.5 * inv * (diff * diff).sum(-1))
+    eye = torch.eye(x.shape[1], dtype=x.dtype)
+    T = E[..., None, None] * (inv * inv * diff[..., :, None] * diff[..., None, :] - inv * eye)
+    idx = torch.arange(x.shape[0])
+    T[idx, idx] = 0.0
+    H = -2.0 * T
+    H[idx, idx] = 2.0 * T.sum(1)
+    return H.permute(0, 2, 1, 3)
 
 
 def gaussian_normalizer(scale: float, dim: int) -> float:

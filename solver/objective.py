@@ -16,7 +16,7 @@ from dataclasses import dataclass
 
 import torch
 
-from .kernels import mollifier_pair_sum
+from .kernels import gaussian_normalizer, gaussian_self_hessian, mollifier_pair_sum, second_order
 from .problem import Problem
 
 DTYPE = torch.float64
@@ -49,8 +49,13 @@ class Objective:
         return self.problem.dynamics.variables_from_positions(positions, self.h)
 
     # -- energies ----------------------------------------------------------------------------
+    def controls(self, positions: torch.Tensor, variables: torch.Tensor) -> torch.Tensor:
+        """u_{i,j} (N, M-1 or M-2, m): finite differences of the positions (eq. 49), or the variables
+        themselves for linear dynamics."""
+        return self.problem.dynamics.controls(positions, variables, self.h)
+
     def kinetic(self, positions: torch.Tensor, variables: torch.Tensor) -> torch.Tensor:
-        u = self.problem.dynamics.controls(positions, variables, self.h)
+        u = self.controls(positions, variables)
         return self.h * self.problem.control_cost(u).sum() / self.problem.N
 
     def obstacle(self, positions: torch.Tensor) -> torch.Tensor:
@@ -77,6 +82,22 @@ class Objective:
         self_term = mollifier_pair_sum(terminal, terminal, a, a, p.delta)
         cross = p.target.cross_term(terminal, a, p.delta)
         return (self_term - 2.0 * cross + self.constant) / p.eps
+
+    def nonlocal_hessian(self, terminal: torch.Tensor) -> torch.Tensor:
+        """Hessian (N, D, N, D) of NE in the terminal states: the interaction term in closed form
+        (``gaussian_self_hessian``), plus the block-diagonal target term, whose D x D blocks are read
+        off with D batched Hessian-vector products (a unit vector in every particle's block)."""
+        p = self.problem
+        N, D = terminal.shape
+        H = (gaussian_normalizer(p.delta, D) / p.eps) * gaussian_self_hessian(terminal.detach(), self.weights, p.delta)
+        y = terminal.detach().clone().requires_grad_(True)
+        with second_order():
+            (g,) = torch.autograd.grad(p.target.cross_term(y, self.weights, p.delta), y, create_graph=True)
+        tangents = torch.eye(D, dtype=y.dtype)[:, None, :].expand(D, N, D)
+        (Ht,) = torch.autograd.grad(g, y, tangents, is_grads_batched=True)  # (D, N, D): column k of block i
+        idx = torch.arange(N)
+        H[idx, :, idx, :] -= (2.0 / p.eps) * Ht.permute(1, 2, 0)
+        return H
 
     def energies(self, variables: torch.Tensor) -> dict[str, torch.Tensor]:
         """All terms of eq. (50) as scalar tensors (differentiable in ``variables``)."""

@@ -30,6 +30,7 @@ import ot
 import torch
 
 from .init import initial_variables, ot_available, paths_to, source_states
+from .kernels import second_order
 from .objective import Objective
 from .problem import OptimizerSpec
 
@@ -224,6 +225,9 @@ def lbfgs(objective: Objective, x0: torch.Tensor, spec: OptimizerSpec, phase: st
 
 
 # ------------------------------------------------------------------------------------------ newton
+#: Newton converges quadratically where the objective is twice differentiable; a relative decrease
+#: below this over 10 steps means it is crawling along a kink, so it stops.
+NEWTON_STALL_RTOL = 1e-9
 #: Newton's method is used by ``robust`` when the problem has at most this many variables (a dense
 #: Hessian and its eigendecomposition then cost well under a second).
 NEWTON_MAX_VARS = 1200
@@ -233,7 +237,8 @@ def _batched_hessian(f: Callable[[torch.Tensor], torch.Tensor], x: torch.Tensor,
                      tangents: torch.Tensor) -> torch.Tensor:
     """Hessian-vector products H t for a batch of tangents (double backward, batched)."""
     xg = x.detach().clone().requires_grad_(True)
-    (g,) = torch.autograd.grad(f(xg), xg, create_graph=True)
+    with second_order():
+        (g,) = torch.autograd.grad(f(xg), xg, create_graph=True)
     (Ht,) = torch.autograd.grad(g, xg, tangents, is_grads_batched=True)
     return Ht
 
@@ -263,10 +268,7 @@ def hessian(objective: Objective, x: torch.Tensor) -> torch.Tensor:
     tangents = torch.eye(V, dtype=x.dtype)[:, None, :].expand(V, N, V).reshape(V, *x.shape)
     blocks = _batched_hessian(local, x, tangents).reshape(V, N, V).permute(1, 2, 0)  # B_i[:, k]
     J = quadratic_structure(objective)[1]
-    Y = p.dynamics.terminal(objective.positions(x.detach()), objective.h)
-    D = Y.shape[1]
-    eye = torch.eye(N * D, dtype=x.dtype).reshape(N * D, N, D)
-    H_ne = _batched_hessian(objective.nonlocal_energy, Y, eye).reshape(N, D, N, D)
+    H_ne = objective.nonlocal_hessian(p.dynamics.terminal(objective.positions(x.detach()), objective.h))
     H = torch.einsum("dv,idke,ew->ivkw", J, H_ne, J)
     idx = torch.arange(N)
     H[idx, :, idx, :] += blocks
@@ -283,8 +285,8 @@ def newton(objective: Objective, x0: torch.Tensor, spec: OptimizerSpec, phase: s
     converging quadratically: the minimizer to the last digits float64 can resolve.
 
     Stops when the per-particle gradient is below ``gtol``, the Newton decrement g.|H|^{-1}g falls to
-    the rounding level of the objective, or the relative decrease over 10 steps is below ``rtol`` (the
-    obstacle penalty is only once differentiable at the obstacle's edge, where Newton may crawl)."""
+    the rounding level of the objective, or the relative decrease over 10 steps is below ``rtol`` and
+    ``NEWTON_STALL_RTOL`` (where the objective is not twice differentiable)."""
     cap = max_move(objective)
     x = x0.detach().clone()
     energies, g = objective.value_and_grad(x)
@@ -312,7 +314,7 @@ def newton(objective: Objective, x0: torch.Tensor, spec: OptimizerSpec, phase: s
             step = 0.0
         gnorm = per_particle_grad_norm(g)
         recent.append(energies["objective"])
-        stalled = len(recent) > 10 and recent.pop(0) - recent[-1] <= spec.rtol * max(abs(f), 1e-30)
+        stalled = len(recent) > 10 and recent.pop(0) - recent[-1] <= max(spec.rtol, NEWTON_STALL_RTOL) * abs(f)
         if not math.isfinite(energies["objective"]):
             status = "diverged"
         elif gnorm <= spec.gtol or not accepted or stalled or decrement <= 1e-15 * max(abs(f), 1.0):
@@ -330,8 +332,9 @@ HANDOVER_RTOL = 1e-7
 
 def _local(objective: Objective, x: torch.Tensor, spec: OptimizerSpec, phase: str, iterations: int,
            evaluations: int) -> Iterator[Step]:
-    """L-BFGS until it slows down, then Newton (small problems) or L-BFGS to the final tolerance."""
-    if x.numel() > NEWTON_MAX_VARS:
+    """L-BFGS until it slows down, then Newton (small problems with a twice differentiable objective:
+    no obstacle, whose penalty (59) has a kink at the edge) or L-BFGS to the final tolerance."""
+    if x.numel() > NEWTON_MAX_VARS or objective.problem.obstacles is not None:
         yield from lbfgs(objective, x, spec, phase, iterations, evaluations)
         return
     coarse = dataclasses.replace(spec, rtol=max(spec.rtol, HANDOVER_RTOL))
@@ -404,19 +407,29 @@ def _polished(objective: Objective, x: torch.Tensor, spec: OptimizerSpec, label:
 def robust(objective: Objective, x0: torch.Tensor, spec: OptimizerSpec) -> Iterator[Step]:
     """Local solves with reassignment from two starts: minimum-energy paths to an exact OT assignment
     onto the target first, then the given start as a check, allowed twice the time of the first (at
-    least a tenth of the time limit). The run keeps the best iterate of both."""
-    counters = [0, 0]
+    least a tenth of the time limit). The run keeps the best iterate of both. Problems where only the
+    terminal states matter (``reducible``) are solved in the terminal states alone
+    (``TerminalObjective``) and every reported iterate is mapped back to full trajectories."""
+    from .steering import TerminalObjective, reducible
+
     p = objective.problem
     starts = [("start", x0)]
     if not (isinstance(p.init, str) and p.init == "ot") and ot_available(p):
         ot_x = initial_variables(objective, "ot")
         if not torch.equal(ot_x, x0):
             starts.insert(0, ("ot-start", ot_x))
+    work = objective
+    if reducible(p):
+        work = TerminalObjective(p)
+        starts = [(label, work.variables_from_positions(objective.positions(x))) for label, x in starts]
+    counters = [0, 0]
     last = None
     budget = math.inf
     for label, x in starts:
         clock = time.perf_counter()
-        for last in _polished(objective, x, spec, label, counters):
+        for step in _polished(work, x, spec, label, counters):
+            last = step if work is objective else dataclasses.replace(
+                step, variables=work.full_variables(step.variables))
             yield last
             if time.perf_counter() - clock > budget:
                 break

@@ -19,7 +19,7 @@ import numpy as np
 from . import costs, dynamics as dyn, targets
 
 OPTIMIZER_DEFAULTS = {"method": "robust", "lr": None, "max_iter": 20000, "time_limit": 60.0,
-                      "gtol": 1e-9, "rtol": 1e-13}
+                      "gtol": 1e-9, "rtol": 1e-10}
 DELTA_EXPONENT = 0.99  # k in delta = N^(-k/d), eq. (58)
 
 
@@ -42,7 +42,7 @@ class OptimizerSpec:
     max_iter: int = 20000
     time_limit: float = 60.0
     gtol: float = 1e-9
-    rtol: float = 1e-13
+    rtol: float = 1e-10
 
 
 @dataclass(frozen=True)

@@ -144,9 +144,11 @@ def _solve_iter(problem: Problem, control: SolveControl | None, every: int, resu
     last_good: Step | None = None
     count = 0
 
-    def snapshot(step: Step, status: str | None, with_states: bool) -> Snapshot:
+    def snapshot(step: Step, status: str | None, with_states: bool, counts: Step | None = None) -> Snapshot:
+        """The iterate of ``step``; iteration and evaluation counts of ``counts`` (default: the same)."""
         states = objective.states(step.variables).detach().numpy() if with_states else None
-        return Snapshot(it0 + step.iterations, ev0 + step.evaluations, step.energies, step.step_size,
+        counts = counts or step
+        return Snapshot(it0 + counts.iterations, ev0 + counts.evaluations, step.energies, step.step_size,
                         step.grad_norm, time.perf_counter() - clock0, step.phase, states, status,
                         best.energies["objective"] if best else math.inf)
 
@@ -182,7 +184,7 @@ def _solve_iter(problem: Problem, control: SolveControl | None, every: int, resu
     final = best or last_good
     if final is None:
         raise RuntimeError("the optimizer produced no finite iterate; check eps, delta and the inputs")
-    yield snapshot(final, status, True)
+    yield snapshot(final, status, True, counts=step)
 
 
 def solve(problem: Problem, control: SolveControl | None = None, every: int = 10,

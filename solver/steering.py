@@ -22,8 +22,7 @@ from .objective import DTYPE, Objective
 
 def _energy(objective: Objective, x: torch.Tensor) -> torch.Tensor:
     """sum_i h |u_i|^2: the quadratic control energy (psi = |.|^2), without the 1/N."""
-    p = objective.problem
-    u = p.dynamics.controls(objective.positions(x), x, objective.h)
+    u = objective.controls(objective.positions(x), x)
     return objective.h * (u * u).sum()
 
 
@@ -103,3 +102,50 @@ class KineticPreconditioner:
     def __call__(self, q: torch.Tensor) -> torch.Tensor:
         flat = q.reshape(q.shape[0], -1)
         return torch.cholesky_solve(flat.T, self.chol).T.reshape(q.shape)
+
+
+def reducible(problem) -> bool:
+    """Whether eq. (50) reduces exactly to a problem in the terminal states alone: nothing but the
+    control energy acts before t = 1 (no state cost, no drift), and the minimum-energy paths are the
+    optimal ones for psi (psi = |.|^2, or any psi under velocity control, where constant speed along
+    straight lines is optimal by Jensen's inequality)."""
+    quadratic = getattr(problem.control_cost, "p", None) == 2.0 and type(problem.control_cost).__name__ == "PowerCost"
+    return (problem.obstacles is None and not problem.potentials and not problem.interactions
+            and getattr(problem.dynamics, "drift", None) is None
+            and (quadratic or problem.dynamics.kind == "velocity"))
+
+
+class TerminalObjective(Objective):
+    """Eq. (50) as a function of the terminal states Y (N x D) alone, for ``reducible`` problems.
+
+    For fixed terminal states the best trajectories are the minimum-energy ones, an affine function of
+    Y: x_i = c_i + A Y_i (``min_energy_variables``). So min over all variables of eq. (50) equals min over
+    Y of E(c + A Y): the same minimizers with (M-1)/D or more times fewer unknowns, and none of the
+    stiff coupling along time that makes the full problem ill-conditioned."""
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        self.full = Objective(self.problem)
+        H, J, g, Y0 = quadratic_structure(self.full)
+        V, D = H.shape[0], J.shape[0]
+        kkt = torch.zeros(V + D, V + D, dtype=DTYPE)
+        kkt[:V, :V], kkt[:V, V:], kkt[V:, :V] = H, J.T, J
+        inv = torch.linalg.inv(kkt)
+        self.map = inv[:V, V:]  # V x D
+        self.offset = -g @ inv[:V, :V].T - Y0 @ self.map.T  # N x V
+
+    @property
+    def variable_shape(self) -> tuple[int, ...]:
+        return (self.problem.N, self.map.shape[1])
+
+    def full_variables(self, terminal: torch.Tensor) -> torch.Tensor:
+        return (self.offset + terminal @ self.map.T).reshape(self.full.variable_shape)
+
+    def positions(self, variables: torch.Tensor) -> torch.Tensor:
+        return self.full.positions(self.full_variables(variables))
+
+    def controls(self, positions: torch.Tensor, variables: torch.Tensor) -> torch.Tensor:
+        return self.full.controls(positions, self.full_variables(variables))
+
+    def variables_from_positions(self, positions: torch.Tensor) -> torch.Tensor:
+        return self.problem.dynamics.terminal(positions, self.h).clone()
