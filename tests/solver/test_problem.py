@@ -1,0 +1,90 @@
+"""Problem files: validation messages (one line naming the field and the fix) and the CLI."""
+import json
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+
+from solver import ProblemError, problem_from_dict
+
+BASE = {"source": {"points": [[0, 0], [1, 0]]}, "target": {"kind": "particles", "points": [[2, 0], [3, 0]]}}
+
+
+@pytest.mark.parametrize("change, field", [
+    ({"eps": 0}, "eps"), ({"eps": -1}, "eps"), ({"M": 1}, "M"), ({"M": 2.5}, "M"), ({"p": 1}, "p"),
+    ({"delta": "tiny"}, "delta"), ({"target": {"kind": "particles", "points": []}}, "target.points"),
+    ({"target": {"kind": "blob"}}, "target.kind"), ({"source": {"points": [[0, 0], [1]]}}, "source.points"),
+    ({"target": {"kind": "gaussian", "mean": [0, 0], "cov": [[1, 2], [2, 1]]}}, "target.cov"),
+    ({"obstacles": [{"center": [0, 0], "radius": -1}]}, "obstacles[0].radius"),
+    ({"optimizer": {"method": "magic"}}, "optimizer.method"),
+    ({"dynamics": {"kind": "linear", "A": [[0, 0], [0, 0]], "B": [[1], [0]]}}, "dynamics"),
+    ({"init": "random"}, "init"),
+])
+def test_bad_input_names_the_field(change, field):
+    with pytest.raises(ProblemError) as err:
+        problem_from_dict(dict(BASE, **change))
+    assert err.value.field == field
+    assert "\n" not in str(err.value) and str(err.value).startswith(field + ":")
+
+
+def test_delta_auto_uses_the_dimension_of_the_constrained_state():
+    p = problem_from_dict(dict(BASE, M=3))
+    assert p.delta == pytest.approx(2 ** (-0.99 / 2))  # eq. (58), d = 2
+    acc = problem_from_dict({"dynamics": {"kind": "acceleration"}, "source": {"points": [[0], [1], [2]]},
+                             "target": {"kind": "particles", "points": [[2], [3], [4]]}, "M": 5})
+    assert acc.delta == pytest.approx(3 ** (-0.99 / 2))  # (x, v) in R^2 (section 4.6)
+
+
+def test_obstacle_weight_defaults_to_one_over_h_eps():
+    p = problem_from_dict(dict(BASE, M=11, eps=0.1, obstacles=[{"center": [1, 1], "radius": 0.2}]))
+    assert p.obstacles.weight == pytest.approx(1 / (0.1 * 0.1))  # c_Omega = 1/(h eps), section 4.5
+
+
+def run_cli(*args):
+    return subprocess.run([sys.executable, "-m", "solver", *args], capture_output=True, text=True, timeout=300)
+
+
+def test_cli_solve_writes_trajectories_and_summary(tmp_path):
+    spec = dict(BASE, M=4, eps=0.01)
+    (tmp_path / "p.json").write_text(json.dumps(spec))
+    out = tmp_path / "out"
+    res = run_cli("solve", str(tmp_path / "p.json"), "--out", str(out))
+    assert res.returncode == 0, res.stderr
+    lines = (out / "trajectories.csv").read_text().splitlines()
+    assert lines[0] == "particle,step,t,x0,x1" and len(lines) == 1 + 2 * 4
+    first = np.array(lines[1].split(","), dtype=float)
+    assert first.tolist() == [0, 0, 0, 0, 0]  # step 0 is the source point
+    summary = json.loads((out / "summary.json").read_text())
+    for key in ("objective", "kinetic", "nonlocal", "potential", "iterations", "seconds", "status", "N", "M",
+                "eps", "delta", "w2sq_exact", "w2sq_terminal"):
+        assert key in summary
+    assert summary["w2sq_exact"] == pytest.approx(4.0)  # both points move by 2: W2^2 = 4 exactly
+    assert summary["objective"] == pytest.approx(summary["kinetic"] + summary["nonlocal"] + summary["potential"])
+
+
+def test_cli_acceleration_csv_has_velocities(tmp_path):
+    spec = {"dynamics": {"kind": "acceleration"}, "source": {"points": [[0.0], [1.0]]},
+            "target": {"kind": "particles", "points": [[2.0], [3.0]], "velocities": [[0.0], [0.0]]}, "M": 5}
+    (tmp_path / "a.json").write_text(json.dumps(spec))
+    res = run_cli("solve", str(tmp_path / "a.json"), "--out", str(tmp_path / "o"), "--quiet")
+    assert res.returncode == 0, res.stderr
+    assert (tmp_path / "o" / "trajectories.csv").read_text().splitlines()[0] == "particle,step,t,x0,v0"
+
+
+@pytest.mark.parametrize("content, field", [
+    ('{"eps": -1, "source": {"points": [[0, 0]]}, "target": {"kind": "particles", "points": [[1, 1]]}}', "eps"),
+    ("{not json", "problem"),
+    ('{"source": {"points": [[0, 0]]}, "target": {"kind": "particles", "points": [[1, 1]]}, "M": 1}', "M"),
+])
+def test_cli_bad_input_exits_2_with_one_line(tmp_path, content, field):
+    (tmp_path / "bad.json").write_text(content)
+    res = run_cli("solve", str(tmp_path / "bad.json"), "--out", str(tmp_path / "o"))
+    assert res.returncode == 2
+    assert res.stderr.count("\n") == 1 and res.stderr.startswith(f"error: {field}:")
+    assert "Traceback" not in res.stderr
+
+
+def test_cli_missing_file_exits_2(tmp_path):
+    res = run_cli("solve", str(tmp_path / "nope.json"), "--out", str(tmp_path / "o"))
+    assert res.returncode == 2 and "not found" in res.stderr

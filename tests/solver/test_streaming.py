@@ -1,0 +1,82 @@
+"""The snapshot iterator: reports, pause / resume / stop from another thread, resuming, divergence."""
+import pickle
+import threading
+import time
+
+import numpy as np
+import pytest
+
+from solver import Snapshot, SolveControl, problem_from_dict, solve, solve_iter
+
+
+def small_problem(**changes):
+    rng = np.random.default_rng(0)
+    spec = {"source": {"points": rng.uniform(0, 1, (30, 2)).tolist()},
+            "target": {"kind": "particles", "points": rng.normal(2, 0.3, (30, 2)).tolist()},
+            "eps": 0.01, "M": 4}
+    spec.update(changes)
+    return problem_from_dict(spec)
+
+
+def test_snapshots_carry_trajectories_every_k_and_at_the_end():
+    snaps = list(solve_iter(small_problem(optimizer={"method": "gd", "lr": 1e-3, "max_iter": 25}), every=5))
+    assert [s.iteration for s in snaps[:-1]] == list(range(1, 25))
+    with_states = [s.iteration for s in snaps[:-1] if s.states is not None]
+    assert with_states == [1, 5, 10, 15, 20]
+    final = snaps[-1]
+    assert final.status == "max_iter" and final.states.shape == (30, 4, 2)
+    assert final.objective == min(s.objective for s in snaps)  # the best iterate is kept
+
+
+def test_pause_resume_and_stop_from_another_thread():
+    control = SolveControl()
+    problem = small_problem(optimizer={"method": "gd", "lr": 1e-4, "max_iter": 10**7, "time_limit": 60})
+    seen: list[Snapshot] = []
+
+    def run():
+        for s in solve_iter(problem, control=control):
+            seen.append(s)
+
+    worker = threading.Thread(target=run)
+    worker.start()
+    time.sleep(0.3)
+    control.pause()
+    time.sleep(0.2)
+    count = len(seen)
+    time.sleep(0.3)
+    assert len(seen) == count  # nothing happens while paused
+    assert seen[-1].status == "paused"
+    control.resume()
+    time.sleep(0.3)
+    assert len(seen) > count
+    control.stop()
+    worker.join(timeout=10)
+    assert not worker.is_alive()
+    assert seen[-1].status == "stopped" and seen[-1].states is not None
+
+
+def test_resume_continues_from_a_snapshot():
+    problem = small_problem(optimizer={"method": "gd", "lr": 1e-3, "max_iter": 40})
+    start = list(solve_iter(problem.with_changes(optimizer={"method": "gd", "lr": 1e-3, "max_iter": 1})))[-1]
+    first = list(solve_iter(problem.with_changes(optimizer={"method": "gd", "lr": 1e-3, "max_iter": 20})))[-1]
+    resumed = list(solve_iter(problem, resume=first))
+    assert resumed[0].iteration == first.iteration + 1 and resumed[-1].iteration == 40
+    # the first report after resuming is the snapshot's own iterate (gd reports before stepping)
+    assert resumed[0].objective == pytest.approx(first.objective, rel=1e-12)
+    assert resumed[-1].objective < first.objective < start.objective
+    assert resumed[-1].elapsed >= first.elapsed  # the clock continues too
+
+
+def test_a_diverging_solve_keeps_its_last_good_iterate():
+    problem = small_problem(optimizer={"method": "gd", "lr": 1e6, "max_iter": 200})
+    final = list(solve_iter(problem))[-1]
+    assert final.status in ("diverged", "converged")
+    assert np.isfinite(final.objective) and np.isfinite(final.states).all()
+
+
+def test_runs_are_pure_and_picklable():
+    problem = small_problem()
+    a, b = solve(problem), solve(pickle.loads(pickle.dumps(problem)))
+    assert np.array_equal(a.states, b.states)  # a solve is a function of its problem (and seed)
+    again = pickle.loads(pickle.dumps(a))
+    assert again.final.objective == a.final.objective
