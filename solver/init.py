@@ -23,9 +23,11 @@ from .problem import Problem
 OT_MAX_ENTRIES = 25_000_000
 #: Continuum targets with at most this many particles get blob quantizations (below); larger N
 #: use the quasi-random quantization directly.
-QUANTIZE_MAX_N = 2000
+QUANTIZE_MAX_N = 1000
 #: Number of blob quantizations tried (seeds seed, seed + 1, ...); the one with the lowest NE is kept.
+#: Above ``QUANTIZE_FEW_N`` particles a single one is made (each costs seconds there).
 QUANTIZE_TRIES = 4
+QUANTIZE_FEW_N = 300
 
 
 def straight_lines(start: np.ndarray, end: np.ndarray, M: int) -> np.ndarray:
@@ -77,7 +79,8 @@ def target_points(objective: Objective) -> tuple[np.ndarray, np.ndarray]:
     p = objective.problem
     if p.target.kind in ("particles", "grid") or p.N > QUANTIZE_MAX_N:
         return p.target.quantization(p.N, p.seed)
-    best = min((blob_quantization(objective, p.seed + k) for k in range(QUANTIZE_TRIES)), key=lambda q: q[1])
+    tries = QUANTIZE_TRIES if p.N <= QUANTIZE_FEW_N else 1
+    best = min((blob_quantization(objective, p.seed + k) for k in range(tries)), key=lambda q: q[1])
     return best[0], np.full(p.N, 1.0 / p.N)
 
 

@@ -51,10 +51,6 @@ class ParticleTarget:
     def mean(self) -> np.ndarray:
         return self.weights @ self.points
 
-    def smoothed(self, y: torch.Tensor, delta: float) -> torch.Tensor:
-        """Not used for particles: the cross term is a pair sum (see ``cross_term``)."""
-        raise NotImplementedError
-
     def cross_term(self, y: torch.Tensor, a: torch.Tensor, delta: float) -> torch.Tensor:
         """sum_i a_i (K_delta * m_1)(y_i) = sum_ik a_i b_k K_delta(y_i - w_k)."""
         w = _as_tensor(self.points, y.dtype)
@@ -214,9 +210,6 @@ class GridDensityTarget:
 
     def mean(self) -> np.ndarray:
         return self._cells.mean()
-
-    def smoothed(self, y: torch.Tensor, delta: float) -> torch.Tensor:
-        raise NotImplementedError
 
     def cross_term(self, y: torch.Tensor, a: torch.Tensor, delta: float) -> torch.Tensor:
         return self._cells.cross_term(y, a, delta)

@@ -1,6 +1,5 @@
 """The paper's published inputs: the default method reaches at most the published objective, within the
 problem's 60 s time limit (the paper allowed 2,000 to 5,000,000 gradient steps)."""
-import numpy as np
 import pytest
 
 from solver import solve
