@@ -230,9 +230,10 @@ def lbfgs(objective: Objective, x0: torch.Tensor, spec: OptimizerSpec, phase: st
 #: Newton converges quadratically where the objective is twice differentiable; a relative decrease
 #: below this over 10 steps means it is crawling along a kink, so it stops.
 NEWTON_STALL_RTOL = 1e-9
-#: Newton's method is used by ``robust`` when the problem has at most this many variables (a dense
-#: Hessian and its eigendecomposition then cost well under a second).
-NEWTON_MAX_VARS = 1200
+#: Newton's method is used by ``robust`` when the problem has at most this many variables: a dense
+#: Hessian and its eigendecomposition then take ~0.1 s, so a live solve still reports several times a
+#: second (at 1,000 variables each Newton step takes ~0.3 s and the app's plots stall).
+NEWTON_MAX_VARS = 600
 
 
 def _batched_hessian(f: Callable[[torch.Tensor], torch.Tensor], x: torch.Tensor,
