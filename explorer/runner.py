@@ -139,13 +139,8 @@ class SolveRunner(param.Parameterized):
 
     def start(self, problem: solver.Problem) -> None:
         """Start a fresh solve of ``problem`` (stopping any solve in progress)."""
-        self.stop()
-        with self._lock:
-            self._clear_mailbox()
-            self.path, self.terminal_path = [], []
-        self.problem, self.states, self.summary = problem, None, None
-        self.energies.clear()
-        self.iteration, self.progress, self.pushes, self.final_status = 0, 0.0, 0, ""
+        self._forget()
+        self.problem = problem
         self._control = solver.SolveControl()
         self.state = "running"
         self.status = "Starting the solve ..."
@@ -183,18 +178,22 @@ class SolveRunner(param.Parameterized):
             self._thread.join(timeout)
         self.flush()
 
-    def reset(self) -> None:
-        """Stop and forget the result."""
+    def _forget(self) -> None:
+        """Stop any solve and clear its mailbox, history, result and counters."""
         self.stop()
         with self._lock:
             self._clear_mailbox()
             self.path, self.terminal_path = [], []
-        self.states, self.summary, self.problem = None, None, None
+        self.problem, self.states, self.summary = None, None, None
         self.energies.clear()
+        self.iteration, self.progress, self.pushes, self.final_status = 0, 0.0, 0, ""
+
+    def reset(self) -> None:
+        """Stop and forget the result."""
+        self._forget()
         self.trajectories.send(None)
         self.acceleration.send(None)
         self.landscape.send(None)
-        self.iteration, self.progress, self.pushes, self.final_status = 0, 0.0, 0, ""
         self.state = "idle"
         self.status = "Ready. Press Run to solve."
 

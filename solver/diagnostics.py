@@ -2,7 +2,7 @@
 
 * ``w2sq``: exact squared 2-Wasserstein distance between weighted point clouds (POT's emd).
 * ``monotone_map_1d``: the 1-D optimal map (monotone rearrangement) between empirical measures of
-  equal size, and ``uniform_map_1d`` between uniform densities on intervals (eq. 63's T(y, 1)).
+  equal size (for Fig. 9's grids it is eq. 63's T(y, 1) = y/2 + 2).
 * ``bures_map``: the optimal linear map between Gaussians N(m0, S0) -> N(m1, S1),
   T(x) = m1 + A (x - m0), A = S0^{-1/2} (S0^{1/2} S1 S0^{1/2})^{1/2} S0^{-1/2}.
 * ``map_errors``: the errors of eqs. (64) (all time points, against the displacement interpolation
@@ -11,7 +11,6 @@
 """
 from __future__ import annotations
 
-from typing import Callable
 
 import numpy as np
 import ot
@@ -35,12 +34,6 @@ def monotone_map_1d(source: np.ndarray, target: np.ndarray) -> np.ndarray:
     image = np.empty(len(order))
     image[order] = np.sort(target.ravel())
     return image
-
-
-def uniform_map_1d(low0: float, high0: float, low1: float, high1: float) -> Callable[[np.ndarray], np.ndarray]:
-    """OT map from U[low0, high0] to U[low1, high1]: the affine increasing map (eq. 63: y/2 + 2)."""
-    scale = (high1 - low1) / (high0 - low0)
-    return lambda y: low1 + scale * (y - low0)
 
 
 def bures_map(m0: np.ndarray, S0: np.ndarray, m1: np.ndarray, S1: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -73,6 +66,9 @@ def summary(result: Result) -> dict:
         terminal = snap.states[:, -1]  # full terminal states: (x, v) under acceleration control
         out["w2sq_exact"] = w2sq(source_states(p), p.target.points, None, p.target.weights)
         out["w2sq_terminal"] = w2sq(terminal, p.target.points, None, p.target.weights)
+        if p.dynamics.kind == "velocity" and p.source.shape[1] == 1 and len(p.target.points) == p.N \
+                and np.allclose(p.target.weights, 1.0 / p.N):  # the exact map is the monotone one
+            out.update(map_errors(result.positions, monotone_map_1d(p.source, p.target.points)[:, None]))
     if p.obstacles is not None:
         out["max_obstacle_depth"] = float(p.obstacles.depth(result.positions).max())
     return out

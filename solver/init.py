@@ -43,9 +43,17 @@ def source_states(problem: Problem) -> np.ndarray:
     return problem.source
 
 
+def target_size(problem: Problem) -> int:
+    """Number of points standing for m_1: its particles or grid cells, or N for continuum targets."""
+    target = problem.target
+    if target.kind == "particles":
+        return len(target.points)
+    return len(target.cells.points) if target.kind == "grid" else problem.N
+
+
 def ot_available(problem: Problem) -> bool:
     """Whether the exact plan of the "ot" start fits in memory and time."""
-    return problem.N * len(problem.target.quantization(problem.N, problem.seed)[0]) <= OT_MAX_ENTRIES
+    return problem.N * target_size(problem) <= OT_MAX_ENTRIES
 
 
 def blob_quantization(objective: Objective, seed: int) -> tuple[np.ndarray, float]:

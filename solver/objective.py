@@ -20,7 +20,6 @@ from .kernels import gaussian_normalizer, gaussian_self_hessian, mollifier_pair_
 from .problem import Problem
 
 DTYPE = torch.float64
-ENERGY_KEYS = ("objective", "kinetic", "nonlocal", "potential", "obstacle", "interaction")
 
 
 @dataclass

@@ -19,7 +19,7 @@ from typing import Callable, Iterator
 import numpy as np
 import torch
 
-from .init import initial_variables
+from .init import initial_variables, target_size
 from .objective import DTYPE, Objective
 from .optimizers import METHODS, Step
 from .problem import Problem
@@ -108,8 +108,7 @@ SINGLE_THREAD_PAIRS = 1_000_000
 @contextlib.contextmanager
 def _threads_for(problem: Problem) -> Iterator[None]:
     before = torch.get_num_threads()
-    small = problem.N * max(problem.N, len(problem.target.quantization(problem.N, problem.seed)[0])) \
-        < SINGLE_THREAD_PAIRS
+    small = problem.N * max(problem.N, target_size(problem)) < SINGLE_THREAD_PAIRS
     if small:
         torch.set_num_threads(1)
     try:
