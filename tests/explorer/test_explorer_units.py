@@ -108,7 +108,8 @@ def test_runner_streams_pauses_and_stops():
     runner = SolveRunner(landscape_interval=0.2)
     seen = []
     runner.trajectories.add_subscriber(lambda data: seen.append(data))
-    runner.start(m.build_problem())
+    # the paper's gd runs for long: the default method may finish this problem in 0.3 s, before 3 pushes
+    runner.start(m.build_problem().with_changes(optimizer={"method": "gd", "lr": 3e-5, "max_iter": 10**6}))
     deadline = time.monotonic() + 20
     while runner.pushes < 3 and time.monotonic() < deadline:
         time.sleep(0.1)
