@@ -12,6 +12,8 @@
 """
 from __future__ import annotations
 
+import threading
+
 import numpy as np
 import ot
 import torch
@@ -28,6 +30,10 @@ QUANTIZE_MAX_N = 1000
 #: Above ``QUANTIZE_FEW_N`` particles a single one is made (each costs seconds there).
 QUANTIZE_TRIES = 4
 QUANTIZE_FEW_N = 300
+
+
+class Cancelled(Exception):
+    """Raised inside a start's preparation when its ``cancel`` event is set (the solve was stopped)."""
 
 
 def straight_lines(start: np.ndarray, end: np.ndarray, M: int) -> np.ndarray:
@@ -56,12 +62,13 @@ def ot_available(problem: Problem) -> bool:
     return problem.N * target_size(problem) <= OT_MAX_ENTRIES
 
 
-def blob_quantization(objective: Objective, seed: int) -> tuple[np.ndarray, float]:
+def blob_quantization(objective: Objective, seed: int,
+                      cancel: threading.Event | None = None) -> tuple[np.ndarray, float]:
     """N points minimizing the nonlocal energy alone, NE(Y) = (1/eps)||k_delta * mu_Y - k_delta * m_1||^2:
     the configuration of N particles that best represents m_1 at the resolution delta. Started from a
     small random cluster at the target's mean (spread delta/2), the repulsive self term makes the
     particles expand into an ordered arrangement, as in the paper's gradient descent from eqs. (56)-(57).
-    Returns the points and their NE."""
+    Returns the points and their NE. Raises ``Cancelled`` as soon as ``cancel`` is set."""
     p = objective.problem
     rng = np.random.default_rng(seed)
     start = p.target.mean() + 0.5 * p.delta * rng.normal(size=(p.N, p.target.dim))
@@ -70,6 +77,8 @@ def blob_quantization(objective: Objective, seed: int) -> tuple[np.ndarray, floa
                             tolerance_grad=1e-10, tolerance_change=1e-14)
 
     def closure() -> torch.Tensor:
+        if cancel is not None and cancel.is_set():
+            raise Cancelled
         opt.zero_grad()
         value = objective.nonlocal_energy(y)
         value.backward()
@@ -80,7 +89,8 @@ def blob_quantization(objective: Objective, seed: int) -> tuple[np.ndarray, floa
     return y.numpy(), float(objective.nonlocal_energy(y))
 
 
-def target_points(objective: Objective) -> tuple[np.ndarray, np.ndarray]:
+def target_points(objective: Objective,
+                  cancel: threading.Event | None = None) -> tuple[np.ndarray, np.ndarray]:
     """Points and weights standing for m_1 in the OT start: the target's own particles (or grid
     cells); for continuum targets the best of ``QUANTIZE_TRIES`` blob quantizations (lowest NE, which
     in our measurements also gives the lowest final objective), or quasi-random points for large N."""
@@ -88,18 +98,18 @@ def target_points(objective: Objective) -> tuple[np.ndarray, np.ndarray]:
     if p.target.kind in ("particles", "grid") or p.N > QUANTIZE_MAX_N:
         return p.target.quantization(p.N, p.seed)
     tries = QUANTIZE_TRIES if p.N <= QUANTIZE_FEW_N else 1
-    best = min((blob_quantization(objective, p.seed + k) for k in range(tries)), key=lambda q: q[1])
+    best = min((blob_quantization(objective, p.seed + k, cancel) for k in range(tries)), key=lambda q: q[1])
     return best[0], np.full(p.N, 1.0 / p.N)
 
 
-def ot_terminal_states(objective: Objective) -> np.ndarray:
+def ot_terminal_states(objective: Objective, cancel: threading.Event | None = None) -> np.ndarray:
     """Barycentric projection of the exact OT plan from the source states (weights 1/N) onto the
     target's points, for the cost of steering a particle to a point (``steering_cost``: the squared
     distance under velocity control): particle i heads to N sum_k P_ik w_k."""
     from .steering import steering_cost
 
     p = objective.problem
-    pts, w = target_points(objective)
+    pts, w = target_points(objective, cancel)
     cost = steering_cost(objective, pts)
     plan = ot.emd(np.full(p.N, 1.0 / p.N), w, cost / cost.max(), numItermax=10_000_000)
     return (plan @ pts) / plan.sum(1, keepdims=True)
@@ -128,8 +138,9 @@ def paper_positions(problem: Problem) -> np.ndarray:
     return straight_lines(problem.source, centre, problem.M)
 
 
-def initial_variables(objective: Objective, init=None) -> torch.Tensor:
-    """Free variables of the initial trajectories for ``init`` (default: the problem's own)."""
+def initial_variables(objective: Objective, init=None, cancel: threading.Event | None = None) -> torch.Tensor:
+    """Free variables of the initial trajectories for ``init`` (default: the problem's own); the
+    "ot" start's target quantization stops with ``Cancelled`` once ``cancel`` is set."""
     p = objective.problem
     init = p.init if init is None else init
     if isinstance(init, np.ndarray):
@@ -137,7 +148,7 @@ def initial_variables(objective: Objective, init=None) -> torch.Tensor:
     if init == "source":
         return paths_to(objective, source_states(p))
     if init == "ot" and ot_available(p):
-        return paths_to(objective, ot_terminal_states(objective))
+        return paths_to(objective, ot_terminal_states(objective, cancel))
     return objective.variables_from_positions(torch.as_tensor(paper_positions(p), dtype=DTYPE))
 
 

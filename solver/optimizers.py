@@ -24,9 +24,10 @@ from __future__ import annotations
 
 import dataclasses
 import math
+import threading
 import time
 from dataclasses import dataclass
-from typing import Callable, Iterator
+from typing import Callable, Generator, Iterator, TypeVar
 
 import numpy as np
 import ot
@@ -39,6 +40,10 @@ from .problem import OptimizerSpec
 
 #: Reassignment is skipped above this many particles (an N x N emd would dominate the run).
 REASSIGN_MAX_N = 4000
+#: Seconds between the reports a method repeats while it prepares a start in the background.
+HEARTBEAT = 0.2
+
+T = TypeVar("T")
 
 
 @dataclass
@@ -407,6 +412,38 @@ def _polished(objective: Objective, x: torch.Tensor, spec: OptimizerSpec, label:
         rounds += 1
 
 
+def prepared(make: Callable[[threading.Event], T], waiting: Step | None) -> Generator[Step, None, T]:
+    """Compute ``make(cancel)`` (e.g. a start that needs a long blob quantization) in a worker thread
+    while yielding ``waiting`` every ``HEARTBEAT`` seconds: the caller keeps reporting and can pause,
+    stop or hit its time limit meanwhile. Closing the generator sets ``cancel`` and waits for the
+    worker (``make`` checks it between evaluations). Returns ``make``'s result."""
+    if waiting is None:
+        return make(threading.Event())
+    outcome: list[tuple[bool, object]] = []
+    cancel = threading.Event()
+
+    def work() -> None:
+        try:
+            outcome.append((True, make(cancel)))
+        except BaseException as err:  # handed to the caller's thread below
+            outcome.append((False, err))
+
+    worker = threading.Thread(target=work, name="mfc-prepare-start", daemon=True)
+    worker.start()
+    try:
+        while worker.is_alive():
+            worker.join(HEARTBEAT)
+            if worker.is_alive():
+                yield waiting
+    finally:
+        cancel.set()
+        worker.join()
+    ok, value = outcome[0]
+    if not ok:
+        raise value
+    return value
+
+
 def robust(objective: Objective, x0: torch.Tensor, spec: OptimizerSpec) -> Iterator[Step]:
     """Local solves with reassignment from two starts: the problem's own start (progress shows at
     once), allowed half of the time limit, then minimum-energy paths to an exact OT assignment onto the
@@ -418,15 +455,16 @@ def robust(objective: Objective, x0: torch.Tensor, spec: OptimizerSpec) -> Itera
     p = objective.problem
     work = TerminalObjective(p) if reducible(p) else objective
 
-    def starts() -> Iterator[tuple[str, torch.Tensor, float]]:
-        yield "start", x0, 0.5
-        if not (isinstance(p.init, str) and p.init == "ot") and ot_available(p):
-            yield "ot-start", initial_variables(objective, "ot"), 1.0
+    starts: list[tuple[str, Callable[[threading.Event], torch.Tensor], float]] = [("start", lambda _: x0, 0.5)]
+    if not (isinstance(p.init, str) and p.init == "ot") and ot_available(p):
+        starts.append(("ot-start", lambda cancel: initial_variables(objective, "ot", cancel), 1.0))
 
     counters = [0, 0]
     clock = time.perf_counter()
     last = None
-    for label, x, share in starts():
+    for label, make, share in starts:
+        waiting = None if last is None else dataclasses.replace(last, phase=f"{label}: preparing")
+        x = yield from prepared(make, waiting)
         if work is not objective:
             x = work.variables_from_positions(objective.positions(x))
         for step in _polished(work, x, spec, label, counters):
