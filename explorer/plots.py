@@ -83,12 +83,17 @@ def trajectory_xy(states: np.ndarray, dim: int) -> np.ndarray:
     return np.stack([states[:, :, 0], t], axis=-1)
 
 
+def trajectory_path(states: np.ndarray | None, dim: int) -> np.ndarray:
+    """All trajectories as one (N (M+1), 2) polyline in scene coordinates, particles separated by
+    NaN rows (empty for None)."""
+    return np.zeros((0, 2)) if states is None else _nan_joined(trajectory_xy(states, dim))
+
+
 def trajectories(states: np.ndarray | None, dim: int) -> hv.Path:
     """One polyline per particle through its M time points (linear interpolation in time)."""
     kx, ky = scene_axes(dim)
-    data = np.zeros((0, 2)) if states is None else _nan_joined(trajectory_xy(states, dim))
-    return hv.Path([data], kdims=[kx, ky], label="trajectories").opts(
-        color=TRAJ_COLOR, alpha=0.5, line_width=1)
+    return hv.Path([trajectory_path(states, dim)], kdims=[kx, ky], label="trajectories").opts(
+        color=TRAJ_COLOR, alpha=0.5, line_width=1, show_legend=True)  # listed even while empty
 
 
 def interpolate_states(states: np.ndarray, t: float) -> np.ndarray:
@@ -100,14 +105,15 @@ def interpolate_states(states: np.ndarray, t: float) -> np.ndarray:
     return (1 - a) * states[:, j] + a * states[:, j + 1]
 
 
+def particles_xy(states: np.ndarray | None, dim: int, t: float) -> np.ndarray:
+    """(N, 2) scene coordinates of the particles at time t (empty for None)."""
+    return np.zeros((0, 2)) if states is None else as_scene_xy(interpolate_states(states, t), dim, t)
+
+
 def particles_at(states: np.ndarray | None, dim: int, t: float) -> hv.Points:
     """The particles at time t (terminal points at t = 1)."""
     kx, ky = scene_axes(dim)
-    label = "particles at time t"
-    if states is None:
-        return hv.Points(np.zeros((0, 2)), kdims=[kx, ky], label=label)
-    pos = interpolate_states(states, t)
-    return hv.Points(as_scene_xy(pos, dim, t), kdims=[kx, ky], label=label).opts(
+    return hv.Points(particles_xy(states, dim, t), kdims=[kx, ky], label="particles at time t").opts(
         color=TERMINAL_COLOR, size=6, marker="circle")
 
 

@@ -3,8 +3,8 @@
 ``SolveRunner`` runs ``solver.solve_iter`` in a worker thread; a second thread recomputes the loss
 landscape every ``landscape_interval`` seconds. The threads only deposit their results in a
 lock-protected mailbox; ``flush()``, which the app calls from a Panel periodic callback on the
-server's event loop (every ``push_interval`` s, i.e. about 6-7 times per second), publishes them:
-trajectories through a HoloViews ``Pipe``, energies through a ``Buffer``, the landscape through a
+server's event loop (every ``push_interval`` s, i.e. up to 10 times per second), publishes them:
+trajectories through a HoloViews ``Pipe`` (the scene writes them straight into its Bokeh data sources), energies through a ``Buffer``, the landscape through a
 ``Pipe``, and the runner's own ``param`` parameters (state, status line, progress) for the status
 bar. Publishing from the event loop at a fixed rate keeps the page responsive however fast the
 solver reports. ``stop()`` ends both threads; the app calls it when the session is destroyed.
@@ -52,10 +52,11 @@ def _w2_function() -> Callable[[solver.Problem, np.ndarray], float] | None:
 
 
 def status_line(snap: solver.Snapshot, rate: float, w2: float | None = None) -> str:
-    """One line for the status bar: iteration, iterations per second, step size, energies, W2."""
+    """One line for the status bar: iteration, phase, iterations per second, step size, energies, W2."""
     e = snap.energies
-    parts = [f"iteration {snap.iteration}", f"{rate:.0f} it/s", f"step {snap.step_size:.3g}",
-             f"E = {e['objective']:.6g}", f"KE = {e['kinetic']:.4g}", f"NE = {e['nonlocal']:.4g}"]
+    parts = [f"iteration {snap.iteration}", *([snap.phase] if snap.phase else []), f"{rate:.0f} it/s",
+             f"step {snap.step_size:.3g}", f"E = {e['objective']:.6g}", f"KE = {e['kinetic']:.4g}",
+             f"NE = {e['nonlocal']:.4g}"]
     if e.get("obstacle"):
         parts.append(f"obstacle = {e['obstacle']:.4g}")
     if w2 is not None:
@@ -94,7 +95,7 @@ class SolveRunner(param.Parameterized):
     progress = param.Number(default=0.0, bounds=(0.0, 100.0))
     pushes = param.Integer(default=0, doc="Trajectory updates sent to the plots in this solve.")
 
-    def __init__(self, push_interval: float = 0.15, landscape_interval: float = 3.0,
+    def __init__(self, push_interval: float = 0.1, landscape_interval: float = 3.0,
                  landscape_budget: float = 1.0, **params: Any) -> None:
         super().__init__(**params)
         self.push_interval = push_interval
@@ -267,27 +268,31 @@ class SolveRunner(param.Parameterized):
             self.trajectories.send(fresh.states)
             if self.problem is not None and self.problem.dynamics.kind == "acceleration":
                 self.acceleration.send(fresh.states)
-            self.pushes += 1
         if landscape is not None:
             self.landscape.send(landscape)
         if rows and snap is not None and self.problem is not None:
-            self._show_progress(self.problem, snap)
+            # one batch of parameter changes: the status widgets re-render once per publish
+            self.param.update(**self._progress(self.problem, snap),
+                              **({"pushes": self.pushes + 1} if fresh is not None else {}))
+        elif fresh is not None:
+            self.pushes += 1
         if final is not None:
             self._finish(*final)
         if failure is not None:
             self.final_status, self.state, self.status = "error", "finished", failure
 
-    def _show_progress(self, problem: solver.Problem, snap: solver.Snapshot) -> None:
+    def _progress(self, problem: solver.Problem, snap: solver.Snapshot) -> dict[str, Any]:
+        """Iteration, progress and status line for ``snap`` (updates the iteration-rate estimate)."""
         now = time.perf_counter()
         mark_time, mark_iter = self._rate_mark
         if now - mark_time > 0.5:
             self._rate = (snap.iteration - mark_iter) / (now - mark_time)
             self._rate_mark = (now, snap.iteration)
         opt = problem.optimizer
-        self.iteration = snap.iteration
-        self.progress = min(100.0, 100.0 * max(snap.iteration / opt.max_iter, snap.elapsed / opt.time_limit))
         prefix = "Paused at " if snap.status == "paused" else ""
-        self.status = prefix + status_line(snap, self._rate)
+        return {"iteration": snap.iteration,
+                "progress": min(100.0, 100.0 * max(snap.iteration / opt.max_iter, snap.elapsed / opt.time_limit)),
+                "status": prefix + status_line(snap, self._rate)}
 
     def _finish(self, snap: solver.Snapshot, w2: float | None) -> None:
         self.summary = {"status": snap.status, "iteration": snap.iteration, "elapsed": snap.elapsed,

@@ -2,9 +2,11 @@
 
 ``SceneEditor`` composes the scene from ``plots`` elements. Static layers (source and target points,
 the target density) are rebuilt when the model's points change from outside the draw tools
-(``scene_version``) or the mode changes; live layers are DynamicMaps on streams: obstacles (the
-model's list and the selection), trajectories (the runner's Pipe) and the particles at the time of
-the time slider. Modes: ``edit source`` / ``edit target`` attach a PointDraw tool (click to add,
+(``scene_version``) or the mode changes; obstacles are a DynamicMap on the model's list and the
+selection. The two layers that change many times per second while solving, the trajectories and the
+particles at the time of the time slider, are written straight into their Bokeh data sources
+(``LiveLayers``): a HoloViews re-render of the overlay costs tens of milliseconds of the event loop
+per update, a data-source write about one. Modes: ``edit source`` / ``edit target`` attach a PointDraw tool (click to add,
 drag to move, select and press Backspace to delete); ``place obstacles`` turns clicks into circles
 (a click inside an existing circle selects it instead).
 """
@@ -80,6 +82,44 @@ def _continuum_box(model: SessionModel) -> np.ndarray:
     return box[:, :2]
 
 
+class LiveLayers:
+    """The Bokeh data sources of the scene's trajectory and particles-at-time-t layers.
+
+    ``hook(key)`` is a HoloViews plot hook that records the data source of the element it is attached
+    to (it runs again whenever the overlay is re-rendered, so the latest plot's source is the one
+    written); ``show(states, t)`` writes the states into both sources, with the same columns the
+    elements were drawn with. Call it on the server's event loop (a Panel callback) or before the
+    plot is shown. Each source is named ``live-<key>`` so browser tests can watch it."""
+
+    def __init__(self, dim: int) -> None:
+        self.dim = dim
+        self.sources: dict[str, Any] = {}
+        self.glyphs: dict[str, Any] = {}
+        self.updates = 0  # data writes so far (both layers together count once)
+
+    def hook(self, key: str) -> Any:
+        def record(plot: Any, element: hv.Element) -> None:
+            self.sources[key], self.glyphs[key] = plot.handles["source"], plot.handles["glyph"]
+            self.sources[key].name = f"live-{key}"
+        return record
+
+    def show(self, states: np.ndarray | None, t: float) -> None:
+        """Draw ``states`` (N, M, D) or nothing (None) at time ``t``."""
+        if "trajectories" in self.sources:
+            glyph = self.glyphs["trajectories"]
+            xy = plots.trajectory_path(states, self.dim)
+            self.sources["trajectories"].data = {glyph.xs: [xy[:, 0]], glyph.ys: [xy[:, 1]]}
+        self.show_time(states, t)
+        self.updates += 1
+
+    def show_time(self, states: np.ndarray | None, t: float) -> None:
+        """Move the particles-at-time-t layer to time ``t``."""
+        if "particles" in self.sources:
+            glyph = self.glyphs["particles"]
+            xy = plots.particles_xy(states, self.dim, t)
+            self.sources["particles"].data = {glyph.x: xy[:, 0], glyph.y: xy[:, 1]}
+
+
 class SceneEditor(param.Parameterized):
     """Main plot of one session plus the obstacle controls (mode, radius, selection, table)."""
 
@@ -94,6 +134,7 @@ class SceneEditor(param.Parameterized):
         self.model = model
         self.runner = runner
         self.time = time
+        self._states: np.ndarray | None = runner.states
         self.pane = pn.pane.HoloViews(self._build(), css_classes=["scene-plot"], linked_axes=False,
                                       width=SCENE_SIZE + 110, height=SCENE_SIZE + 90, sizing_mode="fixed")
         self.hint = pn.pane.Markdown(f"Mode: **{self.mode}**: {HINTS[self.mode]}", css_classes=["mode-hint"])
@@ -107,6 +148,8 @@ class SceneEditor(param.Parameterized):
         model.param.watch(self._on_obstacles, "obstacles")
         self.param.watch(self._rebuild, "mode")
         self.param.watch(self._on_radius, "obstacle_radius")
+        runner.trajectories.add_subscriber(self._on_states)
+        time.param.watch(lambda e: self.live.show_time(self._states, e.new), "value")
 
     # ----------------------------------------------------------------------------- plot
     def _build(self) -> hv.Overlay:
@@ -119,7 +162,8 @@ class SceneEditor(param.Parameterized):
             target = plots.scene_points(model.target_points, dim, "target", plots.TARGET_COLOR,
                                         marker="diamond", t=1.0)
         else:
-            target = plots.scene_points(np.zeros((0, dim)), dim, "target", plots.TARGET_COLOR, t=1.0)
+            target = plots.scene_points(np.zeros((0, dim)), dim, "target", plots.TARGET_COLOR, t=1.0).opts(
+                show_legend=False)  # the density image stands for the target
             layers.append(self._density((x0, x1, y0, y1)))
         if self.mode == "edit source":
             self._draw = hv.streams.PointDraw(source=source, add=True, drag=True)
@@ -130,10 +174,10 @@ class SceneEditor(param.Parameterized):
         obstacles = hv.DynamicMap(
             lambda obstacles, selected: plots.obstacle_polygons(obstacles, dim, selected),
             streams=[hv.streams.Params(model, ["obstacles"]), hv.streams.Params(self, ["selected"])])
-        paths = hv.DynamicMap(lambda data: plots.trajectories(data, dim), streams=[self.runner.trajectories])
-        now = hv.DynamicMap(lambda data, t: plots.particles_at(data, dim, t),
-                            streams=[self.runner.trajectories,
-                                     hv.streams.Params(self.time, ["value"], rename={"value": "t"})])
+        self.live = LiveLayers(dim)
+        paths = plots.trajectories(self._states, dim).opts(hooks=[self.live.hook("trajectories")])
+        now = plots.particles_at(self._states, dim, self.time.value).opts(
+            hooks=[self.live.hook("particles")])
         tap = hv.streams.Tap(source=obstacles, x=None, y=None)
         tap.add_subscriber(self._on_tap)
         active = ["point_draw"] if self.mode in ("edit source", "edit target") else ["wheel_zoom"]
@@ -176,6 +220,11 @@ class SceneEditor(param.Parameterized):
         self.hint.object = f"Mode: **{self.mode}**: {HINTS[self.mode]}"
 
     # ----------------------------------------------------------------------------- events
+    def _on_states(self, data: np.ndarray | None) -> None:
+        """New trajectories from the runner (or None after a reset): write the live layers."""
+        self._states = data
+        self.live.show(data, self.time.value)
+
     def _on_draw(self, which: str, data: dict) -> None:
         kx, ky = plots.scene_axes(self.model.dim)
         xs = np.asarray(data.get(kx, []), dtype=float)

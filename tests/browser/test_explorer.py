@@ -198,27 +198,43 @@ def test_bad_inputs_give_messages_and_the_app_keeps_working(app_url, browser_pag
     wait_text(page, ".iteration", "finished")
 
 
-#: Plot updates per second required at N = 500. The app publishes up to 6-7 per second (one per
-#: 0.15 s) but never faster than the solver reports; the browser, the server and the solver share
-#: the test machine's cores, so CI checks a lower floor (set MFC_MIN_UPDATE_RATE=5 on a quiet machine).
-MIN_UPDATE_RATE = float(os.environ.get("MFC_MIN_UPDATE_RATE", "1.5"))
+#: Plot updates per second required at N = 500 (issue 3: at least 5). The app publishes up to 10 per
+#: second (one per 0.1 s) but never faster than the solver reports. The browser, the server and the
+#: solver share the test machine's 2 cores; measured here: 6-7 per second.
+MIN_UPDATE_RATE = float(os.environ.get("MFC_MIN_UPDATE_RATE", "5"))
+
+#: Count, in the browser, the changes of the trajectory layer's Bokeh data source (the scene names it
+#: 'live-trajectories'; earlier renders of the scene leave older sources of that name, which no longer
+#: change) that carry trajectories. Returns how many sources it watches.
+COUNT_UPDATES = """() => {
+  window.mfcUpdates = 0;
+  let watched = 0;
+  for (const doc of Bokeh.documents)
+    for (const src of doc._all_models.values())
+      if (src.name === 'live-trajectories') {
+        watched++;
+        src.properties.data.change.connect(() => { if (src.data.xs[0].length) window.mfcUpdates++; });
+      }
+  return watched;
+}"""
 
 
 def test_n500_streams_fast_and_screenshot(app_url, browser_page, tmp_path):
-    """N = 500 streams plot updates several times per second; takes a screenshot mid-solve (into
-    docs/screenshot.png, the README's, when MFC_UPDATE_SCREENSHOT=1)."""
+    """N = 500 streams trajectory updates to the browser at least 5 times per second; takes a
+    screenshot mid-solve (into docs/screenshot.png, the README's, when MFC_UPDATE_SCREENSHOT=1)."""
     page = browser_page
     open_app(page, app_url)
     choose_preset(page, "playful/swarm_500")
     wait_text(page, ".scene-summary", "500 source points")
     page.locator(".run-button button").click()
     wait_text(page, ".iteration", r"Iteration [1-9]", timeout=20)
+    assert page.evaluate(COUNT_UPDATES) >= 1
     time.sleep(1.0)
-    u0 = int(re.search(r"(\d+) plot updates", text(page, ".iteration")).group(1))
+    u0 = page.evaluate("window.mfcUpdates")
     time.sleep(3.0)
-    u1 = int(re.search(r"(\d+) plot updates", text(page, ".iteration")).group(1))
+    u1 = page.evaluate("window.mfcUpdates")
     rate = (u1 - u0) / 3.0
-    print(f"N = 500: {rate:.1f} plot updates per second")
+    print(f"N = 500: {rate:.1f} trajectory updates per second received by the browser")
     assert rate >= MIN_UPDATE_RATE, f"only {rate:.1f} updates per second"
     page.set_viewport_size({"width": 1600, "height": 1000})
     shot = ROOT / "docs" if os.environ.get("MFC_UPDATE_SCREENSHOT") == "1" else tmp_path

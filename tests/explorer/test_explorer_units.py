@@ -131,3 +131,38 @@ def test_runner_wait_publishes_the_final_result():
     runner.wait(30)
     assert runner.state == "finished" and runner.final_status == "max_iter"
     assert runner.states.shape == (problem.N, problem.M, 2)
+
+
+def test_scene_writes_trajectories_and_time_into_its_bokeh_sources():
+    """The live layers bypass HoloViews: a runner update lands in the rendered Bokeh data sources,
+    the time slider moves the particles along the trajectories, a reset empties both."""
+    import holoviews as hv
+    import panel as pn
+    from bokeh.document import Document
+
+    from explorer.scene import SceneEditor
+
+    hv.extension("bokeh", logo=False)
+
+    model = SessionModel()
+    model.load_preset("fig1_pot_comparison")
+    runner = SolveRunner()
+    slider = pn.widgets.FloatSlider(start=0.0, end=1.0, value=1.0)
+    scene = SceneEditor(model, runner, slider)
+    scene.pane.get_root(Document())
+    states = solver.init.initial_positions(model.build_problem())  # (N, M, 2), straight lines
+    N, M, _ = states.shape
+    runner.trajectories.send(states)
+    paths, particles = scene.live.sources["trajectories"], scene.live.sources["particles"]
+    xs = paths.data["xs"][0]
+    assert len(xs) == N * (M + 1) and np.isnan(xs[M::M + 1]).all()
+    assert np.allclose(xs[:M], states[0, :, 0])
+    columns = list(particles.data)
+    assert np.allclose(particles.data[columns[0]], states[:, -1, 0])
+    slider.value = 0.5  # halfway along each trajectory (M time points, linear interpolation)
+    s = 0.5 * (M - 1)
+    j = int(s)
+    expected = states[:, j] + (s - j) * (states[:, min(j + 1, M - 1)] - states[:, j])
+    assert np.allclose(particles.data[columns[1]], expected[:, 1])
+    runner.reset()
+    assert len(paths.data["xs"][0]) == 0 and len(particles.data[columns[0]]) == 0
