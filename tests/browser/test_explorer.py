@@ -220,8 +220,9 @@ COUNT_UPDATES = """() => {
 
 
 def test_n500_streams_fast_and_screenshot(app_url, browser_page, tmp_path):
-    """N = 500 streams trajectory updates to the browser at least 5 times per second; takes a
-    screenshot mid-solve (into docs/screenshot.png, the README's, when MFC_UPDATE_SCREENSHOT=1)."""
+    """N = 500 streams trajectory updates to the browser at least 5 times per second while the page
+    answers a widget change; takes a screenshot mid-solve (into docs/screenshot.png, the README's,
+    when MFC_UPDATE_SCREENSHOT=1)."""
     page = browser_page
     open_app(page, app_url)
     choose_preset(page, "playful/swarm_500")
@@ -240,5 +241,10 @@ def test_n500_streams_fast_and_screenshot(app_url, browser_page, tmp_path):
     shot = ROOT / "docs" if os.environ.get("MFC_UPDATE_SCREENSHOT") == "1" else tmp_path
     page.screenshot(path=str(shot / "screenshot.png"))
     assert (shot / "screenshot.png").stat().st_size > 10_000
+    # without freezing the page: a widget change round-trips while the updates stream
+    t0 = time.monotonic()
+    set_number(page, ".eps-input", "0.02")
+    wait_text(page, ".note", "eps changed during the solve", timeout=10)
+    assert time.monotonic() - t0 < 3.0, "the widget change took more than 3 s to round-trip"
     page.locator(".stop-button button").click()
     wait_text(page, ".iteration", "finished")
