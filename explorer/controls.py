@@ -187,7 +187,7 @@ def export_widgets(model: SessionModel, runner: SolveRunner, messages: Messages)
                                            runner.summary if same else None))
 
     def png() -> io.BytesIO:
-        return io.BytesIO(scene_png(model, runner.states, runner.energies.data))
+        return io.BytesIO(scene_png(model, runner.states, runner.history.frame()))
 
     downloads = [
         pn.widgets.FileDownload(callback=traj, filename="trajectories.csv", label="Trajectories CSV",

@@ -4,8 +4,9 @@
 landscape every ``landscape_interval`` seconds. The threads only deposit their results in a
 lock-protected mailbox; ``flush()``, which the app calls from a Panel periodic callback on the
 server's event loop (every ``push_interval`` s, i.e. up to 10 times per second), publishes them:
-trajectories through a HoloViews ``Pipe`` (the scene writes them straight into its Bokeh data sources), energies through a ``Buffer``, the landscape through a
-``Pipe``, and the runner's own ``param`` parameters (state, status line, progress) for the status
+trajectories through a HoloViews ``Pipe`` (the scene writes them straight into its Bokeh data
+sources), energies (an ``EnergyHistory`` thinned to a few thousand rows) and the landscape through
+``Pipe``s, and the runner's own ``param`` parameters (state, status line, progress) for the status
 bar. Publishing from the event loop at a fixed rate keeps the page responsive however fast the
 solver reports. ``stop()`` ends both threads; the app calls it when the session is destroyed.
 """
@@ -19,12 +20,13 @@ from typing import Any, Callable
 
 import holoviews as hv
 import numpy as np
-import pandas as pd
 import param
 import torch
 
 import solver
 from solver.landscape import plane_landscape
+
+from .history import EnergyHistory
 
 ENERGY_PERIOD = 0.5  # seconds between energy-plot updates (the trajectories update faster)
 ENERGY_COLUMNS = ["iteration", "objective", "kinetic", "nonlocal", "obstacle"]
@@ -103,8 +105,8 @@ class SolveRunner(param.Parameterized):
         self.landscape_budget = landscape_budget
         self.landscape_enabled = True
         self.trajectories = hv.streams.Pipe(data=None)
-        self.energies = hv.streams.Buffer(pd.DataFrame({c: [] for c in ENERGY_COLUMNS}, dtype=float),
-                                          length=200_000, index=False)
+        self.history = EnergyHistory(ENERGY_COLUMNS)
+        self.energies = hv.streams.Pipe(data=self.history.frame())
         self.landscape = hv.streams.Pipe(data=None)
         self.acceleration = hv.streams.Pipe(data=None)  # trajectories of acceleration problems only
         self._next_flush = 0.0
@@ -186,7 +188,8 @@ class SolveRunner(param.Parameterized):
             self._clear_mailbox()
             self.path, self.terminal_path = [], []
         self.problem, self.states, self.summary = None, None, None
-        self.energies.clear()
+        self.history.clear()
+        self.energies.send(self.history.frame())
         self.iteration, self.progress, self.pushes, self.final_status = 0, 0.0, 0, ""
 
     def reset(self) -> None:
@@ -257,12 +260,10 @@ class SolveRunner(param.Parameterized):
                 pos = fresh.states[..., : self.problem.source.shape[1]]
                 self.path = (self.path + [pos.ravel().copy()])[-200:]
                 self.terminal_path.append(pos[:, -1].ravel().copy())
+        self.history.extend(rows)
         if rows and (final is not None or time.perf_counter() - self._energy_sent > ENERGY_PERIOD):
-            self.energies.send(pd.DataFrame(rows, columns=ENERGY_COLUMNS))
+            self.energies.send(self.history.frame())
             self._energy_sent = time.perf_counter()
-        elif rows:  # keep them for the next energy update
-            with self._lock:
-                self._rows = rows + self._rows
         if fresh is not None:
             self.states = fresh.states
             self.trajectories.send(fresh.states)
