@@ -19,7 +19,7 @@ from typing import Callable, Iterator
 import numpy as np
 import torch
 
-from .init import initial_variables, target_size
+from .init import Cancelled, initial_variables, target_size
 from .objective import DTYPE, Objective
 from .optimizers import METHODS, Step
 from .problem import Problem
@@ -50,6 +50,11 @@ class SolveControl:
     @property
     def stopped(self) -> bool:
         return self._stop.is_set()
+
+    @property
+    def stop_event(self) -> threading.Event:
+        """Set once ``stop()`` is called (long preparations poll it to give up early)."""
+        return self._stop
 
     def wait_while_paused(self) -> None:
         self._run.wait()
@@ -93,11 +98,18 @@ class Result:
         return self.final.states[..., : self.problem.source.shape[1]]
 
 
-def _start_variables(objective: Objective, problem: Problem, resume: Snapshot | None) -> torch.Tensor:
+def _start_variables(objective: Objective, problem: Problem, resume: Snapshot | None,
+                     control: SolveControl | None) -> torch.Tensor:
+    """The resumed snapshot's trajectories, else the problem's own start. A stop requested while
+    the "ot" start quantizes a continuum target (seconds at N ~ 500) ends that at once; the paper's
+    start (56)-(57) stands in, and the solve stops after its first report."""
     if resume is not None and resume.states is not None:
         pos = torch.as_tensor(resume.states[..., : problem.source.shape[1]], dtype=DTYPE)
         return objective.variables_from_positions(pos)
-    return initial_variables(objective)
+    try:
+        return initial_variables(objective, cancel=control.stop_event if control else None)
+    except Cancelled:
+        return initial_variables(objective, "paper")
 
 
 #: Kernel sums smaller than this (N x K pairs) run on one thread: torch's thread pool costs more
@@ -134,7 +146,7 @@ def _solve_iter(problem: Problem, control: SolveControl | None, every: int, resu
                 method: str | None) -> Iterator[Snapshot]:
     spec = problem.optimizer
     objective = Objective(problem)
-    x0 = _start_variables(objective, problem, resume)
+    x0 = _start_variables(objective, problem, resume, control)
     it0 = resume.iteration if resume else 0
     ev0 = resume.evaluations if resume else 0
     clock0 = time.perf_counter() - (resume.elapsed if resume else 0.0)

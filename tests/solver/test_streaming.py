@@ -103,3 +103,20 @@ def test_a_long_start_preparation_keeps_reporting_and_honours_the_time_limit():
     # 4 quantizations take about 10 s here; cancelled, the run ends within a heartbeat of its limit
     assert took < 3.0 + 1.0, f"the time limit of 3 s was overrun: {took:.1f} s"
     assert not any(t.name == "mfc-prepare-start" for t in threading.enumerate())
+
+
+def test_a_stop_during_the_ot_start_quantization_ends_the_solve_at_once():
+    """init "ot" on a continuum target quantizes it first (about 10 s at N = 300 here); a stop
+    requested meanwhile cancels the quantization and the solve ends with status "stopped"."""
+    rng = np.random.default_rng(2)
+    problem = problem_from_dict({
+        "source": {"points": rng.uniform(-1, 1, (300, 2)).tolist()},
+        "target": {"kind": "gaussian", "mean": [3.0, 0.0], "cov": [[0.1, 0.0], [0.0, 0.1]]},
+        "eps": 0.01, "M": 6, "init": "ot"})
+    control = SolveControl()
+    threading.Timer(0.5, control.stop).start()
+    started = time.perf_counter()
+    snaps = list(solve_iter(problem, control=control))
+    took = time.perf_counter() - started
+    assert snaps[-1].status == "stopped" and snaps[-1].states.shape == (300, 6, 2)
+    assert took < 2.5, f"the stop took {took - 0.5:.1f} s to act"  # one objective evaluation is ms
