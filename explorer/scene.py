@@ -83,41 +83,49 @@ def _continuum_box(model: SessionModel) -> np.ndarray:
 
 
 class LiveLayers:
-    """The Bokeh data sources of the scene's trajectory and particles-at-time-t layers.
+    """The Bokeh data sources of the scene's trajectory and particles-at-time-t layers, and what they
+    show: ``states`` (N, M, D) or None, at time ``t``.
 
     ``hook(key)`` is a HoloViews plot hook that records the data source of the element it is attached
-    to (it runs again whenever the overlay is re-rendered, so the latest plot's source is the one
-    written); ``show(states, t)`` writes the states into both sources, with the same columns the
-    elements were drawn with. Call it on the server's event loop (a Panel callback) or before the
-    plot is shown. Each source is named ``live-<key>`` so browser tests can watch it."""
+    to and fills it with the current data: it runs whenever the scene is rendered (also when its tab
+    is shown again), so the latest plot's source is the one written and never shows stale data.
+    ``show(states)`` and ``show_time(t)`` write into the sources, with the columns the elements were
+    drawn with. Call them on the server's event loop (a Panel callback) or before the plot is shown.
+    Each source is named ``live-<key>`` so browser tests can watch it."""
 
-    def __init__(self, dim: int) -> None:
-        self.dim = dim
+    def __init__(self, dim: int, states: np.ndarray | None, t: float) -> None:
+        self.dim, self.states, self.t = dim, states, t
         self.sources: dict[str, Any] = {}
         self.glyphs: dict[str, Any] = {}
-        self.updates = 0  # data writes so far (both layers together count once)
 
     def hook(self, key: str) -> Any:
         def record(plot: Any, element: hv.Element) -> None:
             self.sources[key], self.glyphs[key] = plot.handles["source"], plot.handles["glyph"]
             self.sources[key].name = f"live-{key}"
+            self._write(key)
         return record
 
-    def show(self, states: np.ndarray | None, t: float) -> None:
-        """Draw ``states`` (N, M, D) or nothing (None) at time ``t``."""
-        if "trajectories" in self.sources:
-            glyph = self.glyphs["trajectories"]
-            xy = plots.trajectory_path(states, self.dim)
-            self.sources["trajectories"].data = {glyph.xs: [xy[:, 0]], glyph.ys: [xy[:, 1]]}
-        self.show_time(states, t)
-        self.updates += 1
+    def show(self, states: np.ndarray | None) -> None:
+        """Draw ``states`` (or nothing for None)."""
+        self.states = states
+        self._write("trajectories")
+        self._write("particles")
 
-    def show_time(self, states: np.ndarray | None, t: float) -> None:
+    def show_time(self, t: float) -> None:
         """Move the particles-at-time-t layer to time ``t``."""
-        if "particles" in self.sources:
-            glyph = self.glyphs["particles"]
-            xy = plots.particles_xy(states, self.dim, t)
-            self.sources["particles"].data = {glyph.x: xy[:, 0], glyph.y: xy[:, 1]}
+        self.t = t
+        self._write("particles")
+
+    def _write(self, key: str) -> None:
+        if key not in self.sources:
+            return
+        glyph = self.glyphs[key]
+        if key == "trajectories":
+            xy = plots.trajectory_path(self.states, self.dim)
+            self.sources[key].data = {glyph.xs: [xy[:, 0]], glyph.ys: [xy[:, 1]]}
+        else:
+            xy = plots.particles_xy(self.states, self.dim, self.t)
+            self.sources[key].data = {glyph.x: xy[:, 0], glyph.y: xy[:, 1]}
 
 
 class SceneEditor(param.Parameterized):
@@ -134,7 +142,7 @@ class SceneEditor(param.Parameterized):
         self.model = model
         self.runner = runner
         self.time = time
-        self._states: np.ndarray | None = runner.states
+        self.live = LiveLayers(model.dim, runner.states, time.value)
         self.pane = pn.pane.HoloViews(self._build(), css_classes=["scene-plot"], linked_axes=False,
                                       width=SCENE_SIZE + 110, height=SCENE_SIZE + 90, sizing_mode="fixed")
         self.hint = pn.pane.Markdown(f"Mode: **{self.mode}**: {HINTS[self.mode]}", css_classes=["mode-hint"])
@@ -144,12 +152,13 @@ class SceneEditor(param.Parameterized):
                                           titles={"index": "#", "x": "x", "y": "y", "radius": "radius"})
         self.table.on_edit(self._on_table_edit)
         self.table.param.watch(self._on_table_select, "selection")
-        model.param.watch(self._rebuild, ["scene_version", "dynamics"])
+        # one watcher: a preset changing several of these at once rebuilds the scene once
+        model.param.watch(self._rebuild, ["scene_version", "dynamics", "target_params"])
         model.param.watch(self._on_obstacles, "obstacles")
         self.param.watch(self._rebuild, "mode")
         self.param.watch(self._on_radius, "obstacle_radius")
         runner.trajectories.add_subscriber(self._on_states)
-        time.param.watch(lambda e: self.live.show_time(self._states, e.new), "value")
+        time.param.watch(lambda e: self.live.show_time(e.new), "value")
 
     # ----------------------------------------------------------------------------- plot
     def _build(self) -> hv.Overlay:
@@ -174,10 +183,9 @@ class SceneEditor(param.Parameterized):
         obstacles = hv.DynamicMap(
             lambda obstacles, selected: plots.obstacle_polygons(obstacles, dim, selected),
             streams=[hv.streams.Params(model, ["obstacles"]), hv.streams.Params(self, ["selected"])])
-        self.live = LiveLayers(dim)
-        paths = plots.trajectories(self._states, dim).opts(hooks=[self.live.hook("trajectories")])
-        now = plots.particles_at(self._states, dim, self.time.value).opts(
-            hooks=[self.live.hook("particles")])
+        self.live = LiveLayers(dim, self.live.states, self.time.value)
+        paths = plots.trajectories(None, dim).opts(hooks=[self.live.hook("trajectories")])
+        now = plots.particles_at(None, dim, self.time.value).opts(hooks=[self.live.hook("particles")])
         tap = hv.streams.Tap(source=obstacles, x=None, y=None)
         tap.add_subscriber(self._on_tap)
         active = ["point_draw"] if self.mode in ("edit source", "edit target") else ["wheel_zoom"]
@@ -222,8 +230,7 @@ class SceneEditor(param.Parameterized):
     # ----------------------------------------------------------------------------- events
     def _on_states(self, data: np.ndarray | None) -> None:
         """New trajectories from the runner (or None after a reset): write the live layers."""
-        self._states = data
-        self.live.show(data, self.time.value)
+        self.live.show(data)
 
     def _on_draw(self, which: str, data: dict) -> None:
         kx, ky = plots.scene_axes(self.model.dim)

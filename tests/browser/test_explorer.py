@@ -107,6 +107,16 @@ def test_place_two_obstacles_by_clicking(app_url, browser_page):
     wait_text(page, ".scene-summary", "1 obstacles")
 
 
+#: Number of points in the most recently created trajectory data source (the one on screen).
+NEWEST_TRAJECTORY_POINTS = """() => {
+  let newest = null;
+  for (const doc of Bokeh.documents)
+    for (const src of doc._all_models.values())
+      if (src.name === 'live-trajectories') newest = src;
+  return newest.data.xs[0].length;
+}"""
+
+
 def test_preset_run_responsive_stop_and_download_csv(app_url, browser_page):
     page = browser_page
     open_app(page, app_url)
@@ -129,6 +139,12 @@ def test_preset_run_responsive_stop_and_download_csv(app_url, browser_page):
     page.locator(".stop-button button").click()
     wait_text(page, ".iteration", r"finished", timeout=20)
     assert "stopped" in text(page, ".status-bar")
+    # after leaving the Scene tab and coming back, the plot on screen still shows the trajectories
+    page.locator(".main-tabs .bk-tab", has_text="Help").click()
+    page.locator(".main-tabs .bk-tab", has_text="Scene").click()
+    page.locator(".scene-plot canvas").first.wait_for(state="visible")
+    time.sleep(1.0)
+    assert page.evaluate(NEWEST_TRAJECTORY_POINTS) == 25 * 22  # 25 polylines of 21 points + NaN gaps
     with page.expect_download() as info:
         page.locator(".download-trajectories button").click()
     rows = list(csv.reader(io.StringIO(Path(info.value.path()).read_text())))

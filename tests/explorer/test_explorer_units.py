@@ -135,7 +135,8 @@ def test_runner_wait_publishes_the_final_result():
 
 def test_scene_writes_trajectories_and_time_into_its_bokeh_sources():
     """The live layers bypass HoloViews: a runner update lands in the rendered Bokeh data sources,
-    the time slider moves the particles along the trajectories, a reset empties both."""
+    the time slider moves the particles along the trajectories, a new render starts from the current
+    data, a reset empties both."""
     import holoviews as hv
     import panel as pn
     from bokeh.document import Document
@@ -164,6 +165,11 @@ def test_scene_writes_trajectories_and_time_into_its_bokeh_sources():
     j = int(s)
     expected = states[:, j] + (s - j) * (states[:, min(j + 1, M - 1)] - states[:, j])
     assert np.allclose(particles.data[columns[1]], expected[:, 1])
+    scene.pane.get_root(Document())  # shown again (e.g. back on its tab): starts from the current data
+    assert scene.live.sources["trajectories"] is not paths
+    assert np.array_equal(scene.live.sources["trajectories"].data["xs"][0], xs, equal_nan=True)
+    assert np.allclose(scene.live.sources["particles"].data[columns[1]], expected[:, 1])
+    paths, particles = scene.live.sources["trajectories"], scene.live.sources["particles"]
     runner.reset()
     assert len(paths.data["xs"][0]) == 0 and len(particles.data[columns[0]]) == 0
 
