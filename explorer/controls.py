@@ -149,7 +149,6 @@ def scene_widgets(model: SessionModel, scene: SceneEditor, messages: Messages) -
         css_classes=["target-params"], visible=model.target_kind != "particles",
         description=model.param.target_params.doc)
     model.param.watch(lambda e: setattr(target_params, "visible", e.new != "particles"), "target_kind")
-    model.param.watch(lambda e: scene._rebuild(), "target_params")
     clear_target = pn.widgets.Button(name="Clear target points", css_classes=["clear-target"])
     clear_target.on_click(lambda _e: model.set_points("target", model.target_points[:0]))
     clear_source = pn.widgets.Button(name="Clear source points", css_classes=["clear-source"])

@@ -318,8 +318,10 @@ class SessionModel(param.Parameterized):
         self.obstacles = [o for k, o in enumerate(self.obstacles) if k != index]
 
     def set_target_kind(self, kind: str) -> None:
-        """Switch the target kind, filling default parameters for a continuum kind."""
-        if kind != "particles" and kind != self.target_kind:
+        """Switch the target kind, filling default parameters for a continuum kind (no-op if unchanged)."""
+        if kind == self.target_kind:
+            return
+        if kind != "particles":
             defaults = copy.deepcopy(TARGET_DEFAULTS[kind])
             if self.dim != 2:
                 defaults = _resize_target_defaults(defaults, self.dim)
