@@ -13,10 +13,11 @@ solver reports. ``stop()`` ends both threads; the app calls it when the session 
 from __future__ import annotations
 
 import atexit
+import math
 import threading
 import time
 import weakref
-from typing import Any, Callable
+from typing import Any
 
 import holoviews as hv
 import numpy as np
@@ -24,33 +25,16 @@ import param
 import torch
 
 import solver
+from solver.diagnostics import w2sq_terminal
+from solver.init import target_size
 from solver.landscape import plane_landscape
 
 from .history import EnergyHistory
 
 ENERGY_PERIOD = 0.5  # seconds between energy-plot updates (the trajectories update faster)
+W2_PERIOD = 1.0  # seconds between live W2^2-to-target evaluations (particle targets)
+LIVE_W2_MAX_PAIRS = 1_000_000  # larger N x K plans are solved once, at the end (emd takes seconds)
 ENERGY_COLUMNS = ["iteration", "objective", "kinetic", "nonlocal", "obstacle"]
-
-
-def _w2_function() -> Callable[[solver.Problem, np.ndarray], float] | None:
-    """W2^2 between the terminal states and the target, from ``solver.diagnostics``: its
-    ``w2sq_terminal`` if present, else its ``w2sq`` on particle targets; None if neither exists."""
-    try:
-        from solver import diagnostics
-    except ImportError:
-        return None
-    if hasattr(diagnostics, "w2sq_terminal"):
-        return diagnostics.w2sq_terminal
-    if not hasattr(diagnostics, "w2sq"):
-        return None
-
-    def particles_only(problem: solver.Problem, states: np.ndarray) -> float:
-        target = problem.target
-        if target.kind != "particles":
-            raise ValueError("W2 is computed for particle targets only")
-        return diagnostics.w2sq(states[:, -1, : target.dim], target.points, None, target.weights)
-
-    return particles_only
 
 
 def status_line(snap: solver.Snapshot, rate: float, w2: float | None = None) -> str:
@@ -134,6 +118,7 @@ class SolveRunner(param.Parameterized):
         self._landscape_result: dict | None = None
         self._rate_mark = (time.perf_counter(), 0)
         self._rate = 0.0
+        self._w2: float | None = None  # latest W2^2 from the terminal states to a particle target
 
     # ----------------------------------------------------------------------------- controls
     @property
@@ -218,16 +203,21 @@ class SolveRunner(param.Parameterized):
 
     # ----------------------------------------------------------------------------- worker
     def _run(self, problem: solver.Problem, control: solver.SolveControl) -> None:
+        live_w2 = problem.N * target_size(problem) <= LIVE_W2_MAX_PAIRS
+        w2, w2_time = None, -math.inf
         try:
             for snap in solver.solve_iter(problem, control=control, every=1):
                 row = [snap.iteration] + [snap.energies.get(k, 0.0) for k in ENERGY_COLUMNS[1:]]
-                final = None if snap.status in (None, "paused") else (snap, self._w2(problem, snap.states))
+                last = snap.status not in (None, "paused")
+                if snap.states is not None and (last or live_w2 and time.perf_counter() - w2_time > W2_PERIOD):
+                    w2, w2_time = w2sq_terminal(problem, snap.states), time.perf_counter()
                 with self._lock:
                     self._rows.append(row)
                     self._snap = snap
+                    self._w2 = w2
                     if snap.states is not None:
                         self._fresh = snap
-                    self._final = final
+                    self._final = (snap, w2) if last else None
                 self._idle.wait(1.0)  # while the event loop publishes, leave it the interpreter (GIL)
         except Exception as err:  # the solver failed on this input: report it, keep the app alive
             with self._lock:
@@ -293,7 +283,7 @@ class SolveRunner(param.Parameterized):
         prefix = "Paused at " if snap.status == "paused" else ""
         return {"iteration": snap.iteration,
                 "progress": min(100.0, 100.0 * max(snap.iteration / opt.max_iter, snap.elapsed / opt.time_limit)),
-                "status": prefix + status_line(snap, self._rate)}
+                "status": prefix + status_line(snap, self._rate, self._w2)}
 
     def _finish(self, snap: solver.Snapshot, w2: float | None) -> None:
         self.summary = {"status": snap.status, "iteration": snap.iteration, "elapsed": snap.elapsed,
@@ -303,16 +293,6 @@ class SolveRunner(param.Parameterized):
         self.progress = 100.0
         self.status = f"Finished ({snap.status}): " + status_line(snap, self._rate, w2)
         self.state = "finished"
-
-    @staticmethod
-    def _w2(problem: solver.Problem, states: np.ndarray | None) -> float | None:
-        fn = _w2_function()
-        if fn is None or states is None:
-            return None
-        try:
-            return float(fn(problem, states))
-        except Exception:  # the helper does not apply to this target / dynamics
-            return None
 
     # ----------------------------------------------------------------------------- landscape
     def _landscape_loop(self, problem: solver.Problem, control: solver.SolveControl) -> None:

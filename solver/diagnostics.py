@@ -1,6 +1,7 @@
 """Exact references for checking a solve.
 
 * ``w2sq``: exact squared 2-Wasserstein distance between weighted point clouds (POT's emd).
+* ``w2sq_terminal``: that distance from the terminal states of a solve to a particle target.
 * ``monotone_map_1d``: the 1-D optimal map (monotone rearrangement) between empirical measures of
   equal size (for Fig. 9's grids it is eq. 63's T(y, 1) = y/2 + 2).
 * ``bures_map``: the optimal linear map between Gaussians N(m0, S0) -> N(m1, S1),
@@ -17,6 +18,7 @@ import ot
 import scipy.linalg
 
 from .init import source_states
+from .problem import Problem
 from .run import Result
 from .targets import ParticleTarget
 
@@ -26,6 +28,15 @@ def w2sq(x: np.ndarray, y: np.ndarray, a: np.ndarray | None = None, b: np.ndarra
     a = np.full(len(x), 1.0 / len(x)) if a is None else a
     b = np.full(len(y), 1.0 / len(y)) if b is None else b
     return float(ot.emd2(a, b, ot.dist(x, y), numItermax=10_000_000))
+
+
+def w2sq_terminal(problem: Problem, states: np.ndarray) -> float | None:
+    """Exact W_2^2 between the terminal states (N, D) of ``states`` (N, M, D) and the problem's
+    particle target (full states: (x, v) under acceleration control); None for continuum targets."""
+    target = problem.target
+    if not isinstance(target, ParticleTarget):
+        return None
+    return w2sq(states[:, -1], target.points, None, target.weights)
 
 
 def monotone_map_1d(source: np.ndarray, target: np.ndarray) -> np.ndarray:
@@ -63,9 +74,8 @@ def summary(result: Result) -> dict:
            "delta": p.delta, "method": p.optimizer.method, "dynamics": p.dynamics.kind,
            "target": p.target.kind, "grad_norm": snap.grad_norm}
     if isinstance(p.target, ParticleTarget):
-        terminal = snap.states[:, -1]  # full terminal states: (x, v) under acceleration control
         out["w2sq_exact"] = w2sq(source_states(p), p.target.points, None, p.target.weights)
-        out["w2sq_terminal"] = w2sq(terminal, p.target.points, None, p.target.weights)
+        out["w2sq_terminal"] = w2sq_terminal(p, snap.states)
         if p.dynamics.kind == "velocity" and p.source.shape[1] == 1 and len(p.target.points) == p.N \
                 and np.allclose(p.target.weights, 1.0 / p.N):  # the exact map is the monotone one
             out.update(map_errors(result.positions, monotone_map_1d(p.source, p.target.points)[:, None]))

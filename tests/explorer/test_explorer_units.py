@@ -191,3 +191,24 @@ def test_energy_history_stays_bounded_and_evenly_spread():
     assert np.allclose(frame["objective"], 1.0 / (its + 1))
     history.clear()
     assert len(history.frame()) == 0
+
+
+def test_status_shows_w2_to_a_particle_target_during_and_after_the_solve():
+    """W2^2 from the terminal points to the target is shown while solving (refreshed every second)
+    and, at the end, equals POT's exact value for the final trajectories."""
+    from solver.diagnostics import w2sq
+
+    m = SessionModel()
+    m.load_preset("fig1_pot_comparison")
+    problem = m.build_problem().with_changes(optimizer={"method": "gd", "lr": 1e-4, "max_iter": 10**6})
+    runner = SolveRunner(landscape_interval=100.0)
+    runner.start(problem)
+    deadline = time.monotonic() + 20
+    while "W2² to target" not in runner.status and time.monotonic() < deadline:
+        time.sleep(0.1)
+        runner.flush()
+    assert "W2² to target" in runner.status and runner.state == "running"
+    runner.stop()
+    exact = w2sq(runner.states[:, -1], problem.target.points)
+    assert runner.summary["w2sq_terminal"] == pytest.approx(exact, rel=1e-12)  # same emd, same points
+    assert f"W2² to target = {exact:.4g}" in runner.status
