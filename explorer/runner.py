@@ -17,6 +17,7 @@ import math
 import threading
 import time
 import weakref
+from collections import deque
 from typing import Any
 
 import holoviews as hv
@@ -34,6 +35,8 @@ from .history import EnergyHistory
 ENERGY_PERIOD = 0.5  # seconds between energy-plot updates (the trajectories update faster)
 W2_PERIOD = 1.0  # seconds between live W2^2-to-target evaluations (particle targets)
 LIVE_W2_MAX_PAIRS = 1_000_000  # larger N x K plans are solved once, at the end (emd takes seconds)
+PATH_KEEP = 200  # iterates kept for the landscape's path (each N x M x d numbers)
+TERMINAL_PATH_KEEP = 5000  # terminal positions kept for Fig. 6's path (a long solve stays bounded)
 ENERGY_COLUMNS = ["iteration", "objective", "kinetic", "nonlocal", "obstacle"]
 
 
@@ -100,8 +103,9 @@ class SolveRunner(param.Parameterized):
         self.problem: solver.Problem | None = None
         self.states: np.ndarray | None = None
         self.summary: dict[str, Any] | None = None
-        self.path: list[np.ndarray] = []  # recent iterates (positions, flattened) for the landscape
-        self.terminal_path: list[np.ndarray] = []  # terminal positions per update (Fig. 6 path)
+        # recent iterates (positions, flattened) for the landscape, terminal positions for Fig. 6's path
+        self.path: deque[np.ndarray] = deque(maxlen=PATH_KEEP)
+        self.terminal_path: deque[np.ndarray] = deque(maxlen=TERMINAL_PATH_KEEP)
         self._control: solver.SolveControl | None = None
         self._thread: threading.Thread | None = None
         self._landscape_thread: threading.Thread | None = None
@@ -171,7 +175,8 @@ class SolveRunner(param.Parameterized):
         self.stop()
         with self._lock:
             self._clear_mailbox()
-            self.path, self.terminal_path = [], []
+            self.path.clear()
+            self.terminal_path.clear()
         self.problem, self.states, self.summary = None, None, None
         self.history.clear()
         self.energies.send(self.history.frame())
@@ -248,7 +253,7 @@ class SolveRunner(param.Parameterized):
             self._rows, self._fresh, self._final, self._failure, self._landscape_result = [], None, None, None, None
             if fresh is not None and self.problem is not None:
                 pos = fresh.states[..., : self.problem.source.shape[1]]
-                self.path = (self.path + [pos.ravel().copy()])[-200:]
+                self.path.append(pos.ravel().copy())
                 self.terminal_path.append(pos[:, -1].ravel().copy())
         self.history.extend(rows)
         if rows and (final is not None or time.perf_counter() - self._energy_sent > ENERGY_PERIOD):
@@ -315,7 +320,7 @@ class SolveRunner(param.Parameterized):
         """The objective on the plane through the latest iterate spanned by the gradient and the last
         step, sized to hold the recent path; returns {a, b, E, path} or None before two iterates."""
         with self._lock:
-            path = [p for p in self.path]
+            path = list(self.path)
         if len(path) < 2:
             return None
         shape = (objective.problem.N, objective.problem.M, objective.problem.source.shape[1])
