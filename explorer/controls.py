@@ -186,7 +186,7 @@ def export_widgets(model: SessionModel, runner: SolveRunner, messages: Messages)
                                            runner.summary if same else None))
 
     def png() -> io.BytesIO:
-        return io.BytesIO(scene_png(model, runner.states, runner.history.frame()))
+        return io.BytesIO(scene_png(model, runner.states, runner.energy_frame()))
 
     downloads = [
         pn.widgets.FileDownload(callback=traj, filename="trajectories.csv", label="Trajectories CSV",

@@ -5,7 +5,7 @@ landscape every ``landscape_interval`` seconds. The threads only deposit their r
 lock-protected mailbox; ``flush()``, which the app calls from a Panel periodic callback on the
 server's event loop (every ``push_interval`` s, i.e. up to 10 times per second), publishes them:
 trajectories through a HoloViews ``Pipe`` (the scene writes them straight into its Bokeh data
-sources), energies (an ``EnergyHistory`` thinned to a few thousand rows) and the landscape through
+sources), energies (a ``ThinnedHistory`` of at most a few thousand rows) and the landscape through
 ``Pipe``s, and the runner's own ``param`` parameters (state, status line, progress) for the status
 bar. Publishing from the event loop at a fixed rate keeps the page responsive however fast the
 solver reports. ``stop()`` ends both threads; the app calls it when the session is destroyed.
@@ -22,15 +22,16 @@ from typing import Any
 
 import holoviews as hv
 import numpy as np
+import pandas as pd
 import param
 import torch
 
 import solver
 from solver.diagnostics import w2sq_terminal
+from solver.history import ThinnedHistory
 from solver.init import target_size
 from solver.landscape import plane_landscape
 
-from .history import EnergyHistory
 
 ENERGY_PERIOD = 0.5  # seconds between energy-plot updates (the trajectories update faster)
 W2_PERIOD = 1.0  # seconds between live W2^2-to-target evaluations (particle targets)
@@ -38,6 +39,7 @@ LIVE_W2_MAX_PAIRS = 1_000_000  # larger N x K plans are solved once, at the end 
 PATH_KEEP = 200  # iterates kept for the landscape's path (each N x M x d numbers)
 TERMINAL_PATH_KEEP = 5000  # terminal positions kept for Fig. 6's path (a long solve stays bounded)
 ENERGY_COLUMNS = ["iteration", "objective", "kinetic", "nonlocal", "obstacle"]
+ENERGY_PLOT_ROWS = 2000  # the energy plot shows 2,000 to 4,000 evenly spread reports of a solve
 
 
 def status_line(snap: solver.Snapshot, rate: float, w2: float | None = None) -> str:
@@ -92,8 +94,8 @@ class SolveRunner(param.Parameterized):
         self.landscape_budget = landscape_budget
         self.landscape_enabled = True
         self.trajectories = hv.streams.Pipe(data=None)
-        self.history = EnergyHistory(ENERGY_COLUMNS)
-        self.energies = hv.streams.Pipe(data=self.history.frame())
+        self.history: ThinnedHistory[list[float]] = ThinnedHistory(ENERGY_PLOT_ROWS)
+        self.energies = hv.streams.Pipe(data=self.energy_frame())
         self.landscape = hv.streams.Pipe(data=None)
         self.acceleration = hv.streams.Pipe(data=None)  # trajectories of acceleration problems only
         self._next_flush = 0.0
@@ -179,7 +181,7 @@ class SolveRunner(param.Parameterized):
             self.terminal_path.clear()
         self.problem, self.states, self.summary = None, None, None
         self.history.clear()
-        self.energies.send(self.history.frame())
+        self.energies.send(self.energy_frame())
         self.iteration, self.progress, self.pushes, self.final_status = 0, 0.0, 0, ""
 
     def reset(self) -> None:
@@ -205,6 +207,11 @@ class SolveRunner(param.Parameterized):
         self.trajectories.send(states)
         if problem.dynamics.kind == "acceleration":
             self.acceleration.send(states)
+
+    def energy_frame(self) -> pd.DataFrame:
+        """The solve's energy history (thinned) as a DataFrame with ``ENERGY_COLUMNS``."""
+        rows = np.array(self.history.rows(), dtype=float).reshape(-1, len(ENERGY_COLUMNS))
+        return pd.DataFrame(rows, columns=ENERGY_COLUMNS)
 
     # ----------------------------------------------------------------------------- worker
     def _run(self, problem: solver.Problem, control: solver.SolveControl) -> None:
@@ -257,7 +264,7 @@ class SolveRunner(param.Parameterized):
                 self.terminal_path.append(pos[:, -1].ravel().copy())
         self.history.extend(rows)
         if rows and (final is not None or time.perf_counter() - self._energy_sent > ENERGY_PERIOD):
-            self.energies.send(self.history.frame())
+            self.energies.send(self.energy_frame())
             self._energy_sent = time.perf_counter()
         if fresh is not None:
             self.states = fresh.states

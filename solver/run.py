@@ -19,6 +19,7 @@ from typing import Callable, Iterator
 import numpy as np
 import torch
 
+from .history import ThinnedHistory
 from .init import Cancelled, initial_variables, target_size
 from .objective import DTYPE, Objective
 from .optimizers import METHODS, Step
@@ -83,7 +84,9 @@ class Snapshot:
 
 @dataclass
 class Result:
-    """Outcome of ``solve``: the final snapshot (best iterate) and the energy history."""
+    """Outcome of ``solve``: the final snapshot (best iterate) and the history of its reports
+    (iteration, elapsed, energies, gradient norm, step size, phase), every report up to
+    ``2 * HISTORY_LIMIT`` of them, then thinned evenly (``ThinnedHistory``)."""
 
     problem: Problem
     final: Snapshot
@@ -111,6 +114,9 @@ def _start_variables(objective: Objective, problem: Problem, resume: Snapshot | 
     except Cancelled:
         return initial_variables(objective, "paper")
 
+
+#: A solve's ``Result.history`` keeps every report up to twice this many, then thins them evenly.
+HISTORY_LIMIT = 5000
 
 #: Kernel sums smaller than this (N x K pairs) run on one thread: torch's thread pool costs more
 #: than it saves on them, and its spinning threads slow down when another process holds a core.
@@ -201,11 +207,11 @@ def _solve_iter(problem: Problem, control: SolveControl | None, every: int, resu
 def solve(problem: Problem, control: SolveControl | None = None, every: int = 10,
           callback: Callable[[Snapshot], None] | None = None, method: str | None = None) -> Result:
     """Run ``solve_iter`` to the end; ``callback`` sees every snapshot (e.g. a progress bar)."""
-    history: list[dict] = []
+    history: ThinnedHistory[dict] = ThinnedHistory(HISTORY_LIMIT)
     snap = None
     for snap in solve_iter(problem, control, every, method=method):
         history.append({"iteration": snap.iteration, "elapsed": snap.elapsed, **snap.energies,
                         "grad_norm": snap.grad_norm, "step_size": snap.step_size, "phase": snap.phase})
         if callback is not None:
             callback(snap)
-    return Result(problem, snap, history)
+    return Result(problem, snap, history.rows())

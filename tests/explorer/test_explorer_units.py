@@ -174,25 +174,6 @@ def test_scene_writes_trajectories_and_time_into_its_bokeh_sources():
     assert len(paths.data["xs"][0]) == 0 and len(particles.data[columns[0]]) == 0
 
 
-def test_energy_history_stays_bounded_and_evenly_spread():
-    """100,000 reports (the paper's gd in half a minute) reach the plot as at most 2 x 500 + 1 rows:
-    the first, the latest, and an even spread between them."""
-    from explorer.history import EnergyHistory
-
-    history = EnergyHistory(["iteration", "objective"], limit=500)
-    n = 100_000
-    history.extend([[k, 1.0 / (k + 1)] for k in range(n)])
-    frame = history.frame()
-    assert len(history) == n and 500 <= len(frame) <= 2 * 500 + 1
-    its = frame["iteration"].to_numpy()
-    assert its[0] == 0 and its[-1] == n - 1
-    steps = np.diff(its[:-1])
-    assert (steps == steps[0]).all()  # one stride (a power of two) throughout
-    assert np.allclose(frame["objective"], 1.0 / (its + 1))
-    history.clear()
-    assert len(history.frame()) == 0
-
-
 def test_status_shows_w2_to_a_particle_target_during_and_after_the_solve():
     """W2^2 from the terminal points to the target is shown while solving (refreshed every second)
     and, at the end, equals POT's exact value for the final trajectories."""

@@ -7,6 +7,7 @@ import numpy as np
 import pytest
 
 from solver import Snapshot, SolveControl, problem_from_dict, solve, solve_iter
+from solver.history import ThinnedHistory
 
 
 def small_problem(**changes):
@@ -120,3 +121,32 @@ def test_a_stop_during_the_ot_start_quantization_ends_the_solve_at_once():
     took = time.perf_counter() - started
     assert snaps[-1].status == "stopped" and snaps[-1].states.shape == (300, 6, 2)
     assert took < 2.5, f"the stop took {took - 0.5:.1f} s to act"  # one objective evaluation is ms
+
+
+def test_thinned_history_stays_bounded_and_evenly_spread():
+    """100,000 reports (the paper's gd in half a minute) are kept as at most 2 x 500 + 1 rows: the
+    first, the latest, and an even spread between them."""
+    history = ThinnedHistory(limit=500)
+    n = 100_000
+    history.extend((k, 1.0 / (k + 1)) for k in range(n))
+    rows = np.array(history.rows())
+    assert len(history) == n and 500 <= len(rows) <= 2 * 500 + 1
+    its = rows[:, 0]
+    assert its[0] == 0 and its[-1] == n - 1
+    steps = np.diff(its[:-1])
+    assert (steps == steps[0]).all()  # one stride (a power of two) throughout
+    assert np.allclose(rows[:, 1], 1.0 / (its + 1))
+    history.clear()
+    assert history.rows() == []
+
+
+def test_a_long_solve_keeps_a_bounded_history():
+    """The CLI's ``solve`` keeps every report of a short run and a thinned record of a long one."""
+    from solver.run import HISTORY_LIMIT
+
+    short = solve(small_problem(optimizer={"method": "gd", "lr": 1e-3, "max_iter": 50}))
+    assert [h["iteration"] for h in short.history] == list(range(1, 50)) + [50]
+    n = 3 * HISTORY_LIMIT
+    long = solve(small_problem(optimizer={"method": "gd", "lr": 1e-4, "max_iter": n, "time_limit": 120}))
+    assert len(long.history) <= 2 * HISTORY_LIMIT + 1
+    assert long.history[0]["iteration"] == 1 and long.history[-1]["iteration"] == n
