@@ -36,6 +36,9 @@ from solver.landscape import plane_landscape
 ENERGY_PERIOD = 0.5  # seconds between energy-plot updates (the trajectories update faster)
 W2_PERIOD = 1.0  # seconds between live W2^2-to-target evaluations (particle targets)
 LIVE_W2_MAX_PAIRS = 1_000_000  # larger N x K plans are solved once, at the end (emd takes seconds)
+#: At most this many numbers of trajectories per second go to the plots: N = 500 (M = 10, 2-D) can
+#: update 10 times a second, N = 20,000 once a second (each update is sent to the browser whole).
+TRAJECTORY_NUMBERS_PER_SECOND = 400_000
 PATH_KEEP = 200  # iterates kept for the landscape's path (each N x M x d numbers)
 TERMINAL_PATH_KEEP = 5000  # terminal positions kept for Fig. 6's path (a long solve stays bounded)
 ENERGY_COLUMNS = ["iteration", "objective", "kinetic", "nonlocal", "obstacle"]
@@ -122,6 +125,7 @@ class SolveRunner(param.Parameterized):
         self._final: tuple[solver.Snapshot, float | None] | None = None
         self._failure: str | None = None
         self._landscape_result: dict | None = None
+        self._next_trajectories = 0.0  # large N: earliest time of the next trajectory update
         self._rate_mark = (time.perf_counter(), 0)
         self._rate = 0.0
         self._w2: float | None = None  # latest W2^2 from the terminal states to a particle target
@@ -257,7 +261,10 @@ class SolveRunner(param.Parameterized):
         with self._lock:
             rows, snap, fresh, final, failure = self._rows, self._snap, self._fresh, self._final, self._failure
             landscape = self._landscape_result
-            self._rows, self._fresh, self._final, self._failure, self._landscape_result = [], None, None, None, None
+            self._rows, self._final, self._failure, self._landscape_result = [], None, None, None
+            if final is None and time.perf_counter() < self._next_trajectories:
+                fresh = None  # large N: too soon after the last trajectories; they wait in the mailbox
+            self._fresh = None if fresh is not None else self._fresh
             if fresh is not None and self.problem is not None:
                 pos = fresh.states[..., : self.problem.source.shape[1]]
                 self.path.append(pos.ravel().copy())
@@ -268,6 +275,7 @@ class SolveRunner(param.Parameterized):
             self._energy_sent = time.perf_counter()
         if fresh is not None:
             self.states = fresh.states
+            self._next_trajectories = time.perf_counter() + fresh.states.size / TRAJECTORY_NUMBERS_PER_SECOND
             self.trajectories.send(fresh.states)
             if self.problem is not None and self.problem.dynamics.kind == "acceleration":
                 self.acceleration.send(fresh.states)

@@ -119,12 +119,12 @@ class LiveLayers:
     def _write(self, key: str) -> None:
         if key not in self.sources:
             return
-        glyph = self.glyphs[key]
+        glyph = self.glyphs[key]  # float32 below: half the bytes to the browser, ample for drawing
         if key == "trajectories":
-            xy = plots.trajectory_path(self.states, self.dim)
+            xy = plots.trajectory_path(self.states, self.dim).astype(np.float32)
             self.sources[key].data = {glyph.xs: [xy[:, 0]], glyph.ys: [xy[:, 1]]}
         else:
-            xy = plots.particles_xy(self.states, self.dim, self.t)
+            xy = plots.particles_xy(self.states, self.dim, self.t).astype(np.float32)
             self.sources[key].data = {glyph.x: xy[:, 0], glyph.y: xy[:, 1]}
 
 

@@ -193,3 +193,28 @@ def test_status_shows_w2_to_a_particle_target_during_and_after_the_solve():
     exact = w2sq(runner.states[:, -1], problem.target.points)
     assert runner.summary["w2sq_terminal"] == pytest.approx(exact, rel=1e-12)  # same emd, same points
     assert f"W2² to target = {exact:.4g}" in runner.status
+
+
+def test_large_trajectories_are_sent_at_a_bounded_rate():
+    """N = 20,000 (M = 10, 2-D) trajectories are 400,000 numbers: at most one update a second goes to
+    the plots (TRAJECTORY_NUMBERS_PER_SECOND); the newest waits in the mailbox and is sent later."""
+    from explorer.runner import TRAJECTORY_NUMBERS_PER_SECOND
+
+    runner = SolveRunner()
+    seen = []
+    runner.trajectories.add_subscriber(lambda data: seen.append(data))
+
+    def report(value: float) -> None:
+        states = np.full((20_000, 10, 2), value)
+        runner._fresh = solver.Snapshot(1, 1, {"objective": 1.0}, 0.1, 0.0, 0.0, "", states)
+
+    interval = 20_000 * 10 * 2 / TRAJECTORY_NUMBERS_PER_SECOND
+    assert interval == pytest.approx(1.0)
+    report(1.0)
+    runner.flush()
+    report(2.0)
+    runner.flush()
+    assert [d[0, 0, 0] for d in seen] == [1.0]  # the second came too soon
+    time.sleep(interval + 0.05)
+    runner.flush()
+    assert [d[0, 0, 0] for d in seen] == [1.0, 2.0] and runner.pushes == 2
