@@ -37,9 +37,11 @@ def test_fig1_kinetic_energy_is_below_the_emd_value(preset):
 # Fig. 9: terminal error (65) of the exact minimizer. The published errors come from gradient descent
 # stopped early (at 3e5-1.4e6 steps, or at the 2e6 cap), not from minimizers: running our faithful copy of
 # that descent ("gd", lr 3e-5, same schedule) at N = 5 reproduces the published 0.005568994 to 8 digits at
-# an objective 6.5e-10 above the minimizer's, whose error is 0.005569002. The minimizer's errors are
-# 0.0001% to 2.3% above the published ones; they are pinned here to 1e-6 relative, the accuracy to which
-# Newton's method resolves them.
+# an objective 6.5e-10 above the minimizer's, whose error is 0.005569002; at N = 20 it stops (plateau rule,
+# step 1,160,234) at 0.0019606 (published 0.0019599), 3.6e-9 above the minimum; at N = 100 it reaches the
+# 2e6 cap at 0.00054464 (published 0.00054381), 1.3e-4 above the minimum (README, "A finding on Fig. 9").
+# The minimizer's errors are 0.0001% to 2.3% above the published ones; they are pinned here to 1e-6
+# relative, the accuracy to which Newton's method resolves them (2e-6 below: float64 noise in the last digit).
 MINIMIZER_ERRORS = {5: 0.005569002, 10: 0.002619655, 20: 0.001966644, 40: 0.001108403,
                     80: 0.0006565677, 100: 0.0005562282}
 PUBLISHED_ERRORS = {5: 0.005569, 10: 0.002619, 20: 0.001960, 40: 0.001093, 80: 0.000645, 100: 0.000544}
