@@ -32,7 +32,6 @@ from solver.history import ThinnedHistory
 from solver.init import target_size
 from solver.landscape import plane_landscape
 
-
 ENERGY_PERIOD = 0.5  # seconds between energy-plot updates (the trajectories update faster)
 W2_PERIOD = 1.0  # seconds between live W2^2-to-target evaluations (particle targets)
 LIVE_W2_MAX_PAIRS = 1_000_000  # larger N x K plans are solved once, at the end (emd takes seconds)
@@ -262,9 +261,10 @@ class SolveRunner(param.Parameterized):
             rows, snap, fresh, final, failure = self._rows, self._snap, self._fresh, self._final, self._failure
             landscape = self._landscape_result
             self._rows, self._final, self._failure, self._landscape_result = [], None, None, None
-            if final is None and time.perf_counter() < self._next_trajectories:
+            if final is not None or time.perf_counter() >= self._next_trajectories:
+                self._fresh = None
+            else:
                 fresh = None  # large N: too soon after the last trajectories; they wait in the mailbox
-            self._fresh = None if fresh is not None else self._fresh
             if fresh is not None and self.problem is not None:
                 pos = fresh.states[..., : self.problem.source.shape[1]]
                 self.path.append(pos.ravel().copy())

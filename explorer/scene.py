@@ -94,7 +94,12 @@ class LiveLayers:
     Each source is named ``live-<key>`` so browser tests can watch it."""
 
     def __init__(self, dim: int, states: np.ndarray | None, t: float) -> None:
-        self.dim, self.states, self.t = dim, states, t
+        self.states, self.t = states, t
+        self.redraw(dim)
+
+    def redraw(self, dim: int) -> None:
+        """Forget the sources of an old plot; the next render, in ``dim`` dimensions, records its own."""
+        self.dim = dim
         self.sources: dict[str, Any] = {}
         self.glyphs: dict[str, Any] = {}
 
@@ -183,7 +188,7 @@ class SceneEditor(param.Parameterized):
         obstacles = hv.DynamicMap(
             lambda obstacles, selected: plots.obstacle_polygons(obstacles, dim, selected),
             streams=[hv.streams.Params(model, ["obstacles"]), hv.streams.Params(self, ["selected"])])
-        self.live = LiveLayers(dim, self.live.states, self.time.value)
+        self.live.redraw(dim)
         paths = plots.trajectories(None, dim).opts(hooks=[self.live.hook("trajectories")])
         now = plots.particles_at(None, dim, self.time.value).opts(hooks=[self.live.hook("particles")])
         tap = hv.streams.Tap(source=obstacles, x=None, y=None)
