@@ -114,6 +114,8 @@ def scene_widgets(model: SessionModel, scene: SceneEditor, messages: Messages) -
     radius = pn.widgets.FloatInput.from_param(scene.param.obstacle_radius, name="obstacle radius",
                                               step=0.05, css_classes=["radius-input"],
                                               description=scene.param.obstacle_radius.doc)
+    shape = pn.widgets.Select.from_param(scene.param.obstacle_kind, name="obstacle shape",
+                                         css_classes=["obstacle-kind"], description=scene.param.obstacle_kind.doc)
     delete = pn.widgets.Button(name="Delete selected obstacle", css_classes=["delete-obstacle"])
     delete.on_click(lambda _e: scene.delete_selected())
 
@@ -146,15 +148,15 @@ def scene_widgets(model: SessionModel, scene: SceneEditor, messages: Messages) -
     model.param.watch(lambda e: setattr(target_kind, "value", e.new), "target_kind")
     target_params = pn.widgets.TextAreaInput.from_param(
         model.param.target_params, name="target parameters (JSON)", height=90,
-        css_classes=["target-params"], visible=model.target_kind != "particles",
+        css_classes=["target-params"], visible=not model.edits_points,
         description=model.param.target_params.doc)
-    model.param.watch(lambda e: setattr(target_params, "visible", e.new != "particles"), "target_kind")
+    model.param.watch(lambda e: setattr(target_params, "visible", not model.edits_points), "target_kind")
     clear_target = pn.widgets.Button(name="Clear target points", css_classes=["clear-target"])
     clear_target.on_click(lambda _e: model.set_points("target", model.target_points[:0]))
     clear_source = pn.widgets.Button(name="Clear source points", css_classes=["clear-source"])
     clear_source.on_click(lambda _e: model.set_points("source", model.source[:0]))
     return pn.Column(
-        pn.pane.Markdown("**Click on the scene to**"), mode, scene.hint, pn.Row(radius, delete),
+        pn.pane.Markdown("**Click on the scene to**"), mode, scene.hint, pn.Row(shape, radius), delete,
         pn.Card(which, pn.Row(kind, count), pn.Row(seed, scale), pn.Row(cx, cy), generate,
                 title="Generate points", collapsed=False, css_classes=["generator-card"]),
         pn.Card(pn.pane.Markdown("One point per row (x,y), optional header."),

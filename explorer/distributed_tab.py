@@ -1,34 +1,60 @@
 """The "Distributed control" tab: V, V_dstr, V_det and the bounds for a chosen n, T, U, K and graph,
 the graph, gap and bound against n, sample paths under both optimal controls, and the marginals of a
-particle system against its independent projection. Computations run in a background thread; the
-page is updated only through HoloViews Pipes and Panel object parameters, scheduled on the
-document's event loop."""
+particle system against its independent projection.
+
+``DistributedCase`` is the case as ``param`` parameters (bounds and docs; the widgets are generated
+from them). ``DistributedWorker`` runs ``solver.distributed.explore`` (the iterator the command line
+also uses) in one background thread per tab: a newer request cancels the older one, and each stage's
+result is applied on the document's event loop, only if it belongs to the newest request. Sliders
+act when released (``value_throttled``).
+"""
 from __future__ import annotations
 
+import queue
 import threading
 from typing import Any, Callable
 
 import holoviews as hv
 import numpy as np
 import panel as pn
+import param
 
-from solver.distributed.case import Case, CaseError, Options, parse_case
-from solver.distributed.cavi import cavi
-from solver.distributed.controls import (GaussianDistributedDrift, GaussianFullInfoDrift, GridDistributedDrift,
-                                         QuadratureFullInfoDrift, simulate_paths)
-from solver.distributed.projection import PairDrift, independent_projection
-from solver.distributed.quadratic import gaussian_values
-from solver.distributed.sweep import gap_curve
-from solver.distributed.values import compute
+from solver.distributed.case import CaseError, parse_case
+from solver.distributed.explore import Stage, explore
+from solver.distributed.graphs import GRAPH_KINDS, NORMALIZATIONS
 
-hv.extension("bokeh")
-
-GRAPHS = {"ring": ("ring", "none"), "complete 1/n": ("complete", "1/n"), "complete 1/(n-1)": ("complete", "1/(n-1)"),
-          "random d-regular": ("regular", "none"), "Erdos-Renyi": ("erdos_renyi", "none"), "star": ("star", "none"),
-          "2-D lattice": ("lattice", "none")}
 ROWS = [("V", "V", "V_err"), ("V_dstr", "V_dstr", "V_dstr_err"), ("V_det", "V_det", "V_det_err"),
         ("V_dstr - V", "gap", None), ("bound (general RHS)", "bound", None),
         ("(T²/2n)‖K''‖² tr(J²)", "bound_trace", None), ("V_det bound", "bound_det", None), ("mean-field V̄", "V_mf", None)]
+PLOT = {"width": 380, "height": 320}
+
+
+class DistributedCase(param.Parameterized):
+    """One case of the lab (the fields of CASE.json, README "Distributed vs full-information control")."""
+
+    n = param.Integer(default=20, bounds=(2, 400), doc="Number of players.")
+    T = param.Number(default=1.0, bounds=(0.05, 10.0), doc="Time horizon.")
+    U = param.Selector(default="quadratic", objects=["quadratic", "logcosh"],
+                       doc="Confinement: a x²/2 - b x, or a x²/2 + c log cosh x - b x.")
+    a = param.Number(default=1.0, bounds=(0.0, 10.0), doc="U: curvature a >= 0.")
+    b = param.Number(default=0.5, softbounds=(-2.0, 2.0), doc="U: linear coefficient b.")
+    c = param.Number(default=1.0, bounds=(0.0, 10.0), doc="U: log cosh weight c >= 0 (logcosh only).")
+    K = param.Selector(default="quadratic", objects=["quadratic", "logcosh"],
+                       doc="Interaction: kappa z²/2, or kappa log cosh z.")
+    kappa = param.Number(default=1.0, bounds=(0.0, 10.0), doc="K: strength kappa >= 0.")
+    graph = param.Selector(default="ring", objects=list(GRAPH_KINDS), doc="The interaction graph J.")
+    normalize = param.Selector(default="row", objects=list(NORMALIZATIONS),
+                               doc="Weights: none (1 per edge), row (J = A/degree), 1/n, 1/(n-1).")
+    d = param.Integer(default=4, bounds=(1, 50), doc="Degree of the random regular graph.")
+    p = param.Number(default=0.2, bounds=(0.0, 1.0), doc="Edge probability of the Erdos-Renyi graph.")
+    seed = param.Integer(default=0, bounds=(0, None), doc="Seed of random graphs and simulations.")
+
+    def case_dict(self) -> dict[str, Any]:
+        """The case as CASE.json (with the tab's faster AIS settings)."""
+        U = {"kind": self.U, "a": self.a, "b": self.b, **({"c": self.c} if self.U == "logcosh" else {})}
+        return {"n": self.n, "T": self.T, "U": U, "K": {"kind": self.K, "kappa": self.kappa},
+                "J": {"graph": self.graph, "normalize": self.normalize, "d": self.d, "p": self.p, "seed": self.seed},
+                "options": {"ais_particles": 600, "ais_temperatures": 100, "seed": self.seed}}
 
 
 def results_html(res: dict[str, Any]) -> str:
@@ -42,7 +68,8 @@ def results_html(res: dict[str, Any]) -> str:
 
 
 def node_positions(kind: str, n: int) -> np.ndarray:
-    """Lattice on its grid, star with the centre in the middle, everything else on a circle."""
+    """Where to draw the players: a lattice on its grid, a star with its centre in the middle,
+    everything else on a circle."""
     if kind == "lattice":
         rows = int(round(np.sqrt(n)))
         q, r = np.divmod(np.arange(n), n // rows)
@@ -54,161 +81,169 @@ def node_positions(kind: str, n: int) -> np.ndarray:
     return pos
 
 
-def distributed_tab() -> pn.viewable.Viewable:
-    """Build the tab (a Panel layout)."""
-    n = pn.widgets.IntSlider(name="n", start=2, end=400, value=20)
-    T = pn.widgets.FloatInput(name="T", value=1.0, start=0.05, step=0.1)
-    u_kind = pn.widgets.Select(name="U", options=["quadratic", "logcosh"], value="quadratic")
-    a = pn.widgets.FloatInput(name="U: a", value=1.0, start=0.0, step=0.1)
-    b = pn.widgets.FloatInput(name="U: b", value=0.5, step=0.1)
-    c = pn.widgets.FloatInput(name="U: c (logcosh)", value=1.0, start=0.0, step=0.1)
-    k_kind = pn.widgets.Select(name="K", options=["quadratic", "logcosh"], value="quadratic")
-    kappa = pn.widgets.FloatInput(name="K: kappa", value=1.0, start=0.0, step=0.1)
-    graph = pn.widgets.Select(name="graph", options=list(GRAPHS), value="ring", css_classes=["distributed-graph"])
-    normalize = pn.widgets.Select(name="normalize", options=["as named", "none", "row"], value="row")
-    d = pn.widgets.IntInput(name="d (regular)", value=4, start=1)
-    p = pn.widgets.FloatInput(name="p (Erdos-Renyi)", value=0.2, start=0.0, end=1.0, step=0.05)
-    seed = pn.widgets.IntInput(name="seed", value=0, start=0)
-    progress = pn.indicators.Progress(name="progress", value=0, max=100, width=250, height=20)
-    status = pn.pane.Markdown("")
-    table = pn.pane.HTML("<table><tr><td>computing…</td></tr></table>", css_classes=["distributed-table"], width=560)
+class DistributedWorker:
+    """One background thread computing ``explore`` for the newest request; ``submit`` cancels the
+    computation in progress. ``apply(stage)`` is called on the event loop for each stage of the
+    newest request; ``close`` ends the thread."""
 
+    def __init__(self, apply: Callable[[int, Stage], None], on_loop: Callable[[Callable[[], None]], None]) -> None:
+        self._apply, self._on_loop = apply, on_loop
+        self._requests: queue.Queue[tuple[int, dict] | None] = queue.Queue()
+        self._cancel = threading.Event()
+        self._lock = threading.Lock()
+        self.generation = 0
+        self._thread = threading.Thread(target=self._loop, name="mfc-distributed", daemon=True)
+        self._thread.start()
+
+    def submit(self, case: dict) -> int:
+        """Compute ``case`` next, cancelling what runs; returns the request's number."""
+        with self._lock:
+            self.generation += 1
+            self._cancel.set()
+            self._requests.put((self.generation, case))
+            return self.generation
+
+    def close(self, timeout: float = 10.0) -> None:
+        with self._lock:
+            self.generation += 1
+            self._cancel.set()
+        self._requests.put(None)
+        self._thread.join(timeout)
+
+    @property
+    def alive(self) -> bool:
+        return self._thread.is_alive()
+
+    def _loop(self) -> None:
+        while True:
+            request = self._requests.get()
+            if request is None:
+                return
+            generation, spec = request
+            if generation != self.generation:
+                continue  # a newer request is waiting
+            self._cancel.clear()
+            try:
+                stages = explore(parse_case(spec), cancel=self._cancel)
+                for stage in stages:
+                    self._publish(generation, stage)
+            except (CaseError, ValueError) as err:
+                self._publish(generation, Stage("error", 0.0, str(err)))
+
+    def _publish(self, generation: int, stage: Stage) -> None:
+        def apply() -> None:
+            if generation == self.generation:  # still the newest request
+                self._apply(generation, stage)
+        if generation == self.generation:
+            self._on_loop(apply)
+
+
+def _draw_graph(data: tuple[np.ndarray, np.ndarray]) -> hv.Overlay:
+    pos, seg = data
+    return (hv.Segments(seg, kdims=["x0", "y0", "x1", "y1"]).opts(color="gray", alpha=0.5)
+            * hv.Points(pos, kdims=["x", "y"]).opts(size=6, color="navy")).opts(
+        width=320, height=320, xaxis=None, yaxis=None, title="graph W", framewise=True, padding=0.1)
+
+
+def _draw_curves(data: Any) -> hv.Overlay:
+    if data is None:
+        return (hv.Curve([], "n", "value") * hv.Curve([], "n", "value")).opts(
+            **PLOT, title="gap and bound vs n (no graph family)", framewise=True)
+    return (hv.Curve((data.ns, data.gap), "n", "value", label="V_dstr - V")
+            * hv.Curve((data.ns, data.bound), "n", "value", label="bound").opts(line_dash="dashed")
+            ).opts(hv.opts.Curve(logx=True, logy=True, framewise=True),
+                   hv.opts.Overlay(**PLOT, title="gap and bound vs n (quadratic twin)",
+                                   legend_position="bottom_left", logx=True, logy=True, framewise=True))
+
+
+def _draw_paths(data: tuple[np.ndarray, np.ndarray, np.ndarray]) -> hv.Overlay:
+    t, xf, xd = data
+    curves = [hv.Curve((t, xf[:, k]), "t", "X").opts(color="#1f77b4", alpha=0.6) for k in range(xf.shape[1])]
+    curves += [hv.Curve((t, xd[:, k]), "t", "X").opts(color="#ff7f0e", alpha=0.6) for k in range(xd.shape[1])]
+    return hv.Overlay(curves).opts(**PLOT, framewise=True,
+                                   title="player 1: full-info (blue) vs distributed (orange)")
+
+
+def _draw_marginals(data: Any, value: int) -> hv.Overlay:
+    if data is None:
+        return hv.Overlay([hv.Histogram(([0.0, 1.0], [0.0]))]).opts(**PLOT)
+    k = min(value, len(data.times) - 1)
+    X, Y = data.X, data.Y
+    edges = np.linspace(min(X.min(), Y.min()), max(X.max(), Y.max()), 41)
+    hx = np.histogram(X[k][:, 0], edges, density=True)[0]
+    hy = np.histogram(Y[k][:, 0], edges, density=True)[0]
+    return (hv.Histogram((edges, hx), kdims=["x"], vdims=["density"], label="X¹ particle system").opts(alpha=0.5)
+            * hv.Histogram((edges, hy), kdims=["x"], vdims=["density"], label="Y¹ independent projection").opts(alpha=0.5)
+            ).opts(**PLOT, framewise=True, title=f"marginals at t = {data.times[k]:.2f}", legend_position="top_left")
+
+
+def distributed_tab() -> pn.viewable.Viewable:
+    """Build the tab (a Panel layout) with its own case model and worker."""
+    case = DistributedCase()
+    widgets = pn.Param(case, widgets={
+        "n": {"type": pn.widgets.IntSlider, "throttled": True},
+        "graph": {"type": pn.widgets.Select, "css_classes": ["distributed-graph"]}},
+        show_name=False, sizing_mode="stretch_width")
+    progress = pn.indicators.Progress(name="progress", value=0, max=100, width=250, height=20)
+    status = pn.pane.Markdown("", css_classes=["distributed-status"])
+    table = pn.pane.HTML("<table><tr><td>computing…</td></tr></table>", css_classes=["distributed-table"], width=560)
     graph_pipe = hv.streams.Pipe(data=(np.zeros((0, 2)), np.zeros((0, 4))))
     curve_pipe = hv.streams.Pipe(data=None)
     path_pipe = hv.streams.Pipe(data=(np.array([0.0]), np.zeros((1, 1)), np.zeros((1, 1))))
     proj_pipe = hv.streams.Pipe(data=None)
     frame = pn.widgets.Player(name="t index", start=0, end=10, value=10, interval=400, loop_policy="loop", width=300)
+    doc = pn.state.curdoc
 
-    def draw_graph(data):
-        pos, seg = data
-        return (hv.Segments(seg, kdims=["x0", "y0", "x1", "y1"]).opts(color="gray", alpha=0.5)
-                * hv.Points(pos).opts(size=6, color="navy")).opts(
-            width=320, height=320, xaxis=None, yaxis=None, title="graph W")
-
-    def draw_curves(data):
-        if data is None:
-            return (hv.Curve([], "n", "value") * hv.Curve([], "n", "value")).opts(
-                width=380, height=320, title="gap and bound vs n")
-        ns, gap, rhs = data
-        return (hv.Curve((ns, gap), "n", "value", label="V_dstr - V").opts(logx=True, logy=True)
-                * hv.Curve((ns, rhs), "n", "value", label="bound").opts(logx=True, logy=True, line_dash="dashed")
-                ).opts(width=380, height=320, title="gap and bound vs n (quadratic twin)", legend_position="bottom_left")
-
-    def draw_paths(data):
-        t, xf, xd = data
-        curves = [hv.Curve((t, xf[:, k]), "t", "X").opts(color="#1f77b4", alpha=0.6) for k in range(xf.shape[1])]
-        curves += [hv.Curve((t, xd[:, k]), "t", "X").opts(color="#ff7f0e", alpha=0.6) for k in range(xd.shape[1])]
-        return hv.Overlay(curves).opts(width=380, height=320, title="player 1: full-info (blue) vs distributed (orange)")
-
-    def draw_marginals(data, value):
-        if data is None:
-            return hv.Overlay([hv.Histogram(([0.0, 1.0], [0.0]))]).opts(width=380, height=320)
-        times, X, Y = data
-        k = min(value, len(times) - 1)
-        edges = np.linspace(min(X.min(), Y.min()), max(X.max(), Y.max()), 41)
-        hx = np.histogram(X[k][:, 0], edges, density=True)[0]
-        hy = np.histogram(Y[k][:, 0], edges, density=True)[0]
-        return (hv.Histogram((edges, hx), kdims=["x"], vdims=["density"], label="X¹ particle system").opts(alpha=0.5)
-                * hv.Histogram((edges, hy), kdims=["x"], vdims=["density"], label="Y¹ independent projection").opts(alpha=0.5)
-                ).opts(width=380, height=320, title=f"marginals at t = {times[k]:.2f}", legend_position="top_left")
-
-    plots = pn.Row(
-        hv.DynamicMap(draw_graph, streams=[graph_pipe]),
-        hv.DynamicMap(draw_curves, streams=[curve_pipe]),
-    )
-    plots2 = pn.Row(
-        hv.DynamicMap(draw_paths, streams=[path_pipe]),
-        pn.Column(hv.DynamicMap(draw_marginals, streams=[proj_pipe, hv.streams.Params(frame, ["value"])]), frame),
-    )
-
-    def case_dict() -> dict[str, Any]:
-        kind, norm = GRAPHS[graph.value]
-        if normalize.value != "as named" and not kind == "complete":
-            norm = normalize.value
-        U = {"kind": "quadratic", "a": a.value, "b": b.value} if u_kind.value == "quadratic" else \
-            {"kind": "logcosh", "a": a.value, "c": c.value, "b": b.value}
-        return {"n": n.value, "T": T.value, "U": U, "K": {"kind": k_kind.value, "kappa": kappa.value},
-                "J": {"graph": kind, "normalize": norm, "d": d.value, "p": p.value, "seed": seed.value},
-                "options": {"ais_particles": 600, "ais_temperatures": 100, "seed": seed.value}}
-
-    lock = threading.Lock()
-    generation = [0]
-
-    def on_loop(doc, fn: Callable[[], None]) -> None:
+    def on_loop(fn: Callable[[], None]) -> None:
         """Run fn on the document's event loop (directly when there is no server document)."""
         if doc is None or doc.session_context is None:
             fn()
         else:
             doc.add_next_tick_callback(fn)
 
-    def work(spec: dict[str, Any], gen: int, doc) -> None:
-        def publish(fn: Callable[[], None]) -> None:
-            """Apply fn on the event loop unless a newer computation started or the session ended."""
-            if gen == generation[0]:
-                on_loop(doc, lambda: fn() if gen == generation[0] else None)
+    def apply(generation: int, stage: Stage) -> None:
+        progress.value = int(100 * stage.progress)
+        if stage.name == "error":
+            status.object = f"**error:** {stage.data}"
+        elif stage.name == "values":
+            table.object = results_html(stage.data)
+            pos = node_positions(case.graph, case.n)
+            edges = worker_model[0].edges[:, :2].astype(int) if worker_model else np.zeros((0, 2), int)
+            graph_pipe.send((pos, np.column_stack([pos[edges[:, 0]], pos[edges[:, 1]]])))
+            status.object = "values done; gap vs n…"
+        elif stage.name == "gap":
+            curve_pipe.send(stage.data)
+            status.object = "gap vs n done; sample paths…"
+        elif stage.name == "paths":
+            path_pipe.send(stage.data)
+            status.object = "sample paths done; independent projection…"
+        elif stage.name == "projection":
+            proj_pipe.send(stage.data)
+            status.object = f"done: mean W2² of marginals at T = {stage.data.w2[-1]:.3g}"
 
-        def step(pct: int, msg: str) -> None:
-            publish(lambda: (setattr(progress, "value", pct), setattr(status, "object", msg)))
-
-        try:
-            case: Case = parse_case(spec)
-        except CaseError as exc:
-            step(0, f"**error:** {exc}")
-            return
-        m = case.model
-        step(10, "values…")
-        res = compute(Case(m, Options(**spec["options"])))
-        kind = spec["J"]["graph"]
-        pos = node_positions(kind, m.n)
-        E = m.edges[:, :2].astype(int)
-        seg = np.column_stack([pos[E[:, 0]], pos[E[:, 1]]])
-        publish(lambda: (setattr(table, "object", results_html(res)), graph_pipe.send((pos, seg))))
-        step(40, "gap vs n…")
-        ns = sorted({max(4, x) for x in (8, 16, 32, 64, 128, 256)} | {m.n if m.n >= 4 else 4})
-        extra = {"d": spec["J"]["d"], "seed": spec["J"]["seed"]} if kind == "regular" else \
-            {"p": spec["J"]["p"], "seed": spec["J"]["seed"]} if kind == "erdos_renyi" else {}
-        try:
-            curve = gap_curve(kind, ns, T=m.T, a=spec["U"]["a"], b=spec["U"]["b"], kappa=spec["K"]["kappa"],
-                              normalize_mode=spec["J"]["normalize"], **extra)
-            publish(lambda: curve_pipe.send((curve.ns, curve.gap, curve.bound)))
-        except ValueError:
-            pass
-        step(60, "sample paths…")
-        if m.quadratic:
-            g = gaussian_values(m)
-            full, dstr = GaussianFullInfoDrift.from_model(m), GaussianDistributedDrift(m.T, np.full(m.n, g.mean), g.var_dstr)
-        else:
-            full = QuadratureFullInfoDrift(m) if m.n <= 3 else None
-            dstr = GridDistributedDrift.from_cavi(m, cavi(m))
-        t, xd = simulate_paths(m, dstr, steps=100, paths=8, seed=seed.value)
-        xf = simulate_paths(m, full, steps=100, paths=8, seed=seed.value)[1] if full is not None else xd[:, :0]
-        publish(lambda: path_pipe.send((t, xf[:, :, 0], xd[:, :, 0])))
-        step(80, "independent projection…")
-        pr = independent_projection(m.graph.J, PairDrift(a.value, b.value, kappa.value, "tanh"), m.T, 50,
-                                    samples=2000, records=11, seed=seed.value)
-        publish(lambda: proj_pipe.send((pr.times, pr.X, pr.Y)))
-        step(100, f"done: mean W2² of marginals at T = {pr.w2[-1]:.3g}")
+    worker_model: list[Any] = []
+    worker = DistributedWorker(apply, on_loop)
 
     def run(*_: Any) -> None:
-        with lock:
-            generation[0] += 1
-            gen = generation[0]
+        spec = case.case_dict()
         progress.value = 0
-        threading.Thread(target=work, args=(case_dict(), gen, pn.state.curdoc), daemon=True).start()
+        try:
+            worker_model[:] = [parse_case(spec).model]
+        except CaseError as err:
+            status.object = f"**error:** {err}"
+            return
+        status.object = "values…"
+        worker.submit(spec)
 
-    def cancel(_: Any) -> None:
-        generation[0] = -1
-
-    if pn.state.curdoc is not None and pn.state.curdoc.session_context is not None:
-        pn.state.on_session_destroyed(cancel)
-    for w in (n, T, u_kind, a, b, c, k_kind, kappa, graph, normalize, d, p, seed):
-        w.param.watch(run, "value")
-    controls = pn.Column("### Distributed control", n, T, u_kind, a, b, c, k_kind, kappa, graph, normalize, d, p, seed,
-                         progress, status, width=260)
+    case.param.watch(run, [name for name in case.param if name != "name"])
+    if doc is not None and doc.session_context is not None:
+        pn.state.on_session_destroyed(lambda _ctx: worker.close(timeout=2.0))
+    plots = pn.Row(hv.DynamicMap(_draw_graph, streams=[graph_pipe]), hv.DynamicMap(_draw_curves, streams=[curve_pipe]))
+    plots2 = pn.Row(hv.DynamicMap(_draw_paths, streams=[path_pipe]),
+                    pn.Column(hv.DynamicMap(_draw_marginals, streams=[proj_pipe, hv.streams.Params(frame, ["value"])]),
+                              frame))
+    controls = pn.Column("### Distributed control", widgets, progress, status, width=280)
     layout = pn.Row(controls, pn.Column(table, plots, plots2))
+    layout.worker = worker  # for tests and the session's clean-up
     run()
     return layout
-
-
-if __name__.startswith("bokeh"):
-    distributed_tab().servable()

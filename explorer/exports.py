@@ -23,8 +23,9 @@ def scene_png(model: SessionModel, states: np.ndarray | None, history: pd.DataFr
     dim = model.dim
     kx, ky = plots.scene_axes(dim)
     fig, (ax, ax_e) = plt.subplots(1, 2, figsize=(12, 5.5), dpi=110)
-    for ob in model.obstacles if dim >= 2 else []:
-        ax.add_patch(plt.Circle(ob["center"][:2], ob["radius"], color="#bbbbbb", alpha=0.6))
+    for shape in model.obstacle_shapes() if dim >= 2 else []:
+        if shape is not None:
+            ax.add_patch(plt.Polygon(shape.outline(), closed=True, color="#bbbbbb", alpha=0.6))
     if states is not None:
         for line in plots.trajectory_xy(states, dim):
             ax.plot(line[:, 0], line[:, 1], color=plots.TRAJ_COLOR, alpha=0.5, lw=0.8)
@@ -32,7 +33,7 @@ def scene_png(model: SessionModel, states: np.ndarray | None, history: pd.DataFr
         ax.scatter(end[:, 0], end[:, 1], s=14, color=plots.TERMINAL_COLOR, label="terminal points", zorder=3)
     src = plots.as_scene_xy(model.source, dim, 0.0)
     ax.scatter(src[:, 0], src[:, 1], s=14, color=plots.SOURCE_COLOR, label="source", zorder=3)
-    if model.target_kind == "particles":
+    if model.edits_points:
         tgt = plots.as_scene_xy(model.target_points, dim, 1.0)
         ax.scatter(tgt[:, 0], tgt[:, 1], s=18, marker="D", color=plots.TARGET_COLOR, label="target", zorder=3)
     ax.set(title=f"{model.title}", xlabel=kx, ylabel=ky)

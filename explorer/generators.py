@@ -64,18 +64,18 @@ GENERATORS: dict[str, Generator] = {
 }
 
 
-def generate(kind: str, n: int, seed: int = 0, center: tuple[float, float] = (0.0, 0.0),
+def generate(shape: str, n: int, seed: int = 0, center: tuple[float, float] = (0.0, 0.0),
              scale: float = 1.0, dim: int = 2) -> np.ndarray:
     """n points of the named shape, scaled by ``scale`` about ``center``; ``dim`` = 1 keeps the first
     coordinate (a 1-D cloud). Raises ValueError for an unknown kind or n < 1."""
-    if kind not in GENERATORS:
-        raise ValueError(f"generator: unknown kind {kind!r}; use one of {', '.join(GENERATORS)}")
+    if shape not in GENERATORS:
+        raise ValueError(f"generator: unknown kind {shape!r}; use one of {', '.join(GENERATORS)}")
     if n < 1:
         raise ValueError("generator: the number of points must be at least 1")
     rng = np.random.default_rng(seed)
-    if dim == 1 and kind == "grid":  # a 1-D grid: n evenly spaced cell centres
+    if dim == 1 and shape == "grid":  # a 1-D grid: n evenly spaced cell centres
         raw = np.column_stack([(np.arange(n) + 0.5) / n - 0.5, np.zeros(n)])
     else:
-        raw = GENERATORS[kind](int(n), rng)
+        raw = GENERATORS[shape](int(n), rng)
     pts = raw * scale + np.asarray(center, float)
     return pts[:, :dim].copy()

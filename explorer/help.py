@@ -1,7 +1,10 @@
-"""The help tab: the equations (KaTeX) and what each control does (Markdown)."""
+"""The help tab: the equations (KaTeX), what each control does (Markdown), and the kinds the solver
+offers, listed from its registries (a newly registered kind appears here with its docstring)."""
 from __future__ import annotations
 
 import panel as pn
+
+import solver
 
 INTRO = """
 ### What is solved
@@ -29,7 +32,7 @@ PARAMETERS = """
   makes the problem stiffer). **δ** is the blob width of the mollifier; too small a δ lets particles
   cluster on target points (Fig. 3). **M** is the number of time points; **p** the control cost exponent.
 * **Optimizer**: *robust* is the fast default; *gd* is the paper's gradient descent (with its learning
-  rate); *lbfgs* and *adam* are alternatives. The solve stops at the iteration or time limit.
+  rate); the others are listed below. The solve stops at the iteration or time limit.
 * **Run** starts a solve in the background; the plots update several times a second. **Pause** /
   **Resume** / **Stop** control it (Stop keeps the best iterate); **Reset** clears the result.
   Parameters changed during a solve apply at the next Run. The **time** slider or play button moves
@@ -43,10 +46,22 @@ PARAMETERS = """
 """
 
 
+CHOICES = (("Dynamics", solver.DYNAMICS), ("Targets", solver.TARGETS), ("Obstacle shapes", solver.OBSTACLES),
+           ("Initializations", solver.INITS), ("Optimizers", solver.OPTIMIZERS))
+
+
+def choices_markdown() -> str:
+    """Every registered kind with the first line of its docstring, per registry."""
+    return "### What you can choose\n" + "\n".join(
+        f"* **{title}**: " + "; ".join(f"*{kind}*: {registry.describe(kind)}" for kind in registry)
+        for title, registry in CHOICES)
+
+
 def help_panel() -> pn.Column:
     """Markdown text with the objective's equations typeset by KaTeX."""
     return pn.Column(
         pn.pane.Markdown(INTRO, disable_math=True),
         *[pn.pane.LaTeX(f"$${eq}$$", renderer="katex", styles={"font-size": "15px"}) for eq in EQUATIONS],
         pn.pane.Markdown(PARAMETERS, disable_math=True),
+        pn.pane.Markdown(choices_markdown(), disable_math=True, css_classes=["help-choices"]),
         css_classes=["help-text"], max_width=900)

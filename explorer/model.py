@@ -1,11 +1,13 @@
 """The session model: one browser tab's scene and parameters, and the problem dict built from them.
 
 ``SessionModel`` holds the scene (source points, target, obstacles) and the solver parameters as
-``param`` parameters with soft bounds and docs (the sidebar widgets are generated from them). It
-loads presets (problem files in ``assets/``), builds the JSON problem dict, and keeps ``message``
-set to the solver's one-line validation error (empty when the problem is valid). Parameters with no
-widget (e.g. a linear system's A and B, pairwise interactions) are carried through unchanged, so a
-preset or an imported session round-trips exactly.
+``param`` parameters with soft bounds and docs (the sidebar widgets are generated from them). The
+choices offered (dynamics, target kinds, obstacle shapes, initializations, methods) and their
+defaults and help come from the solver's registries. The problem format itself is the solver's:
+``to_spec()`` puts the widget values at their places in the problem file over ``base`` (the loaded
+problem's canonical form, which carries the parts without widgets, e.g. a linear system's A and B or
+pairwise interactions) and returns the solver's canonical ``Problem.to_spec()`` when the result is
+valid. ``message`` holds the solver's one-line validation error (empty when the problem is valid).
 """
 from __future__ import annotations
 
@@ -19,25 +21,22 @@ import param
 
 import solver
 from solver.io import read_points_csv
+from solver.problem import auto_delta
+from solver.reading import Context
+from solver.targets import ParticleTarget
 
 from .generators import generate
 
 ROOT = Path(__file__).resolve().parent.parent
 ASSETS = ROOT / "assets"
 
-#: Keys of the problem dict that have widgets; everything else is carried in ``SessionModel.extra``.
-MANAGED_KEYS = {"name", "dynamics", "source", "target", "obstacles", "obstacle_weight", "eps", "delta",
-                "M", "p", "optimizer", "init", "seed"}
 #: Parameters restored from (and written to) the URL query, besides preset, delta and lr.
 URL_PARAMS = ("dynamics", "eps", "M", "p", "method", "max_iter", "time_limit", "init", "seed")
-#: Default parameters (JSON) of each continuum target kind, in the scene's coordinates.
-TARGET_DEFAULTS: dict[str, dict[str, Any]] = {
-    "gaussian": {"mean": [1.0, 1.0], "cov": 0.02},
-    "mixture": {"components": [{"weight": 0.5, "mean": [1.0, 0.6], "cov": 0.01},
-                               {"weight": 0.5, "mean": [1.0, 1.4], "cov": 0.01}]},
-    "uniform": {"low": [0.75, 0.75], "high": [1.25, 1.25]},
-    "grid": {"low": [0.5, 0.5], "high": [1.5, 1.5], "values": [[0, 1, 0], [1, 1, 1], [0, 1, 0]]},
-}
+#: Where each plain widget's value goes in the problem file.
+FIELDS = {"title": "name", "eps": "eps", "M": "M", "p": "p", "seed": "seed", "init": "init",
+          "method": "optimizer.method", "max_iter": "optimizer.max_iter", "time_limit": "optimizer.time_limit"}
+#: The target kind a drawn, generated or loaded cloud of target points becomes.
+POINTS = ParticleTarget.kind
 
 
 def list_presets(assets: Path = ASSETS) -> dict[str, Path]:
@@ -51,23 +50,50 @@ def _points(value: Any, dim: int) -> np.ndarray:
     return arr.reshape(-1, dim) if arr.size else np.zeros((0, dim))
 
 
+def get_path(spec: dict, path: str, default: Any = None) -> Any:
+    """``spec["a"]["b"]`` for the path "a.b" (``default`` where a level is missing)."""
+    node: Any = spec
+    for key in path.split("."):
+        if not isinstance(node, dict) or key not in node:
+            return default
+        node = node[key]
+    return node
+
+
+def set_path(spec: dict, path: str, value: Any) -> None:
+    """Set ``spec["a"]["b"] = value`` for the path "a.b", creating the levels that are missing."""
+    *parents, last = path.split(".")
+    node = spec
+    for key in parents:
+        if not isinstance(node.get(key), dict):
+            node[key] = {}
+        node = node[key]
+    node[last] = value
+
+
+def example_params(kind: str, dim: int) -> str:
+    """The registered example parameters of a continuum target kind, as the JSON the sidebar edits."""
+    example = dict(solver.TARGETS[kind].example_spec(dim))
+    example.pop("kind", None)
+    return json.dumps(example)
+
+
 class SessionModel(param.Parameterized):
     """Scene and parameters of one session; ``to_spec()`` is the problem dict given to the solver."""
 
     title = param.String("my problem", doc="Name of the problem (written into exported files).")
     preset = param.Selector(default="", objects=[""], doc="A problem file from assets/: fills the "
                             "scene and all parameters.")
-    dynamics = param.Selector(default="velocity", objects=["velocity", "acceleration", "linear"],
-                              doc="velocity: dy/dt = u (the W2 problem); acceleration: d2y/dt2 = u "
-                                  "with source velocities (Fig. 5); linear: dy/dt = Ay + Bu (from presets).")
+    dynamics = param.Selector(default="velocity", objects=solver.DYNAMICS.kinds(),
+                              doc=" ".join(f"{k}: {solver.DYNAMICS.describe(k)}" for k in solver.DYNAMICS))
     source = param.Array(default=np.zeros((0, 2)), doc="Source particles z_i, (N, d).")
-    target_kind = param.Selector(default="particles",
-                                 objects=["particles", "gaussian", "mixture", "uniform", "grid"],
-                                 doc="The target m_1: particles w_k, or a continuum density.")
+    target_kind = param.Selector(default=POINTS, objects=solver.TARGETS.kinds(),
+                                 doc=" ".join(f"{k}: {solver.TARGETS.describe(k)}" for k in solver.TARGETS))
     target_points = param.Array(default=np.zeros((0, 2)), doc="Target particles w_k, (K, d).")
     target_params = param.String(default="", doc="JSON parameters of a continuum target, e.g. "
                                  '{"mean": [1, 1], "cov": 0.02} for a Gaussian.')
-    obstacles = param.List(default=[], item_type=dict, doc="Obstacles {center: [x, y], radius: r}.")
+    obstacles = param.List(default=[], item_type=dict, doc="Obstacles, as in the problem file "
+                           '({"kind": "circle", "center": [x, y], "radius": r}, ...).')
     obstacle_weight_auto = param.Boolean(default=True, doc="Obstacle weight c = 1/(h eps) (section 4.5).")
     obstacle_weight = param.Number(default=100.0, softbounds=(1.0, 1e4),
                                    doc="Obstacle penalty weight c in L(y) = c sum max(r^2 - |y - c_k|^2, 0).")
@@ -80,18 +106,20 @@ class SessionModel(param.Parameterized):
     M = param.Integer(default=10, softbounds=(2, 60),
                       doc="Time points per trajectory (h = 1/(M-1)); at least 2 (3 for acceleration).")
     p = param.Number(default=2.0, softbounds=(1.1, 4.0), doc="Control cost exponent, psi(u) = |u|^p, p > 1.")
-    method = param.Selector(default="robust", objects=sorted(solver.METHODS),
-                            doc="Optimizer: robust (fast default), gd (the paper's gradient descent), "
-                                "lbfgs, adam.")
+    method = param.Selector(default=solver.OPTIMIZERS.default,
+                            objects=[solver.OPTIMIZERS.default] + [k for k in solver.OPTIMIZERS
+                                                                   if k != solver.OPTIMIZERS.default],
+                            doc=" ".join(f"{k}: {solver.OPTIMIZERS.describe(k)}" for k in solver.OPTIMIZERS))
     lr_auto = param.Boolean(default=True, doc="Learning rate from the paper's scaling.")
     lr = param.Number(default=0.1, softbounds=(1e-4, 10.0), doc="Learning rate of gd / adam (> 0).")
     max_iter = param.Integer(default=20000, softbounds=(1, 100000), doc="Iteration limit (>= 1).")
     time_limit = param.Number(default=60.0, softbounds=(1.0, 600.0), doc="Wall-clock limit in seconds.")
-    init = param.Selector(default="paper", objects=["paper", "ot", "source"],
-                          doc="Initial trajectories: paper (all to the target's mean), ot (straight "
-                              "lines to an OT assignment), source (stay put).")
+    init = param.Selector(default=solver.INITS.default,
+                          objects=[k for k, cls in solver.INITS.items() if cls.selectable],
+                          doc=" ".join(f"{k}: {solver.INITS.describe(k)}" for k, cls in solver.INITS.items()
+                                       if cls.selectable))
     seed = param.Integer(default=0, bounds=(0, None), doc="Random seed (generators, quantization).")
-    extra = param.Dict(default={}, doc="Problem keys without a widget, passed through unchanged.")
+    base = param.Dict(default={}, doc="The loaded problem (canonical): the parts without widgets.")
     message = param.String(default="", doc="The current validation error (one line) or ''.")
     scene_version = param.Integer(default=0, doc="Bumped when the points change outside the draw tools.")
 
@@ -115,55 +143,69 @@ class SessionModel(param.Parameterized):
     def N(self) -> int:
         return int(self.source.shape[0])
 
+    @property
+    def edits_points(self) -> bool:
+        """Whether the target is drawn and edited as points (else it is a continuum density)."""
+        return solver.TARGETS[self.target_kind].given_by_points
+
     def resolved_delta(self) -> float:
-        """delta as the solver resolves it ('auto' = N^(-0.99/d), d the constrained state's dim)."""
+        """delta as the solver resolves it ('auto': eq. 58 with the dimension of the constrained state)."""
         if not self.delta_auto:
             return self.delta
-        state_dim = self.dim * (2 if self.dynamics == "acceleration" else 1)
-        return max(self.N, 1) ** (-solver.problem.DELTA_EXPONENT / state_dim)
+        try:
+            return self.build_problem().delta
+        except solver.ProblemError:
+            pass
+        kind = solver.DYNAMICS[self.dynamics]
+        try:  # the state's dimension, from the dynamics alone
+            state_dim = kind.from_spec(kind.example_spec(self.dim), {"points": self.source.tolist()})[0].state_dim
+        except solver.ProblemError:
+            state_dim = self.dim
+        return auto_delta(self.N, state_dim, self.base.get("delta_exponent", solver.problem.DELTA_EXPONENT))
 
     def summary(self) -> str:
         """One line describing the scene (shown in the sidebar; the tests compare it)."""
-        target = (f"{len(self.target_points)} target points" if self.target_kind == "particles"
+        target = (f"{len(self.target_points)} target points" if self.edits_points
                   else f"{self.target_kind} target")
         return (f"{self.N} source points, {target}, {len(self.obstacles)} obstacles, d = {self.dim}, "
                 f"{self.dynamics}, eps = {self.eps:g}, M = {self.M}, delta = {self.resolved_delta():.4g}")
 
     # ------------------------------------------------------------------------------- spec
-    def to_spec(self) -> dict:
-        """The JSON problem dict of the current scene and parameters."""
-        spec: dict[str, Any] = copy.deepcopy(self.extra)
-        dyn_extra = spec.pop("_dynamics", {})
-        spec["name"] = self.title
-        spec["dynamics"] = dict(dyn_extra, kind=self.dynamics) if self.dynamics == "linear" else \
-            {k: v for k, v in dict(dyn_extra, kind=self.dynamics).items() if k in ("kind", "drift")}
-        source: dict[str, Any] = {"points": self.source.tolist()}
-        src_vel = spec.pop("_source_velocities", None)
-        if self.dynamics == "acceleration" and src_vel is not None and len(src_vel) == self.N:
-            source["velocities"] = src_vel
-        spec["source"] = source
-        spec["target"] = self._target_spec(spec.pop("_target_extra", {}))
+    def raw_spec(self) -> dict:
+        """The widget values at their places in the problem file, over ``base`` (not validated)."""
+        spec: dict[str, Any] = copy.deepcopy(self.base)
+        for name, path in FIELDS.items():
+            set_path(spec, path, getattr(self, name))
+        if get_path(spec, "dynamics.kind") != self.dynamics:
+            spec["dynamics"] = solver.DYNAMICS[self.dynamics].example_spec(self.dim)
+        source = spec.setdefault("source", {})
+        source["points"] = self.source.tolist()
+        if len(source.get("velocities") or []) != self.N:  # kept while the points keep their number
+            source.pop("velocities", None)
+        spec["target"] = self._target_spec(spec.get("target") or {})
+        spec.pop("obstacles", None)
+        spec.pop("obstacle_weight", None)
         if self.obstacles:
             spec["obstacles"] = copy.deepcopy(self.obstacles)
             spec["obstacle_weight"] = "auto" if self.obstacle_weight_auto else self.obstacle_weight
-        spec["eps"] = self.eps
         spec["delta"] = "auto" if self.delta_auto else self.delta
-        spec["M"] = self.M
-        spec["p"] = self.p
-        spec["optimizer"] = dict(spec.pop("_optimizer_extra", {}), method=self.method,
-                                 lr=None if self.lr_auto else self.lr, max_iter=self.max_iter,
-                                 time_limit=self.time_limit)
-        spec["init"] = self.init
-        spec["seed"] = self.seed
+        set_path(spec, "optimizer.lr", None if self.lr_auto else self.lr)
         return spec
 
-    def _target_spec(self, target_extra: dict) -> dict:
-        if self.target_kind == "particles":
-            out: dict[str, Any] = {"kind": "particles", "points": self.target_points.tolist()}
+    def to_spec(self) -> dict:
+        """The problem dict of the current scene and parameters: the solver's canonical form when it
+        is valid, else ``raw_spec()`` (whose validation error is ``message``)."""
+        try:
+            return self.build_problem().to_spec()
+        except solver.ProblemError:
+            return self.raw_spec()
+
+    def _target_spec(self, base: dict) -> dict:
+        if self.edits_points:
+            out: dict[str, Any] = {"kind": self.target_kind, "points": self.target_points.tolist()}
             for key in ("weights", "velocities"):  # kept while the number of points is unchanged
-                if key in target_extra and len(target_extra[key]) == len(self.target_points):
-                    if key == "weights" or self.dynamics == "acceleration":
-                        out[key] = target_extra[key]
+                if base.get("kind") == self.target_kind and len(base.get(key) or []) == len(self.target_points):
+                    out[key] = base[key]
             return out
         try:
             params = json.loads(self.target_params or "{}")
@@ -176,7 +218,7 @@ class SessionModel(param.Parameterized):
 
     def build_problem(self) -> solver.Problem:
         """Validate and build the solver's Problem; raises ProblemError with a one-line message."""
-        return solver.problem_from_dict(self.to_spec())
+        return solver.problem_from_dict(self.raw_spec())
 
     def _revalidate(self, *_: Any) -> None:
         try:
@@ -188,44 +230,36 @@ class SessionModel(param.Parameterized):
 
     def load_spec(self, spec: dict) -> None:
         """Fill the scene and all parameters from a problem dict (a preset or an imported session)."""
-        spec = copy.deepcopy(spec)
-        dyn = dict(spec.get("dynamics") or {"kind": "velocity"})
-        src = spec.get("source") or {}
-        points = np.asarray(src.get("points", []), dtype=float)
+        try:
+            spec = solver.problem_from_dict(spec).to_spec()
+        except solver.ProblemError:
+            spec = copy.deepcopy(spec)
+        points = np.asarray(get_path(spec, "source.points", []), dtype=float)
         dim = points.shape[1] if points.ndim == 2 else 2
-        target = dict(spec.get("target") or {"kind": "particles", "points": []})
-        kind = target.pop("kind", "particles")
-        opt = dict(spec.get("optimizer") or {})
-        extra = {k: v for k, v in spec.items() if k not in MANAGED_KEYS}
-        extra["_dynamics"] = {k: v for k, v in dyn.items() if k != "kind"}
-        extra["_source_velocities"] = src.get("velocities")
-        target_points = np.zeros((0, dim))
-        target_params = ""
-        if kind == "particles":
-            target_points = _points(target.pop("points", []), dim)
-            extra["_target_extra"] = target
-        else:
-            target_params = json.dumps(target)
-        extra["_optimizer_extra"] = {k: v for k, v in opt.items()
-                                     if k not in ("method", "lr", "max_iter", "time_limit")}
+        target = dict(spec.get("target") or {"kind": POINTS, "points": []})
+        kind = target.pop("kind", POINTS)
+        points_given = kind in solver.TARGETS and solver.TARGETS[kind].given_by_points
+        target_points = _points(target.pop("points", []), dim) if points_given else np.zeros((0, dim))
         weight = spec.get("obstacle_weight", "auto")
         delta = spec.get("delta", "auto")
+        lr = get_path(spec, "optimizer.lr")
+        init = spec.get("init", "paper")
         with param.parameterized.batch_call_watchers(self):
             self.param.update(
-                title=str(spec.get("name", "problem")), dynamics=dyn.get("kind", "velocity"),
+                title=str(spec.get("name", "problem")), dynamics=get_path(spec, "dynamics.kind", "velocity"),
                 source=_points(points, dim), target_kind=kind, target_points=target_points,
-                target_params=target_params,
-                obstacles=[{"center": list(map(float, o["center"])), "radius": float(o["radius"])}
-                           for o in spec.get("obstacles") or []],
+                target_params="" if points_given else json.dumps(target),
+                obstacles=[dict(o) for o in spec.get("obstacles") or []],
                 obstacle_weight_auto=weight == "auto",
                 obstacle_weight=self.obstacle_weight if weight == "auto" else float(weight),
                 eps=float(spec.get("eps", 0.01)), delta_auto=delta == "auto",
                 delta=self.delta if delta == "auto" else float(delta), M=int(spec.get("M", 5)),
-                p=float(spec.get("p", 2.0)), method=opt.get("method", "robust"),
-                lr_auto=opt.get("lr") is None, lr=self.lr if opt.get("lr") is None else float(opt["lr"]),
-                max_iter=int(opt.get("max_iter", 20000)), time_limit=float(opt.get("time_limit", 60.0)),
-                init=spec.get("init", "paper") if isinstance(spec.get("init", "paper"), str) else "paper",
-                seed=int(spec.get("seed", 0)), extra=extra)
+                p=float(spec.get("p", 2.0)), method=get_path(spec, "optimizer.method", solver.OPTIMIZERS.default),
+                lr_auto=lr is None, lr=self.lr if lr is None else float(lr),
+                max_iter=int(get_path(spec, "optimizer.max_iter", 20000)),
+                time_limit=float(get_path(spec, "optimizer.time_limit", 60.0)),
+                init=init if init in self.param.init.objects else solver.INITS.default,
+                seed=int(spec.get("seed", 0)), base=spec)
             self.scene_version += 1
 
     def load_preset(self, name: str) -> None:
@@ -284,7 +318,7 @@ class SessionModel(param.Parameterized):
         """Replace the source or target points with a generated cloud (a target becomes particles)."""
         pts = generate(kind, n, seed, center, scale, dim=self.dim)
         if which == "target":
-            self.target_kind = "particles"
+            self.target_kind = POINTS
         self.set_points(which, pts)
 
     def load_points_csv(self, which: str, text: str) -> None:
@@ -295,50 +329,59 @@ class SessionModel(param.Parameterized):
             raise solver.ProblemError(f"{which} CSV", f"has {pts.shape[1]} columns but the scene needs "
                                       f"{self.dim} coordinates per point")
         if which == "target":
-            self.target_kind = "particles"
+            self.target_kind = POINTS
         self.set_points(which, pts[:, : self.dim])
 
-    def add_obstacle(self, x: float, y: float, radius: float) -> None:
-        self.obstacles = self.obstacles + [{"center": [float(x), float(y)], "radius": float(radius)}]
+    def obstacle_shapes(self) -> list[Any]:
+        """The obstacles as the solver's shapes (outlines, depth, containment); invalid ones are left out."""
+        shapes = []
+        for k, spec in enumerate(self.obstacles):
+            try:
+                kind = solver.OBSTACLES.kind_of(spec, f"obstacles[{k}]")
+                shapes.append(solver.OBSTACLES[kind].from_spec(spec, Context.positions(self.dim), f"obstacles[{k}]"))
+            except solver.ProblemError:
+                shapes.append(None)
+        return shapes
+
+    def add_obstacle(self, x: float, y: float, radius: float, kind: str = "circle") -> None:
+        """Place a new obstacle of the registered ``kind`` centred at (x, y), of size ``radius``."""
+        shape = solver.OBSTACLES[kind].placed_at(np.array([float(x), float(y)]), float(radius))
+        self.obstacles = self.obstacles + [shape.to_spec()]
 
     def obstacle_at(self, x: float, y: float) -> int | None:
         """Index of the (last drawn) obstacle containing (x, y), or None."""
-        for k in reversed(range(len(self.obstacles))):
-            cx, cy = self.obstacles[k]["center"][:2]
-            if (x - cx) ** 2 + (y - cy) ** 2 <= self.obstacles[k]["radius"] ** 2:
+        for k, shape in reversed(list(enumerate(self.obstacle_shapes()))):
+            if shape is not None and shape.contains(np.array([x, y])):
                 return k
         return None
 
     def update_obstacle(self, index: int, **changes: Any) -> None:
+        """Change fields of one obstacle's spec (e.g. ``radius=0.3``)."""
         obs = copy.deepcopy(self.obstacles)
         obs[index].update(changes)
         self.obstacles = obs
+
+    def move_obstacle(self, index: int, x: float, y: float) -> None:
+        shape = self.obstacle_shapes()[index]
+        if shape is not None:
+            self._replace_obstacle(index, shape.moved_to(np.array([float(x), float(y)])).to_spec())
+
+    def resize_obstacle(self, index: int, size: float) -> None:
+        shape = self.obstacle_shapes()[index]
+        if shape is not None and size > 0:
+            self._replace_obstacle(index, shape.resized(float(size)).to_spec())
+
+    def _replace_obstacle(self, index: int, spec: dict) -> None:
+        self.obstacles = [spec if k == index else o for k, o in enumerate(self.obstacles)]
 
     def remove_obstacle(self, index: int) -> None:
         self.obstacles = [o for k, o in enumerate(self.obstacles) if k != index]
 
     def set_target_kind(self, kind: str) -> None:
-        """Switch the target kind, filling default parameters for a continuum kind (no-op if unchanged)."""
+        """Switch the target kind, filling its registered example parameters (no-op if unchanged)."""
         if kind == self.target_kind:
             return
-        if kind != "particles":
-            defaults = copy.deepcopy(TARGET_DEFAULTS[kind])
-            if self.dim != 2:
-                defaults = _resize_target_defaults(defaults, self.dim)
-            self.target_params = json.dumps(defaults)
+        if not solver.TARGETS[kind].given_by_points:
+            self.target_params = example_params(kind, self.dim)
         self.target_kind = kind
         self.scene_version += 1
-
-
-def _resize_target_defaults(params: dict, dim: int) -> dict:
-    """Default target parameters for a dimension other than 2 (first coordinates, repeated)."""
-    def fix(v: Any) -> Any:
-        if isinstance(v, list) and v and all(isinstance(x, (int, float)) for x in v):
-            return (v * dim)[:dim]
-        return v
-    out = {k: fix(v) for k, v in params.items()}
-    if "components" in out:
-        out["components"] = [{k: fix(v) for k, v in c.items()} for c in out["components"]]
-    if "values" in out and dim == 1:
-        out["values"] = out["values"][1]
-    return out

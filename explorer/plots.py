@@ -9,6 +9,8 @@ import holoviews as hv
 import numpy as np
 import pandas as pd
 
+from solver.paths import at_time
+
 SOURCE_COLOR = "#1f77b4"
 TARGET_COLOR = "#d62728"
 TRAJ_COLOR = "#7f7f7f"
@@ -40,19 +42,13 @@ def scene_points(points: np.ndarray, dim: int, label: str, color: str, marker: s
         color=color, marker=marker, size=7, line_color="white" if marker == "circle" else color)
 
 
-def circle_polygon(center: list[float], radius: float, n: int = 48) -> np.ndarray:
-    theta = np.linspace(0.0, 2 * np.pi, n, endpoint=False)
-    return np.column_stack([center[0] + radius * np.cos(theta), center[1] + radius * np.sin(theta)])
-
-
-def obstacle_polygons(obstacles: list[dict], dim: int, selected: int | None = None) -> hv.Polygons:
-    """Obstacles as filled circles (2-D scenes only); the selected one is highlighted."""
+def obstacle_polygons(outlines: list[tuple[int, np.ndarray]], dim: int, selected: int | None = None) -> hv.Polygons:
+    """Obstacles, given as (index, outline polygon), filled (2-D scenes only); the selected one is
+    highlighted."""
     kx, ky = scene_axes(dim)
-    data = [{kx: poly[:, 0], ky: poly[:, 1], "obstacle": k, "radius": o["radius"],
-             "state": "selected" if k == selected else "obstacle"}
-            for k, o in enumerate(obstacles) if dim >= 2
-            for poly in [circle_polygon(o["center"], o["radius"])]]
-    return hv.Polygons(data, kdims=[kx, ky], vdims=["obstacle", "radius", "state"], label="obstacles").opts(
+    data = [{kx: poly[:, 0], ky: poly[:, 1], "obstacle": k, "state": "selected" if k == selected else "obstacle"}
+            for k, poly in outlines if dim >= 2]
+    return hv.Polygons(data, kdims=[kx, ky], vdims=["obstacle", "state"], label="obstacles").opts(
         color="state", cmap={"obstacle": "#bbbbbb", "selected": "#ff9f1c"}, alpha=0.6, line_color="#555555",
         tools=["hover"], show_legend=False)
 
@@ -96,18 +92,9 @@ def trajectories(states: np.ndarray | None, dim: int) -> hv.Path:
         color=TRAJ_COLOR, alpha=0.5, line_width=1, show_legend=True)  # listed even while empty
 
 
-def interpolate_states(states: np.ndarray, t: float) -> np.ndarray:
-    """States at time t in [0, 1], linearly interpolated between the M time points, (N, D)."""
-    M = states.shape[1]
-    s = float(np.clip(t, 0.0, 1.0)) * (M - 1)
-    j = min(int(np.floor(s)), M - 2)
-    a = s - j
-    return (1 - a) * states[:, j] + a * states[:, j + 1]
-
-
 def particles_xy(states: np.ndarray | None, dim: int, t: float) -> np.ndarray:
     """(N, 2) scene coordinates of the particles at time t (empty for None)."""
-    return np.zeros((0, 2)) if states is None else as_scene_xy(interpolate_states(states, t), dim, t)
+    return np.zeros((0, 2)) if states is None else as_scene_xy(at_time(states, t), dim, t)
 
 
 def particles_at(states: np.ndarray | None, dim: int, t: float) -> hv.Points:

@@ -30,7 +30,7 @@ import solver
 from solver.diagnostics import w2sq_terminal
 from solver.history import ThinnedHistory
 from solver.init import target_size
-from solver.landscape import plane_landscape
+from solver.landscape import path_landscape
 
 ENERGY_PERIOD = 0.5  # seconds between energy-plot updates (the trajectories update faster)
 W2_PERIOD = 1.0  # seconds between live W2^2-to-target evaluations (particle targets)
@@ -56,16 +56,6 @@ def status_line(snap: solver.Snapshot, rate: float, w2: float | None = None) -> 
         parts.append(f"W2² to target = {w2:.4g}")
     parts.append(f"{snap.elapsed:.1f} s")
     return " · ".join(parts)
-
-
-def plane_basis(d1: torch.Tensor, d2: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-    """The orthonormal pair (e1, e2) that ``plane_landscape`` uses for the directions d1, d2."""
-    e1 = d1 / (float(d1.norm()) or 1.0)
-    e2 = d2 - (d2 * e1).sum() * e1
-    if float(e2.norm()) < 1e-12 * (float(d1.norm()) or 1.0):
-        e2 = torch.randn_like(e1, generator=torch.Generator().manual_seed(0))
-        e2 = e2 - (e2 * e1).sum() * e1
-    return e1, e2 / e2.norm()
 
 
 _RUNNERS: "weakref.WeakSet[SolveRunner]" = weakref.WeakSet()
@@ -208,7 +198,7 @@ class SolveRunner(param.Parameterized):
         self.state = "finished"
         self.status = f"Loaded result ({self.final_status}, iteration {self.iteration})."
         self.trajectories.send(states)
-        if problem.dynamics.kind == "acceleration":
+        if problem.dynamics.has_velocities:
             self.acceleration.send(states)
 
     def energy_frame(self) -> pd.DataFrame:
@@ -277,7 +267,7 @@ class SolveRunner(param.Parameterized):
             self.states = fresh.states
             self._next_trajectories = time.perf_counter() + fresh.states.size / TRAJECTORY_NUMBERS_PER_SECOND
             self.trajectories.send(fresh.states)
-            if self.problem is not None and self.problem.dynamics.kind == "acceleration":
+            if self.problem is not None and self.problem.dynamics.has_velocities:
                 self.acceleration.send(fresh.states)
         if landscape is not None:
             self.landscape.send(landscape)
@@ -332,28 +322,12 @@ class SolveRunner(param.Parameterized):
             next_time = time.perf_counter() + self.landscape_interval
 
     def compute_landscape(self, objective: solver.Objective) -> dict[str, Any] | None:
-        """The objective on the plane through the latest iterate spanned by the gradient and the last
-        step, sized to hold the recent path; returns {a, b, E, path} or None before two iterates."""
+        """``solver.landscape.path_landscape`` around the latest iterate, through the recent path;
+        None before two iterates."""
         with self._lock:
             path = list(self.path)
         if len(path) < 2:
             return None
         shape = (objective.problem.N, objective.problem.M, objective.problem.source.shape[1])
-
-        def variables(flat: np.ndarray) -> torch.Tensor:
-            return objective.variables_from_positions(torch.as_tensor(flat.reshape(shape)))
-
-        xs = [variables(p) for p in path]
-        x = xs[-1]
-        _, grad = objective.value_and_grad(x)
-        step = x - xs[-2]
-        reach = max(float((xk - x).norm()) for xk in xs) * 1.2 or 1e-3
-        d1 = grad / (float(grad.norm()) or 1.0) * reach
-        t0 = time.perf_counter()
-        float(objective(x))
-        per_eval = time.perf_counter() - t0
-        n = int(np.clip(np.sqrt(self.landscape_budget / max(per_eval, 1e-6)), 7, 21))
-        a, b, E = plane_landscape(objective, x, d1, step, extent=1.0, n=n)
-        e1, e2 = plane_basis(d1, step)
-        proj = np.array([[float(((xk - x) * e1).sum()), float(((xk - x) * e2).sum())] for xk in xs])
-        return {"a": a, "b": b, "E": E, "path": proj}
+        iterates = [objective.variables_from_positions(torch.as_tensor(p.reshape(shape))) for p in path]
+        return path_landscape(objective, iterates, budget=self.landscape_budget)

@@ -12,7 +12,6 @@ drag to move, select and press Backspace to delete); ``place obstacles`` turns c
 """
 from __future__ import annotations
 
-import json
 import operator
 from functools import reduce
 from typing import Any
@@ -42,13 +41,17 @@ def scene_bounds(model: SessionModel, states: np.ndarray | None = None) -> tuple
     """Square (x0, x1, y0, y1) bounds around the points, target and obstacles, with a margin."""
     dim = model.dim
     pts = [plots.as_scene_xy(model.source, dim, 0.0)]
-    if model.target_kind == "particles":
+    if model.edits_points:
         pts.append(plots.as_scene_xy(model.target_points, dim, 1.0))
     else:
-        pts.append(_continuum_box(model))
-    for ob in model.obstacles if dim >= 2 else []:
-        c, r = np.asarray(ob["center"][:2]), ob["radius"]
-        pts.append(np.array([c - r, c + r]))
+        try:
+            low, high = model.build_problem().target.bounding_box()
+            pts.append(plots.as_scene_xy(np.array([low, high])[:, :dim], dim, 1.0))
+        except solver.ProblemError:
+            pass
+    for shape in model.obstacle_shapes() if dim >= 2 else []:
+        if shape is not None:
+            pts.append(np.array(shape.bounding_box())[:, :2])
     if states is not None:
         pts.append(plots.trajectory_xy(states, dim).reshape(-1, 2))
     allp = np.vstack([p for p in pts if len(p)]) if any(len(p) for p in pts) else np.array([[0, 0], [1, 1]])
@@ -58,28 +61,6 @@ def scene_bounds(model: SessionModel, states: np.ndarray | None = None) -> tuple
     span = max(float((hi - lo).max()), 0.5) * 1.15
     mid = (lo + hi) / 2
     return mid[0] - span / 2, mid[0] + span / 2, mid[1] - span / 2, mid[1] + span / 2
-
-
-def _continuum_box(model: SessionModel) -> np.ndarray:
-    """Corners of a box holding most of a continuum target's mass (for the plot range)."""
-    try:
-        params = json.loads(model.target_params or "{}")
-    except json.JSONDecodeError:
-        return np.zeros((0, 2))
-    if "low" in params and "high" in params:
-        box = np.array([params["low"], params["high"]], dtype=float)
-    else:
-        comps = params.get("components") or [params]
-        rows = []
-        for c in comps:
-            mean = np.asarray(c.get("mean", [0, 0]), dtype=float)
-            cov = c.get("cov", 0.0)
-            sd = np.sqrt(float(cov) if isinstance(cov, (int, float)) else float(np.max(np.diag(cov))))
-            rows += [mean - 2.5 * sd, mean + 2.5 * sd]
-        box = np.array(rows)
-    if model.dim < 2:
-        return np.column_stack([box[:, 0], np.ones(len(box))])
-    return box[:, :2]
 
 
 class LiveLayers:
@@ -137,8 +118,11 @@ class SceneEditor(param.Parameterized):
     """Main plot of one session plus the obstacle controls (mode, radius, selection, table)."""
 
     mode = param.Selector(default="edit source", objects=MODES, doc="What a click on the scene does.")
+    obstacle_kind = param.Selector(default=solver.OBSTACLES.default, objects=solver.OBSTACLES.kinds(),
+                                   doc=" ".join(f"{k}: {solver.OBSTACLES.describe(k)}" for k in solver.OBSTACLES))
     obstacle_radius = param.Number(default=0.15, bounds=(0.01, None), softbounds=(0.01, 1.0),
-                                   doc="Radius of new obstacles, and of the selected one.")
+                                   doc="Radius of new obstacles, and of the selected one (polygons: "
+                                       "the distance from the centre to the farthest vertex).")
     selected = param.Integer(default=None, allow_None=True, doc="Index of the selected obstacle.")
 
     def __init__(self, model: SessionModel, runner: SolveRunner, time: pn.widgets.FloatSlider,
@@ -154,7 +138,8 @@ class SceneEditor(param.Parameterized):
         self.table = pn.widgets.Tabulator(self._obstacle_frame(), css_classes=["obstacle-table"],
                                           show_index=True, selectable=1, height=170,
                                           layout="fit_columns", disabled=False,
-                                          titles={"index": "#", "x": "x", "y": "y", "radius": "radius"})
+                                          titles={"index": "#", "kind": "shape", "x": "x", "y": "y",
+                                                  "radius": "radius"}, editors={"kind": None})
         self.table.on_edit(self._on_table_edit)
         self.table.param.watch(self._on_table_select, "selection")
         # one watcher: a preset changing several of these at once rebuilds the scene once
@@ -172,7 +157,7 @@ class SceneEditor(param.Parameterized):
         x0, x1, y0, y1 = scene_bounds(model, self.runner.states)
         source = plots.scene_points(model.source, dim, "source", plots.SOURCE_COLOR, t=0.0)
         layers: list[Any] = []
-        if model.target_kind == "particles":
+        if model.edits_points:
             target = plots.scene_points(model.target_points, dim, "target", plots.TARGET_COLOR,
                                         marker="diamond", t=1.0)
         else:
@@ -182,11 +167,11 @@ class SceneEditor(param.Parameterized):
         if self.mode == "edit source":
             self._draw = hv.streams.PointDraw(source=source, add=True, drag=True)
             self._draw.add_subscriber(lambda data: self._on_draw("source", data))
-        elif self.mode == "edit target" and model.target_kind == "particles":
+        elif self.mode == "edit target" and model.edits_points:
             self._draw = hv.streams.PointDraw(source=target, add=True, drag=True)
             self._draw.add_subscriber(lambda data: self._on_draw("target", data))
         obstacles = hv.DynamicMap(
-            lambda obstacles, selected: plots.obstacle_polygons(obstacles, dim, selected),
+            lambda obstacles, selected: plots.obstacle_polygons(self._outlines(), dim, selected),
             streams=[hv.streams.Params(model, ["obstacles"]), hv.streams.Params(self, ["selected"])])
         self.live.redraw(dim)
         paths = plots.trajectories(None, dim).opts(hooks=[self.live.hook("trajectories")])
@@ -248,14 +233,18 @@ class SceneEditor(param.Parameterized):
             return
         hit = self.model.obstacle_at(x, y)
         if hit is None:
-            self.model.add_obstacle(x, y, self.obstacle_radius)
+            self.model.add_obstacle(x, y, self.obstacle_radius, self.obstacle_kind)
             hit = len(self.model.obstacles) - 1
         self.selected = hit
         self.table.selection = [hit]
 
+    def _outlines(self) -> list[tuple[int, np.ndarray]]:
+        """(index, outline) of every valid obstacle, for drawing."""
+        return [(k, s.outline()) for k, s in enumerate(self.model.obstacle_shapes()) if s is not None]
+
     def _on_radius(self, event: param.parameterized.Event) -> None:
         if self.selected is not None and self.selected < len(self.model.obstacles):
-            self.model.update_obstacle(self.selected, radius=float(event.new))
+            self.model.resize_obstacle(self.selected, float(event.new))
 
     def delete_selected(self) -> None:
         """Remove the selected obstacle."""
@@ -266,9 +255,11 @@ class SceneEditor(param.Parameterized):
 
     # ----------------------------------------------------------------------------- table
     def _obstacle_frame(self) -> pd.DataFrame:
-        rows = [{"x": o["center"][0], "y": o["center"][1] if len(o["center"]) > 1 else 0.0,
-                 "radius": o["radius"]} for o in self.model.obstacles]
-        return pd.DataFrame(rows, columns=["x", "y", "radius"], dtype=float)
+        rows = [{"kind": "invalid", "x": np.nan, "y": np.nan, "radius": np.nan} if s is None else
+                {"kind": s.kind, "x": s.center[0], "y": s.center[1] if len(s.center) > 1 else 0.0, "radius": s.size}
+                for s in self.model.obstacle_shapes()]
+        return pd.DataFrame(rows, columns=["kind", "x", "y", "radius"]).astype(
+            {"x": float, "y": float, "radius": float})
 
     def _on_obstacles(self, *_: Any) -> None:
         self.table.value = self._obstacle_frame()
@@ -276,18 +267,21 @@ class SceneEditor(param.Parameterized):
             self.selected = None
 
     def _on_table_edit(self, event: Any) -> None:
-        k, value = int(event.row), float(event.value)
-        if event.column == "radius":
-            if value > 0:
-                self.model.update_obstacle(k, radius=value)
-        elif event.column in ("x", "y"):
-            center = list(self.model.obstacles[k]["center"])
-            center[0 if event.column == "x" else 1] = value
-            self.model.update_obstacle(k, center=center)
+        k = int(event.row)
+        shape = self.model.obstacle_shapes()[k]
+        if shape is not None and event.column in ("x", "y", "radius"):
+            value = float(event.value)
+            if event.column == "radius":
+                self.model.resize_obstacle(k, value)
+            else:
+                center = [float(c) for c in shape.center[:2]]
+                center[0 if event.column == "x" else 1] = value
+                self.model.move_obstacle(k, *center)
         self._on_obstacles()
 
     def _on_table_select(self, event: param.parameterized.Event) -> None:
         self.selected = event.new[0] if event.new else None
-        if self.selected is not None:
+        shape = self.model.obstacle_shapes()[self.selected] if self.selected is not None else None
+        if shape is not None:
             with param.discard_events(self):
-                self.obstacle_radius = self.model.obstacles[self.selected]["radius"]
+                self.obstacle_radius = shape.size

@@ -9,9 +9,10 @@ import numpy as np
 import panel as pn
 
 import solver
-from solver.landscape import fig6_markers, fig6_problem, terminal_landscape
+from solver.landscape import fig6_markers, fig6_problem, shows_fig6, terminal_landscape
 
 from . import plots
+from .distributed_tab import distributed_tab
 from .model import SessionModel
 from .runner import SolveRunner
 
@@ -41,8 +42,7 @@ def fig6_view(model: SessionModel, runner: SolveRunner, n: int = 61) -> hv.Overl
         problem = model.build_problem()
     except solver.ProblemError:
         problem = None
-    if (problem is not None and problem.N == 2 and problem.source.shape[1] == 1
-            and problem.dynamics.kind == "velocity" and problem.target.kind == "particles"):
+    if problem is not None and shows_fig6(problem):
         title = f"Fig. 6: objective over the terminal points (eps = {problem.eps:g}, delta = {problem.delta:g})"
     else:
         eps = model.eps if model.eps > 0 else 0.01
@@ -93,17 +93,9 @@ def acceleration_tab(runner: SolveRunner) -> pn.Column:
                pn.pane.HoloViews(right, css_classes=["phase-plot"])))
 
 
-def _distributed_content() -> pn.viewable.Viewable:
-    try:
-        from explorer.distributed_tab import distributed_tab
-        return distributed_tab()
-    except Exception as err:  # not written yet, or broken: the rest of the app keeps working
-        return pn.pane.Alert(f"The distributed-control tab is not available yet ({type(err).__name__}: "
-                             f"{err}).", alert_type="warning", css_classes=["distributed-placeholder"])
-
-
 def lazy_distributed_tab(tabs: pn.Tabs) -> None:
-    """Append the 'Distributed control' tab; its module is imported when the tab is first opened."""
+    """Append the 'Distributed control' tab; its content (and its worker thread) is built when the tab
+    is first opened."""
     holder = pn.Column(pn.pane.Markdown("Loading ..."), css_classes=["distributed-holder"])
     tabs.append((DISTRIBUTED_TAB, holder))
     index, loaded = len(tabs) - 1, []
@@ -111,6 +103,6 @@ def lazy_distributed_tab(tabs: pn.Tabs) -> None:
     def opened(event: Any) -> None:
         if event.new == index and not loaded:
             loaded.append(True)
-            holder.objects = [_distributed_content()]
+            holder.objects = [distributed_tab()]
 
     tabs.param.watch(opened, "active")

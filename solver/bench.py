@@ -29,8 +29,11 @@ from pathlib import Path
 
 import numpy as np
 import torch
+from dask.distributed import Client, LocalCluster, as_completed
 
 from .diagnostics import map_errors
+from .init import initial_variables
+from .objective import Objective
 from .problem import Problem, load_problem, problem_from_dict
 from .run import Snapshot, solve_iter
 
@@ -122,8 +125,6 @@ def run_cases(cases: list[Case], gd_steps: int, workers: int) -> list[dict]:
             rows.append(run_case(case, gd_steps))
             done(rows[-1])
         return rows
-    from dask.distributed import Client, LocalCluster, as_completed
-
     with LocalCluster(n_workers=workers, threads_per_worker=1, processes=True, dashboard_address=None,
                       silence_logs=logging.ERROR) as cluster, \
             Client(cluster) as client:
@@ -147,9 +148,6 @@ def big_problem(N: int = BIG_N) -> Problem:
 
 def _one_evaluation(N: int) -> dict:
     """In a fresh process: seconds and peak-RSS increase (bytes) of one value_and_grad at size N."""
-    from .init import initial_variables
-    from .objective import Objective
-
     torch.set_num_threads(os.cpu_count() or 1)
     objective = Objective(big_problem(N))
     variables = initial_variables(objective)

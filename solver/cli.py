@@ -1,38 +1,41 @@
 """Command line: ``python -m solver solve PROBLEM.json --out DIR``, ``reproduce FIG``, ``distributed CASE.json``.
 
-Bad input exits with code 2 and one line on stderr naming the field and the fix (no traceback).
+Bad input exits with code 2 and one line on stderr naming the field and the fix (no traceback). The
+problem is validated before torch is loaded (``solver.lazy``), so such errors come at once; for the
+same reason the figure pipeline (matplotlib) and the distributed lab (scipy) are imported only by
+the commands that use them.
 """
 from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 from pathlib import Path
 
+from tqdm import tqdm
+
+from .diagnostics import summary
+from .io import trajectories_csv
+from .lazy import torch
 from .problem import ProblemError, load_problem
+from .registry import OPTIMIZERS
+from .run import solve, threads_for
 
 
 def _solve(args: argparse.Namespace) -> int:
-    from tqdm import tqdm
-
-    from .diagnostics import summary
-    from .io import trajectories_csv
-    from .run import solve
-
     problem = load_problem(args.problem)
-    changes = {}
     if args.method or args.max_iter or args.time_limit:
         opt = dict(problem.spec.get("optimizer", {}))
         opt.update({k: v for k, v in (("method", args.method), ("max_iter", args.max_iter),
                                       ("time_limit", args.time_limit)) if v})
-        changes["optimizer"] = opt
-    if changes:
-        problem = problem.with_changes(**changes)
+        problem = problem.with_changes(optimizer=opt)
     out = Path(args.out)
     try:
         out.mkdir(parents=True, exist_ok=True)
     except OSError as err:
         raise ProblemError("--out", f"cannot create directory {out} ({err.strerror}); choose a writable path")
+    torch.set_num_threads(threads_for(problem, os.cpu_count() or 1))
     bar = tqdm(total=problem.optimizer.max_iter, unit="it", disable=not sys.stderr.isatty() or args.quiet,
                desc=problem.name[:40])
 
@@ -54,7 +57,7 @@ def _solve(args: argparse.Namespace) -> int:
 
 
 def _reproduce(args: argparse.Namespace) -> int:
-    from .reproduce import FIGURES, reproduce
+    from .reproduce import FIGURES, reproduce  # deliberate lazy import: matplotlib only for figures
 
     if args.figure not in FIGURES:
         raise ProblemError("FIG", f"unknown figure {args.figure!r}; use one of {', '.join(FIGURES)}")
@@ -65,7 +68,7 @@ def _reproduce(args: argparse.Namespace) -> int:
 def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else argv
     if argv and argv[0] == "distributed":
-        from .distributed.cli import main as distributed_main
+        from .distributed.cli import main as distributed_main  # deliberate lazy import (scipy)
 
         return distributed_main(argv[1:])
     parser = argparse.ArgumentParser(prog="python -m solver", description=__doc__.splitlines()[0])
@@ -73,7 +76,7 @@ def main(argv: list[str] | None = None) -> int:
     s = sub.add_parser("solve", help="solve a problem file, write trajectories.csv and summary.json")
     s.add_argument("problem", help="problem JSON file (format: README, 'Problem files')")
     s.add_argument("--out", required=True, help="output directory")
-    s.add_argument("--method", help="override optimizer.method (robust, gd, lbfgs, adam)")
+    s.add_argument("--method", help=f"override optimizer.method ({', '.join(OPTIMIZERS.kinds())})")
     s.add_argument("--max-iter", type=int, help="override optimizer.max_iter")
     s.add_argument("--time-limit", type=float, help="override optimizer.time_limit (seconds)")
     s.add_argument("--quiet", action="store_true", help="no progress bar or final line")

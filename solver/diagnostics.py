@@ -12,15 +12,12 @@
 """
 from __future__ import annotations
 
-
 import numpy as np
-import ot
-import scipy.linalg
 
 from .init import source_states
+from .lazy import ot, scipy_linalg
 from .problem import Problem
 from .run import Result
-from .targets import ParticleTarget
 
 
 def w2sq(x: np.ndarray, y: np.ndarray, a: np.ndarray | None = None, b: np.ndarray | None = None) -> float:
@@ -33,10 +30,10 @@ def w2sq(x: np.ndarray, y: np.ndarray, a: np.ndarray | None = None, b: np.ndarra
 def w2sq_terminal(problem: Problem, states: np.ndarray) -> float | None:
     """Exact W_2^2 between the terminal states (N, D) of ``states`` (N, M, D) and the problem's
     particle target (full states: (x, v) under acceleration control); None for continuum targets."""
-    target = problem.target
-    if not isinstance(target, ParticleTarget):
+    if problem.target.empirical is None:
         return None
-    return w2sq(states[:, -1], target.points, None, target.weights)
+    points, weights = problem.target.empirical
+    return w2sq(states[:, -1], points, None, weights)
 
 
 def monotone_map_1d(source: np.ndarray, target: np.ndarray) -> np.ndarray:
@@ -49,11 +46,23 @@ def monotone_map_1d(source: np.ndarray, target: np.ndarray) -> np.ndarray:
 
 def bures_map(m0: np.ndarray, S0: np.ndarray, m1: np.ndarray, S1: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """(A, b) of the optimal affine map T(x) = A x + b from N(m0, S0) to N(m1, S1)."""
-    r0 = np.real(scipy.linalg.sqrtm(S0))
+    r0 = np.real(scipy_linalg.sqrtm(S0))
     r0inv = np.linalg.inv(r0)
-    A = r0inv @ np.real(scipy.linalg.sqrtm(r0 @ S1 @ r0)) @ r0inv
+    A = r0inv @ np.real(scipy_linalg.sqrtm(r0 @ S1 @ r0)) @ r0inv
     A = 0.5 * (A + A.T)
     return A, m1 - A @ m0
+
+
+def exact_map(problem: Problem) -> np.ndarray | None:
+    """Where the exact OT map sends each source point, when it is known: plain transport in 1-D to
+    a particle target of N equal weights (the monotone rearrangement); None otherwise."""
+    p = problem
+    if p.target.empirical is None or not p.dynamics.plain_transport or p.source.shape[1] != 1:
+        return None
+    points, weights = p.target.empirical
+    if len(points) != p.N or not np.allclose(weights, 1.0 / p.N):
+        return None
+    return monotone_map_1d(p.source, points)[:, None]
 
 
 def map_errors(positions: np.ndarray, image: np.ndarray) -> dict[str, float]:
@@ -73,12 +82,13 @@ def summary(result: Result) -> dict:
            "seconds": snap.elapsed, "status": snap.status, "N": p.N, "M": p.M, "eps": p.eps,
            "delta": p.delta, "method": p.optimizer.method, "dynamics": p.dynamics.kind,
            "target": p.target.kind, "grad_norm": snap.grad_norm}
-    if isinstance(p.target, ParticleTarget):
-        out["w2sq_exact"] = w2sq(source_states(p), p.target.points, None, p.target.weights)
+    if p.target.empirical is not None:
+        points, weights = p.target.empirical
+        out["w2sq_exact"] = w2sq(source_states(p), points, None, weights)
         out["w2sq_terminal"] = w2sq_terminal(p, snap.states)
-        if p.dynamics.kind == "velocity" and p.source.shape[1] == 1 and len(p.target.points) == p.N \
-                and np.allclose(p.target.weights, 1.0 / p.N):  # the exact map is the monotone one
-            out.update(map_errors(result.positions, monotone_map_1d(p.source, p.target.points)[:, None]))
+        image = exact_map(p)
+        if image is not None:
+            out.update(map_errors(result.positions, image))
     if p.obstacles is not None:
         out["max_obstacle_depth"] = float(p.obstacles.depth(result.positions).max())
     return out

@@ -1,4 +1,4 @@
-"""Initial trajectories.
+"""Initial trajectories (``INITS``): the problem's ``init``.
 
 * ``paper`` (eqs. 56-57): every terminal point at the target's centre of mass, straight lines from
   the source to it.
@@ -8,18 +8,29 @@
   projection N sum_k P_ik w_k of its row of the plan. For equal-size uniform particle targets this is
   the discrete OT map itself.
 * ``source``: particles stay put.
-* an explicit (N, M, d) array of positions.
+* ``{"trajectories": [...]}``: an explicit (N, M, d) array of positions.
+
+Each is a class with ``from_spec`` / ``to_spec`` and ``variables(objective, cancel)``, the free
+variables of its trajectories; ``selectable`` ones are offered by the explorer.
 """
 from __future__ import annotations
 
 import threading
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any, ClassVar
 
 import numpy as np
-import ot
-import torch
 
-from .objective import DTYPE, Objective
-from .problem import Problem
+from .errors import ProblemError
+from .lazy import ot, torch
+from .objective import Objective
+from .paths import straight_lines
+from .reading import Context, floats
+from .registry import INITS
+from .steering import min_energy_variables, steering_cost
+
+if TYPE_CHECKING:
+    from .problem import Problem
 
 #: Largest N x K plan for which the "ot" initialization runs emd (memory and time stay small).
 OT_MAX_ENTRIES = 25_000_000
@@ -36,28 +47,17 @@ class Cancelled(Exception):
     """Raised inside a start's preparation when its ``cancel`` event is set (the solve was stopped)."""
 
 
-def straight_lines(start: np.ndarray, end: np.ndarray, M: int) -> np.ndarray:
-    """Positions (N, M, d) moving at constant speed from ``start`` (t = 0) to ``end`` (t = 1)."""
-    t = np.linspace(0.0, 1.0, M)[None, :, None]
-    return (1.0 - t) * start[:, None, :] + t * end[:, None, :]
-
-
-def source_states(problem: Problem) -> np.ndarray:
+def source_states(problem: "Problem") -> np.ndarray:
     """Initial states in the space of the terminal constraint (x, or (x, v) for acceleration)."""
-    if problem.dynamics.kind == "acceleration":
-        return np.hstack([problem.source, problem.dynamics.source_velocities])
-    return problem.source
+    return problem.dynamics.source_states(problem.source)
 
 
-def target_size(problem: Problem) -> int:
+def target_size(problem: "Problem") -> int:
     """Number of points standing for m_1: its particles or grid cells, or N for continuum targets."""
-    target = problem.target
-    if target.kind == "particles":
-        return len(target.points)
-    return len(target.cells.points) if target.kind == "grid" else problem.N
+    return problem.target.support_size(problem.N)
 
 
-def ot_available(problem: Problem) -> bool:
+def ot_available(problem: "Problem") -> bool:
     """Whether the exact plan of the "ot" start fits in memory and time."""
     return problem.N * target_size(problem) <= OT_MAX_ENTRIES
 
@@ -72,11 +72,11 @@ def blob_quantization(objective: Objective, seed: int,
     p = objective.problem
     rng = np.random.default_rng(seed)
     start = p.target.mean() + 0.5 * p.delta * rng.normal(size=(p.N, p.target.dim))
-    y = torch.tensor(start, dtype=DTYPE, requires_grad=True)
+    y = torch.tensor(start, dtype=torch.float64, requires_grad=True)
     opt = torch.optim.LBFGS([y], lr=1.0, max_iter=2000, history_size=50, line_search_fn="strong_wolfe",
                             tolerance_grad=1e-10, tolerance_change=1e-14)
 
-    def closure() -> torch.Tensor:
+    def closure() -> "torch.Tensor":
         if cancel is not None and cancel.is_set():
             raise Cancelled
         opt.zero_grad()
@@ -95,7 +95,7 @@ def target_points(objective: Objective,
     cells); for continuum targets the best of ``QUANTIZE_TRIES`` blob quantizations (lowest NE, which
     in our measurements also gives the lowest final objective), or quasi-random points for large N."""
     p = objective.problem
-    if p.target.kind in ("particles", "grid") or p.N > QUANTIZE_MAX_N:
+    if p.target.discrete or p.N > QUANTIZE_MAX_N:
         return p.target.quantization(p.N, p.seed)
     tries = QUANTIZE_TRIES if p.N <= QUANTIZE_FEW_N else 1
     best = min((blob_quantization(objective, p.seed + k, cancel) for k in range(tries)), key=lambda q: q[1])
@@ -106,8 +106,6 @@ def ot_terminal_states(objective: Objective, cancel: threading.Event | None = No
     """Barycentric projection of the exact OT plan from the source states (weights 1/N) onto the
     target's points, for the cost of steering a particle to a point (``steering_cost``: the squared
     distance under velocity control): particle i heads to N sum_k P_ik w_k."""
-    from .steering import steering_cost
-
     p = objective.problem
     pts, w = target_points(objective, cancel)
     cost = steering_cost(objective, pts)
@@ -115,44 +113,112 @@ def ot_terminal_states(objective: Objective, cancel: threading.Event | None = No
     return (plan @ pts) / plan.sum(1, keepdims=True)
 
 
-def paths_to(objective: Objective, terminal: np.ndarray) -> torch.Tensor:
+def paths_to(objective: Objective, terminal: np.ndarray) -> "torch.Tensor":
     """Variables of trajectories ending at the given terminal states: minimum-energy steering, or
-    straight lines in position when a particle-dependent drift couples the particles."""
-    from .steering import min_energy_variables
-
+    straight lines in position when a drift couples the particles."""
     p = objective.problem
-    if getattr(p.dynamics, "drift", None) is None:
+    if not p.dynamics.couples_particles:
         return min_energy_variables(objective, terminal)
-    pos = straight_lines(p.source, terminal[:, : p.source.shape[1]], p.M)
-    return objective.variables_from_positions(torch.as_tensor(pos, dtype=DTYPE))
+    return objective.variables_from_positions(torch.as_tensor(
+        straight_lines(p.source, terminal[:, : p.source.shape[1]], p.M), dtype=torch.float64))
 
 
-def paper_positions(problem: Problem) -> np.ndarray:
-    """Eqs. (56)-(57): straight lines from each source point to the target's centre of mass (under
-    acceleration control, from the second point x_0 + h v_0, which is fixed)."""
-    d = problem.source.shape[1]
-    centre = np.broadcast_to(problem.target.mean()[:d], (problem.N, d))
-    if problem.dynamics.kind == "acceleration":
-        second = problem.source + problem.h * problem.dynamics.source_velocities
-        return np.concatenate([problem.source[:, None], straight_lines(second, centre, problem.M - 1)], 1)
-    return straight_lines(problem.source, centre, problem.M)
+@dataclass(frozen=True)
+class NamedStart:
+    """A start without parameters: written in a problem file as its kind alone, e.g. "paper"."""
+
+    kind: ClassVar[str]
+    selectable: ClassVar[bool] = True
+
+    @classmethod
+    def from_spec(cls, spec: Any, context: Context) -> "NamedStart":
+        return cls()
+
+    def to_spec(self) -> Any:
+        return self.kind
 
 
-def initial_variables(objective: Objective, init=None, cancel: threading.Event | None = None) -> torch.Tensor:
-    """Free variables of the initial trajectories for ``init`` (default: the problem's own); the
-    "ot" start's target quantization stops with ``Cancelled`` once ``cancel`` is set."""
-    p = objective.problem
-    init = p.init if init is None else init
-    if isinstance(init, np.ndarray):
-        return objective.variables_from_positions(torch.as_tensor(init, dtype=DTYPE))
-    if init == "source":
-        return paths_to(objective, source_states(p))
-    if init == "ot" and ot_available(p):
+@INITS.register
+@dataclass(frozen=True)
+class PaperStart(NamedStart):
+    """Straight lines to the target's centre of mass (the paper's eqs. 56-57)."""
+
+    kind: ClassVar[str] = "paper"
+
+    def positions(self, problem: "Problem") -> np.ndarray:
+        """Eqs. (56)-(57) (under acceleration control from the fixed second point x_0 + h v_0)."""
+        d = problem.source.shape[1]
+        return problem.dynamics.paper_positions(problem.source, problem.target.mean()[:d], problem.M, problem.h)
+
+    def variables(self, objective: Objective, cancel: threading.Event | None = None) -> "torch.Tensor":
+        return objective.variables_from_positions(torch.as_tensor(self.positions(objective.problem),
+                                                                  dtype=torch.float64))
+
+
+@INITS.register
+@dataclass(frozen=True)
+class OTStart(NamedStart):
+    """Minimum-energy paths to an exact OT assignment onto the target (straight lines for velocity)."""
+
+    kind: ClassVar[str] = "ot"
+
+    def variables(self, objective: Objective, cancel: threading.Event | None = None) -> "torch.Tensor":
+        """The OT start where its plan fits (``ot_available``), else the paper's."""
+        if not ot_available(objective.problem):
+            return PaperStart().variables(objective)
         return paths_to(objective, ot_terminal_states(objective, cancel))
-    return objective.variables_from_positions(torch.as_tensor(paper_positions(p), dtype=DTYPE))
 
 
-def initial_positions(problem: Problem, init=None) -> np.ndarray:
+@INITS.register
+@dataclass(frozen=True)
+class SourceStart(NamedStart):
+    """Particles stay at their source states (then move as the optimizer pushes them)."""
+
+    kind: ClassVar[str] = "source"
+
+    def variables(self, objective: Objective, cancel: threading.Event | None = None) -> "torch.Tensor":
+        return paths_to(objective, source_states(objective.problem))
+
+
+@INITS.register
+@dataclass(frozen=True)
+class GivenTrajectories:
+    """Trajectories given in the file: {"trajectories": N x M x d positions}."""
+
+    positions: np.ndarray
+    kind: ClassVar[str] = "trajectories"
+    selectable: ClassVar[bool] = False
+
+    @classmethod
+    def from_spec(cls, spec: Any, context: Context) -> "GivenTrajectories":
+        shape = (context.N, context.M, context.dim)
+        if not isinstance(spec, dict):
+            raise ProblemError("init.trajectories", f"must be an array of shape (N, M, d) = {shape}")
+        try:
+            tr = np.asarray(spec["trajectories"], dtype=np.float64)
+        except (TypeError, ValueError):
+            raise ProblemError("init.trajectories", f"must be an array of numbers of shape (N, M, d) = {shape}") from None
+        if tr.shape != shape:
+            raise ProblemError("init.trajectories", f"must have shape (N, M, d) = {shape} (got {tr.shape})")
+        if not np.all(np.isfinite(tr)):
+            raise ProblemError("init.trajectories", "contains NaN or infinite values")
+        return cls(tr)
+
+    def to_spec(self) -> Any:
+        return {"trajectories": floats(self.positions)}
+
+    def variables(self, objective: Objective, cancel: threading.Event | None = None) -> "torch.Tensor":
+        return objective.variables_from_positions(torch.as_tensor(self.positions, dtype=torch.float64))
+
+
+def initial_variables(objective: Objective, init: Any = None,
+                      cancel: threading.Event | None = None) -> "torch.Tensor":
+    """Free variables of the initial trajectories of ``init`` (an initialization, default the
+    problem's own); the "ot" start's target quantization stops with ``Cancelled`` once ``cancel`` is set."""
+    return (objective.problem.init if init is None else init).variables(objective, cancel)
+
+
+def initial_positions(problem: "Problem", init: Any = None) -> np.ndarray:
     """Initial positions (N, M, d), e.g. to draw before a solve."""
     objective = Objective(problem)
     return objective.positions(initial_variables(objective, init)).detach().numpy()

@@ -66,7 +66,7 @@ def read_points_csv(text: str, field: str = "points") -> np.ndarray:
 
 def session_to_json(problem: Problem, states: np.ndarray | None, summary: dict[str, Any] | None) -> str:
     """A whole session: the problem spec, and the result (trajectories and summary) if there is one."""
-    doc = {"format": "mfc-explorer-session/1", "problem": problem.spec,
+    doc = {"format": "mfc-explorer-session/1", "problem": problem.to_spec(),
            "result": None if states is None else {"states": states.tolist(), "summary": summary or {}}}
     return json.dumps(doc)
 

@@ -13,10 +13,11 @@ from __future__ import annotations
 
 import contextlib
 import contextvars
+import functools
 import math
 from typing import Iterator
 
-import torch
+from .lazy import torch
 
 #: Largest number of kernel entries held at once (2**22 float64 entries = 32 MB per temporary).
 MEMORY_BUDGET = 2**22
@@ -26,50 +27,57 @@ def _block_rows(n_cols: int) -> int:
     return max(1, MEMORY_BUDGET // max(n_cols, 1))
 
 
-class _GaussianPairSum(torch.autograd.Function):
-    """S = sum_ik a_i b_k exp(-|x_i - z_k|^2 / (2 s^2)) with gradients in x and z."""
+@functools.cache
+def _fused_pair_sum() -> type:
+    """The fused value-and-gradient kernel as a torch.autograd.Function (built on first use: this
+    module is imported before torch is loaded, see ``solver.lazy``)."""
 
-    @staticmethod
-    def forward(ctx, x, z, a, b, scale):  # type: ignore[override]
-        inv = 1.0 / (scale * scale)
-        need_x, need_z = ctx.needs_input_grad[0], ctx.needs_input_grad[1]
-        # Work in coordinates centred on z: differences are unchanged, and the products below
-        # (x_i * row_i - (E z)_i) then do not cancel digits of large coordinates.
-        shift = z.mean(0)
-        xc, zc = x - shift, z - shift
-        total = x.new_zeros(())
-        gx = torch.zeros_like(x) if need_x else None
-        gz = torch.zeros_like(z) if need_z else None
-        step = _block_rows(z.shape[0])
-        for start in range(0, x.shape[0], step):
-            xs, As = xc[start:start + step], a[start:start + step]
-            # |x_i - z_k|^2 from coordinate differences (not |x|^2 + |z|^2 - 2 x.z, which loses
-            # ~1e-12 of relative accuracy to cancellation and makes the objective noisy)
-            d2 = torch.zeros(xs.shape[0], zc.shape[0], dtype=x.dtype)
-            for k in range(x.shape[1]):
-                diff = xs[:, k, None] - zc[None, :, k]
-                d2.addcmul_(diff, diff)
-            # E_ik = b_k exp(-|x_i - z_k|^2 / 2s^2); exponents are floored at -600 because exp of
-            # lower values is subnormal, which is 100x slower on x86 and changes nothing (e^-600 ~ 1e-261)
-            E = torch.exp_(d2.mul_(-0.5 * inv).clamp_(min=-600.0)).mul_(b[None, :])
-            row = E.sum(1)
-            total = total + As @ row
-            if need_x:  # dS/dx_i = -(a_i/s^2) sum_k E_ik (x_i - z_k)
-                gx[start:start + step] = -(inv * As)[:, None] * (xs * row[:, None] - E @ zc)
-            if need_z:  # dS/dz_k = (1/s^2) sum_i a_i E_ik (x_i - z_k)
-                Ea = E.T @ As
-                gz += inv * (E.T @ (As[:, None] * xs) - zc * Ea[:, None])
-        ctx.save_for_backward(*(g for g in (gx, gz) if g is not None))
-        ctx.flags = (need_x, need_z)
-        return total
+    class _GaussianPairSum(torch.autograd.Function):
+        """S = sum_ik a_i b_k exp(-|x_i - z_k|^2 / (2 s^2)) with gradients in x and z."""
 
-    @staticmethod
-    def backward(ctx, grad_out):  # type: ignore[override]
-        saved = list(ctx.saved_tensors)
-        need_x, need_z = ctx.flags
-        gx = saved.pop(0) * grad_out if need_x else None
-        gz = saved.pop(0) * grad_out if need_z else None
-        return gx, gz, None, None, None
+        @staticmethod
+        def forward(ctx, x, z, a, b, scale):  # type: ignore[override]
+            inv = 1.0 / (scale * scale)
+            need_x, need_z = ctx.needs_input_grad[0], ctx.needs_input_grad[1]
+            # Work in coordinates centred on z: differences are unchanged, and the products below
+            # (x_i * row_i - (E z)_i) then do not cancel digits of large coordinates.
+            shift = z.mean(0)
+            xc, zc = x - shift, z - shift
+            total = x.new_zeros(())
+            gx = torch.zeros_like(x) if need_x else None
+            gz = torch.zeros_like(z) if need_z else None
+            step = _block_rows(z.shape[0])
+            for start in range(0, x.shape[0], step):
+                xs, As = xc[start:start + step], a[start:start + step]
+                # |x_i - z_k|^2 from coordinate differences (not |x|^2 + |z|^2 - 2 x.z, which loses
+                # ~1e-12 of relative accuracy to cancellation and makes the objective noisy)
+                d2 = torch.zeros(xs.shape[0], zc.shape[0], dtype=x.dtype)
+                for k in range(x.shape[1]):
+                    diff = xs[:, k, None] - zc[None, :, k]
+                    d2.addcmul_(diff, diff)
+                # E_ik = b_k exp(-|x_i - z_k|^2 / 2s^2); exponents are floored at -600 because exp of
+                # lower values is subnormal, which is 100x slower on x86 and changes nothing (e^-600 ~ 1e-261)
+                E = torch.exp_(d2.mul_(-0.5 * inv).clamp_(min=-600.0)).mul_(b[None, :])
+                row = E.sum(1)
+                total = total + As @ row
+                if need_x:  # dS/dx_i = -(a_i/s^2) sum_k E_ik (x_i - z_k)
+                    gx[start:start + step] = -(inv * As)[:, None] * (xs * row[:, None] - E @ zc)
+                if need_z:  # dS/dz_k = (1/s^2) sum_i a_i E_ik (x_i - z_k)
+                    Ea = E.T @ As
+                    gz += inv * (E.T @ (As[:, None] * xs) - zc * Ea[:, None])
+            ctx.save_for_backward(*(g for g in (gx, gz) if g is not None))
+            ctx.flags = (need_x, need_z)
+            return total
+
+        @staticmethod
+        def backward(ctx, grad_out):  # type: ignore[override]
+            saved = list(ctx.saved_tensors)
+            need_x, need_z = ctx.flags
+            gx = saved.pop(0) * grad_out if need_x else None
+            gz = saved.pop(0) * grad_out if need_z else None
+            return gx, gz, None, None, None
+
+    return _GaussianPairSum
 
 
 _SECOND_ORDER = contextvars.ContextVar("second_order", default=False)
@@ -107,7 +115,7 @@ def gaussian_pair_sum(x: torch.Tensor, z: torch.Tensor, a: torch.Tensor, b: torc
     """
     if _SECOND_ORDER.get() and x.shape[0] * z.shape[0] * x.shape[1] <= MEMORY_BUDGET:
         return _dense_pair_sum(x, z, a, b, float(scale))
-    return _GaussianPairSum.apply(x, z, a, b, float(scale))
+    return _fused_pair_sum().apply(x, z, a, b, float(scale))
 
 
 def gaussian_self_hessian(x: torch.Tensor, a: torch.Tensor, scale: float) -> torch.Tensor:
@@ -137,3 +145,16 @@ def mollifier_pair_sum(x: torch.Tensor, z: torch.Tensor, a: torch.Tensor, b: tor
                        delta: float) -> torch.Tensor:
     """``sum_ik a_i b_k K_delta(x_i - z_k)`` with K_delta the normalized Gaussian of eq. (54)."""
     return gaussian_normalizer(delta, x.shape[1]) * gaussian_pair_sum(x, z, a, b, delta)
+
+
+def gaussian_row_sums(x: torch.Tensor, z: torch.Tensor, b: torch.Tensor, scale: float,
+                      normalized: bool = False) -> torch.Tensor:
+    """``r_i = sum_k b_k exp(-|x_i - z_k|^2 / (2 scale^2))`` for every row of x (times the mollifier's
+    constant when ``normalized``: then r = (K_scale * sum_k b_k delta_{z_k})(x_i)), in row blocks."""
+    step = _block_rows(z.shape[0])
+    rows = []
+    for start in range(0, x.shape[0], step):
+        diff = x[start:start + step, None, :] - z[None, :, :]
+        rows.append(torch.exp((-0.5 / (scale * scale)) * (diff * diff).sum(-1)) @ b)
+    out = torch.cat(rows) if rows else x.new_zeros(0)
+    return out * gaussian_normalizer(scale, x.shape[1]) if normalized else out

@@ -13,26 +13,26 @@ constant, NE = (1/eps) ||k_delta * mu_1 - k_delta * m_1||^2 >= 0 (up to rounding
 from __future__ import annotations
 
 from dataclasses import dataclass
-
-import torch
+from typing import TYPE_CHECKING
 
 from .kernels import gaussian_normalizer, gaussian_self_hessian, mollifier_pair_sum, second_order
-from .problem import Problem
+from .lazy import torch
 
-DTYPE = torch.float64
+if TYPE_CHECKING:
+    from .problem import Problem
 
 
 @dataclass
 class Objective:
     """Callable pieces of eq. (50) for one problem, with torch tensors prepared once."""
 
-    problem: Problem
+    problem: "Problem"
 
     def __post_init__(self) -> None:
         p = self.problem
         self.h = p.h
-        self.source = torch.as_tensor(p.source, dtype=DTYPE)
-        self.weights = torch.full((p.N,), 1.0 / p.N, dtype=DTYPE)
+        self.source = torch.as_tensor(p.source, dtype=torch.float64)
+        self.weights = torch.full((p.N,), 1.0 / p.N, dtype=torch.float64)
         self.constant = p.target.constant(p.delta)
 
     # -- shapes ------------------------------------------------------------------------------

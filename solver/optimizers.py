@@ -1,4 +1,4 @@
-"""Minimizers of the discrete objective (eq. 50), chosen by name from ``METHODS``.
+"""Minimizers of the discrete objective (eq. 50), chosen by name from ``OPTIMIZERS``.
 
 Each method is a generator ``method(objective, x0, spec) -> Iterator[Step]``: it yields after every
 iteration or small block of iterations, and the caller (``solver.run``) decides when to stop (limits,
@@ -30,13 +30,14 @@ from dataclasses import dataclass
 from typing import Callable, Generator, Iterator, TypeVar
 
 import numpy as np
-import ot
-import torch
 
-from .init import initial_variables, ot_available, paths_to
+from .init import OTStart, ot_available, paths_to
 from .kernels import second_order
+from .lazy import ot, torch
 from .objective import Objective
 from .problem import OptimizerSpec
+from .registry import OPTIMIZERS
+from .steering import KineticPreconditioner, TerminalObjective, quadratic_structure, reducible, steering_cost
 
 #: Reassignment is skipped above this many particles (an N x N emd would dominate the run).
 REASSIGN_MAX_N = 4000
@@ -71,7 +72,9 @@ def default_lr(objective: Objective) -> float:
 
 
 # --------------------------------------------------------------------------------------- gd (paper)
+@OPTIMIZERS.register(name="gd")
 def gradient_descent(objective: Objective, x0: torch.Tensor, spec: OptimizerSpec) -> Iterator[Step]:
+    """The paper's gradient descent (section 4.1): learning rate lr, cut on plateaus (slow, the baseline)."""
     lr = spec.lr or default_lr(objective)
     x = x0.detach().clone().requires_grad_(True)
     opt = torch.optim.SGD([x], lr=lr)
@@ -102,7 +105,9 @@ def gradient_descent(objective: Objective, x0: torch.Tensor, spec: OptimizerSpec
 
 
 # -------------------------------------------------------------------------------------------- adam
+@OPTIMIZERS.register(name="adam")
 def adam(objective: Objective, x0: torch.Tensor, spec: OptimizerSpec) -> Iterator[Step]:
+    """Adam with learning rate lr (default 1e-3)."""
     x = x0.detach().clone().requires_grad_(True)
     lr = spec.lr or 1e-3
     opt = torch.optim.Adam([x], lr=lr)
@@ -128,7 +133,7 @@ def max_move(objective: Objective) -> float:
     target structure the nonlocal term senses and land in the basins of crossed or piled-up particles
     (section 4.7); capped steps follow the gradient flow's path instead."""
     p = objective.problem
-    return p.delta / p.h if p.dynamics.kind == "linear" else p.delta
+    return p.dynamics.max_move(p.delta, p.h)
 
 
 def _two_loop(g: torch.Tensor, S: list[torch.Tensor], Y: list[torch.Tensor], gamma: float,
@@ -168,16 +173,16 @@ def _armijo(objective: Objective, x: torch.Tensor, d: torch.Tensor, f: float, gd
     return None
 
 
+@OPTIMIZERS.register(name="lbfgs")
 def lbfgs(objective: Objective, x0: torch.Tensor, spec: OptimizerSpec, phase: str = "lbfgs",
           iterations: int = 0, evaluations: int = 0, history: int = 30) -> Iterator[Step]:
-    """Preconditioned L-BFGS with steps capped per particle (``max_move``) and an Armijo backtracking
-    line search. The initial inverse Hessian is gamma P, P the inverse Hessian of the control energy
+    """Preconditioned L-BFGS with steps capped per particle (any size of problem).
+
+    Steps are capped per particle (``max_move``) and found by an Armijo backtracking line search. The initial inverse Hessian is gamma P, P the inverse Hessian of the control energy
     (``KineticPreconditioner``), gamma = s.y / y.P y from the latest pair.
 
     Stops when the per-particle gradient N max|dE/dy| is below ``gtol``, when the objective's relative
     decrease over 10 iterations is below ``rtol``, or when no descent step can be found."""
-    from .steering import KineticPreconditioner
-
     cap = max_move(objective)
     precondition = KineticPreconditioner(objective)
     x = x0.detach().clone()
@@ -259,12 +264,10 @@ def hessian(objective: Objective, x: torch.Tensor) -> torch.Tensor:
     every particle's block at once) plus J^T H_NE J, with H_NE the (N D) x (N D) Hessian of the
     nonlocal energy in the terminal states and J the shared affine map from a particle's variables to
     its terminal state. Otherwise all n Hessian-vector products are taken."""
-    from .steering import quadratic_structure
-
     p = objective.problem
     N, n = x.shape[0], x.numel()
     V = n // N
-    if p.interactions or getattr(p.dynamics, "drift", None) is not None:
+    if not p.separable:
         eye = torch.eye(n, dtype=x.dtype).reshape(n, *x.shape)
         H = _batched_hessian(objective, x, eye).reshape(n, n)
         return 0.5 * (H + H.T)
@@ -284,9 +287,12 @@ def hessian(objective: Objective, x: torch.Tensor) -> torch.Tensor:
     return 0.5 * (H + H.T)
 
 
+@OPTIMIZERS.register(name="newton")
 def newton(objective: Objective, x0: torch.Tensor, spec: OptimizerSpec, phase: str = "newton",
            iterations: int = 0, evaluations: int = 0) -> Iterator[Step]:
-    """Saddle-free Newton: d = -|H|^{-1} g, with |H| the Hessian with its eigenvalues replaced by their
+    """Saddle-free Newton's method with a structured Hessian (small problems, to the last digits).
+
+    d = -|H|^{-1} g, with |H| the Hessian with its eigenvalues replaced by their
     absolute values (floored at 1e-12 of the largest), so every step descends and negative curvature
     (crossing particles, the concave inside of an obstacle penalty) pushes away from saddles. Steps are
     capped per particle (``max_move``) and backtracked (Armijo). Near a minimum this is Newton's method,
@@ -342,7 +348,7 @@ def _local(objective: Objective, x: torch.Tensor, spec: OptimizerSpec, phase: st
            evaluations: int) -> Iterator[Step]:
     """L-BFGS until it slows down, then Newton (small problems with a twice differentiable objective:
     no obstacle, whose penalty (59) has a kink at the edge) or L-BFGS to the final tolerance."""
-    if x.numel() > NEWTON_MAX_VARS or objective.problem.obstacles is not None:
+    if x.numel() > NEWTON_MAX_VARS or not objective.problem.smooth:
         yield from lbfgs(objective, x, spec, phase, iterations, evaluations)
         return
     coarse = dataclasses.replace(spec, rtol=max(spec.rtol, HANDOVER_RTOL))
@@ -369,8 +375,6 @@ def reassign(objective: Objective, variables: torch.Tensor) -> torch.Tensor | No
     p = objective.problem
     if p.N > REASSIGN_MAX_N:
         return None
-    from .steering import steering_cost
-
     pos = objective.positions(variables).detach()
     terminal = p.dynamics.terminal(pos, objective.h).numpy()
     cost = steering_cost(objective, terminal)
@@ -381,7 +385,7 @@ def reassign(objective: Objective, variables: torch.Tensor) -> torch.Tensor | No
     rows = np.arange(p.N)
     if cost[rows, perm].sum() >= cost[rows, rows].sum() * (1 - 1e-12):
         return None
-    if p.obstacles is None and not p.potentials and not p.interactions:
+    if not p.has_state_cost:
         return paths_to(objective, terminal[perm])
     perm_t = torch.as_tensor(perm)
     t = torch.linspace(0.0, 1.0, p.M, dtype=pos.dtype)[None, :, None]
@@ -444,20 +448,21 @@ def prepared(make: Callable[[threading.Event], T], waiting: Step | None) -> Gene
     return value
 
 
+@OPTIMIZERS.register(name="robust")
 def robust(objective: Objective, x0: torch.Tensor, spec: OptimizerSpec) -> Iterator[Step]:
-    """Local solves with reassignment from two starts: the problem's own start (progress shows at
+    """The fast default: L-BFGS then Newton, with OT reassignment, from two starts.
+
+    Local solves with reassignment from two starts: the problem's own start (progress shows at
     once), allowed half of the time limit, then minimum-energy paths to an exact OT assignment onto the
     target (``init="ot"``), allowed the rest. The run keeps the best iterate of both. Problems where only
     the terminal states matter (``reducible``) are solved in the terminal states alone
     (``TerminalObjective``) and every reported iterate is mapped back to full trajectories."""
-    from .steering import TerminalObjective, reducible
-
     p = objective.problem
     work = TerminalObjective(p) if reducible(p) else objective
 
     starts: list[tuple[str, Callable[[threading.Event], torch.Tensor], float]] = [("start", lambda _: x0, 0.5)]
-    if not (isinstance(p.init, str) and p.init == "ot") and ot_available(p):
-        starts.append(("ot-start", lambda cancel: initial_variables(objective, "ot", cancel), 1.0))
+    if p.init != OTStart() and ot_available(p):
+        starts.append(("ot-start", lambda cancel: OTStart().variables(objective, cancel), 1.0))
 
     counters = [0, 0]
     clock = time.perf_counter()
@@ -477,10 +482,3 @@ def robust(objective: Objective, x0: torch.Tensor, spec: OptimizerSpec) -> Itera
     yield last
 
 
-METHODS: dict[str, Callable[..., Iterator[Step]]] = {
-    "robust": robust,
-    "lbfgs": lbfgs,
-    "gd": gradient_descent,
-    "adam": adam,
-    "newton": newton,
-}

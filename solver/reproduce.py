@@ -21,15 +21,16 @@ from pathlib import Path
 from typing import Callable
 
 import numpy as np
-import ot
 from matplotlib.axes import Axes
 from matplotlib.figure import Figure
-from matplotlib.patches import Circle
+from matplotlib.patches import Circle, Polygon
 
 from .diagnostics import map_errors, w2sq
 from .init import initial_variables
 from .landscape import fig6_markers, fig6_problem, terminal_landscape
+from .lazy import ot
 from .objective import Objective
+from .paths import at_times
 from .problem import Problem, load_problem
 from .run import Result, Snapshot, solve, solve_iter
 
@@ -124,15 +125,6 @@ def paper_gd(problem: Problem, steps: int, runs: list[dict], every: int = 10**9)
     return descend(with_optimizer(problem, max_iter=steps, time_limit=600.0), runs, "gd", every)
 
 
-def at_times(positions: np.ndarray, times: np.ndarray) -> np.ndarray:
-    """Linear interpolation in time of trajectories (N, M, d) at ``times``: (len(times), N, d)."""
-    M = positions.shape[1]
-    s = np.asarray(times) * (M - 1)
-    j = np.clip(np.floor(s).astype(int), 0, M - 2)
-    w = (s - j)[:, None, None]
-    return (1.0 - w) * positions[:, j].transpose(1, 0, 2) + w * positions[:, j + 1].transpose(1, 0, 2)
-
-
 def ot_matched(points: np.ndarray, targets: np.ndarray) -> np.ndarray:
     """The target point each point is sent to by an exact OT plan (POT emd, squared distances)."""
     n, k = len(points), len(targets)
@@ -171,8 +163,9 @@ def draw_gaussian(ax: Axes, mean: np.ndarray, sigma: float) -> None:
 
 
 def draw_obstacles(ax: Axes, problem: Problem) -> None:
-    for k, (c, r) in enumerate(zip(problem.obstacles.centers, problem.obstacles.radii)):
-        ax.add_patch(Circle(tuple(c), r, color="0.6", alpha=0.6, label=None if k else "obstacles"))
+    """Every obstacle as its outline, filled."""
+    for k, shape in enumerate(problem.obstacles.shapes):
+        ax.add_patch(Polygon(shape.outline(), closed=True, color="0.6", alpha=0.6, label=None if k else "obstacles"))
 
 
 # ------------------------------------------------------------------------------------- figures
@@ -234,7 +227,7 @@ def gaussian_rows(names: tuple[str, str], figure: str, runs: list[dict]) -> tupl
     for row, name in enumerate(names):
         problem = preset(name)
         result = solved(problem, runs)
-        kind = "samples" if problem.target.kind == "particles" else "continuum"
+        kind = "samples" if problem.target.empirical is not None else "continuum"
         draw_paths(ax[row, 0], result.positions)
         ax[row, 0].set_title(f"{kind}: trajectories (delta = {problem.delta:.4f})")
         right = ax[row, 1]

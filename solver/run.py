@@ -9,7 +9,6 @@ keeps its last good iterate) and a ``status``. ``solve(problem)`` runs it to the
 """
 from __future__ import annotations
 
-import contextlib
 import math
 import threading
 import time
@@ -17,13 +16,14 @@ from dataclasses import dataclass, field
 from typing import Callable, Iterator
 
 import numpy as np
-import torch
 
 from .history import ThinnedHistory
-from .init import Cancelled, initial_variables, target_size
-from .objective import DTYPE, Objective
-from .optimizers import METHODS, Step
+from .init import Cancelled, PaperStart, initial_variables, target_size
+from .lazy import torch
+from .objective import Objective
+from .optimizers import Step
 from .problem import Problem
+from .registry import OPTIMIZERS
 
 
 class SolveControl:
@@ -107,33 +107,27 @@ def _start_variables(objective: Objective, problem: Problem, resume: Snapshot | 
     the "ot" start quantizes a continuum target (seconds at N ~ 500) ends that at once; the paper's
     start (56)-(57) stands in, and the solve stops after its first report."""
     if resume is not None and resume.states is not None:
-        pos = torch.as_tensor(resume.states[..., : problem.source.shape[1]], dtype=DTYPE)
+        pos = torch.as_tensor(resume.states[..., : problem.source.shape[1]], dtype=torch.float64)
         return objective.variables_from_positions(pos)
     try:
         return initial_variables(objective, cancel=control.stop_event if control else None)
     except Cancelled:
-        return initial_variables(objective, "paper")
+        return initial_variables(objective, PaperStart())
 
 
 #: A solve's ``Result.history`` keeps every report up to twice this many, then thins them evenly.
 HISTORY_LIMIT = 5000
 
-#: Kernel sums smaller than this (N x K pairs) run on one thread: torch's thread pool costs more
-#: than it saves on them, and its spinning threads slow down when another process holds a core.
+#: Kernel sums smaller than this (N x K pairs) are best run on one thread: torch's thread pool costs
+#: more than it saves on them, and its spinning threads slow down when another process holds a core.
 SINGLE_THREAD_PAIRS = 1_000_000
 
 
-@contextlib.contextmanager
-def _threads_for(problem: Problem) -> Iterator[None]:
-    before = torch.get_num_threads()
-    small = problem.N * max(problem.N, target_size(problem)) < SINGLE_THREAD_PAIRS
-    if small:
-        torch.set_num_threads(1)
-    try:
-        yield
-    finally:
-        if small:
-            torch.set_num_threads(before)
+def threads_for(problem: Problem, available: int) -> int:
+    """How many torch threads suit ``problem``: one for small kernel sums, else ``available``. Entry
+    points (the command line, the benchmark) set this once with ``torch.set_num_threads`` before
+    solving; a solve never changes the process's thread settings itself."""
+    return 1 if problem.N * max(problem.N, target_size(problem)) < SINGLE_THREAD_PAIRS else available
 
 
 def solve_iter(problem: Problem, control: SolveControl | None = None, every: int = 10,
@@ -142,21 +136,15 @@ def solve_iter(problem: Problem, control: SolveControl | None = None, every: int
 
     ``every``: attach trajectories to every ``every``-th snapshot (and to the first and the last).
     ``resume``: continue from a snapshot with trajectories (iteration count and clock continue).
-    ``method``: override ``problem.optimizer.method``.
+    ``method``: override ``problem.optimizer.method`` (a name in ``OPTIMIZERS``).
     """
-    with _threads_for(problem):
-        yield from _solve_iter(problem, control, every, resume, method)
-
-
-def _solve_iter(problem: Problem, control: SolveControl | None, every: int, resume: Snapshot | None,
-                method: str | None) -> Iterator[Snapshot]:
     spec = problem.optimizer
     objective = Objective(problem)
     x0 = _start_variables(objective, problem, resume, control)
     it0 = resume.iteration if resume else 0
     ev0 = resume.evaluations if resume else 0
     clock0 = time.perf_counter() - (resume.elapsed if resume else 0.0)
-    runner = METHODS[method or spec.method](objective, x0, spec)
+    runner = OPTIMIZERS[method or spec.method](objective, x0, spec)
     best: Step | None = None
     last_good: Step | None = None
     count = 0

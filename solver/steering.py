@@ -14,10 +14,15 @@ quadratic and affine parts, so the three dynamics share this one routine.
 """
 from __future__ import annotations
 
-import numpy as np
-import torch
+from typing import TYPE_CHECKING
 
-from .objective import DTYPE, Objective
+import numpy as np
+
+from .lazy import torch
+from .objective import Objective
+
+if TYPE_CHECKING:
+    from .problem import Problem
 
 
 def _energy(objective: Objective, x: torch.Tensor) -> torch.Tensor:
@@ -44,14 +49,14 @@ def quadratic_structure(objective: Objective) -> tuple[torch.Tensor, torch.Tenso
 def _quadratic_structure(objective: Objective) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
     shape = objective.variable_shape
     N, V = shape[0], int(np.prod(shape[1:]))
-    zero = torch.zeros(shape, dtype=DTYPE, requires_grad=True)
+    zero = torch.zeros(shape, dtype=torch.float64, requires_grad=True)
     (g,) = torch.autograd.grad(_energy(objective, zero), zero)
     g = g.reshape(N, V)
     Y0 = _terminal(objective, zero).detach()
-    H = torch.empty(V, V, dtype=DTYPE)
-    J = torch.empty(Y0.shape[1], V, dtype=DTYPE)
+    H = torch.empty(V, V, dtype=torch.float64)
+    J = torch.empty(Y0.shape[1], V, dtype=torch.float64)
     for k in range(V):  # unit vector k in every particle's block: the blocks are identical
-        e = torch.zeros(N, V, dtype=DTYPE)
+        e = torch.zeros(N, V, dtype=torch.float64)
         e[:, k] = 1.0
         e = e.reshape(shape).requires_grad_(True)
         (gk,) = torch.autograd.grad(_energy(objective, e), e)
@@ -64,9 +69,9 @@ def min_energy_variables(objective: Objective, terminal: np.ndarray) -> torch.Te
     """Variables of the minimum-energy trajectories ending exactly at ``terminal`` (N x D)."""
     H, J, g, Y0 = quadratic_structure(objective)
     V, D = H.shape[0], J.shape[0]
-    kkt = torch.zeros(V + D, V + D, dtype=DTYPE)
+    kkt = torch.zeros(V + D, V + D, dtype=torch.float64)
     kkt[:V, :V], kkt[:V, V:], kkt[V:, :V] = H, J.T, J
-    rhs = torch.cat([-g, torch.as_tensor(terminal, dtype=DTYPE) - Y0], dim=1)
+    rhs = torch.cat([-g, torch.as_tensor(terminal, dtype=torch.float64) - Y0], dim=1)
     sol = torch.linalg.solve(kkt, rhs.T).T
     return sol[:, :V].reshape(objective.variable_shape)
 
@@ -86,7 +91,7 @@ def steering_cost(objective: Objective, points: np.ndarray) -> np.ndarray:
     z = Y0 - g @ Hinv_Jt
     L = torch.linalg.cholesky(torch.linalg.inv(0.5 * (S + S.T)))  # S^{-1} = L L^T
     a = (z @ L).numpy()
-    b = (torch.as_tensor(points, dtype=DTYPE) @ L).numpy()
+    b = (torch.as_tensor(points, dtype=torch.float64) @ L).numpy()
     return 0.5 * ((a[:, None, :] - b[None, :, :]) ** 2).sum(-1)
 
 
@@ -104,15 +109,13 @@ class KineticPreconditioner:
         return torch.cholesky_solve(flat.T, self.chol).T.reshape(q.shape)
 
 
-def reducible(problem) -> bool:
+def reducible(problem: "Problem") -> bool:
     """Whether eq. (50) reduces exactly to a problem in the terminal states alone: nothing but the
     control energy acts before t = 1 (no state cost, no drift), and the minimum-energy paths are the
     optimal ones for psi (psi = |.|^2, or any psi under velocity control, where constant speed along
     straight lines is optimal by Jensen's inequality)."""
-    quadratic = getattr(problem.control_cost, "p", None) == 2.0 and type(problem.control_cost).__name__ == "PowerCost"
-    return (problem.obstacles is None and not problem.potentials and not problem.interactions
-            and getattr(problem.dynamics, "drift", None) is None
-            and (quadratic or problem.dynamics.kind == "velocity"))
+    return (not problem.has_state_cost and not problem.dynamics.couples_particles
+            and problem.dynamics.steers_optimally(problem.control_cost))
 
 
 class TerminalObjective(Objective):
@@ -128,7 +131,7 @@ class TerminalObjective(Objective):
         self.full = Objective(self.problem)
         H, J, g, Y0 = quadratic_structure(self.full)
         V, D = H.shape[0], J.shape[0]
-        kkt = torch.zeros(V + D, V + D, dtype=DTYPE)
+        kkt = torch.zeros(V + D, V + D, dtype=torch.float64)
         kkt[:V, :V], kkt[:V, V:], kkt[V:, :V] = H, J.T, J
         inv = torch.linalg.inv(kkt)
         self.map = inv[:V, V:]  # V x D

@@ -80,6 +80,7 @@ class QuadraticK:
     """K(z) = kappa z^2 / 2; K'' = kappa."""
 
     kappa: float
+    drift_kind = "linear"  # -K'(z) = -kappa z: the pairwise drift of the uncontrolled particle system
 
     def value(self, z: Array) -> Array:
         return 0.5 * self.kappa * z * z
@@ -100,6 +101,7 @@ class LogCoshK:
     """K(z) = kappa log cosh z; K'' = kappa sech^2 z, so ||K''||_inf = kappa (attained at z = 0)."""
 
     kappa: float
+    drift_kind = "tanh"  # -K'(z) = -kappa tanh z
 
     def value(self, z: Array) -> Array:
         return self.kappa * _log_cosh(z)

@@ -218,3 +218,30 @@ def test_large_trajectories_are_sent_at_a_bounded_rate():
     time.sleep(interval + 0.05)
     runner.flush()
     assert [d[0, 0, 0] for d in seen] == [1.0, 2.0] and runner.pushes == 2
+
+
+def test_distributed_worker_applies_only_the_newest_request():
+    """Two requests in a row: the first is cancelled, every stage applied belongs to the second, in
+    the order of ``STAGES``; closing the tab's worker ends its thread."""
+    import threading
+
+    from explorer.distributed_tab import DistributedCase, DistributedWorker
+    from solver.distributed.explore import STAGES
+
+    applied, done = [], threading.Event()
+
+    def apply(generation, stage):
+        applied.append((generation, stage.name))
+        if stage.name == "projection":
+            done.set()
+
+    worker = DistributedWorker(apply, lambda fn: fn())
+    slow = DistributedCase(n=300, graph="regular").case_dict()
+    fast = DistributedCase(n=12, graph="star").case_dict()
+    worker.submit(slow)
+    newest = worker.submit(fast)
+    assert done.wait(120)
+    assert [name for _, name in applied] == list(STAGES)
+    assert {generation for generation, _ in applied} == {newest}
+    worker.close()
+    assert not worker.alive

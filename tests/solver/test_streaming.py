@@ -30,26 +30,39 @@ def test_snapshots_carry_trajectories_every_k_and_at_the_end():
 
 
 def test_pause_resume_and_stop_from_another_thread():
+    """Driven by events, not sleeps: pause after three reports; the paused report is followed, after
+    resume, by the same iterate and then the next iteration (nothing ran while paused); stop ends the
+    solve with the best iterate and its trajectories."""
     control = SolveControl()
     problem = small_problem(optimizer={"method": "gd", "lr": 1e-4, "max_iter": 10**7, "time_limit": 60})
     seen: list[Snapshot] = []
+    started, paused, resumed = threading.Event(), threading.Event(), threading.Event()
 
     def run():
         for s in solve_iter(problem, control=control):
             seen.append(s)
+            if len(seen) == 3:
+                started.set()
+            if s.status == "paused":
+                paused.set()
+            elif paused.is_set() and s.iteration > seen_paused_iteration():
+                resumed.set()
+
+    def seen_paused_iteration() -> int:
+        return next(x.iteration for x in seen if x.status == "paused")
 
     worker = threading.Thread(target=run)
     worker.start()
-    time.sleep(0.3)
+    assert started.wait(30)
     control.pause()
-    time.sleep(0.2)
-    count = len(seen)
-    time.sleep(0.3)
-    assert len(seen) == count  # nothing happens while paused
-    assert seen[-1].status == "paused"
+    assert paused.wait(30)
+    k = seen_paused_iteration()
+    at_pause = len(seen)
+    assert seen[-1].status == "paused" and seen[-1].iteration == k  # the worker now waits in the pause
     control.resume()
-    time.sleep(0.3)
-    assert len(seen) > count
+    assert resumed.wait(30)
+    after = seen[at_pause:]
+    assert after[0].iteration == k and after[1].iteration == k + 1  # resumed where it paused
     control.stop()
     worker.join(timeout=10)
     assert not worker.is_alive()

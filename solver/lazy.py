@@ -1,0 +1,33 @@
+"""Heavy libraries, loaded on first use.
+
+Importing torch takes about 3 s on a small machine and POT another second; reading and validating a
+problem file needs neither. Modules of ``solver`` therefore take these libraries from here instead of
+importing them: ``from .lazy import torch`` binds a stand-in module that imports the real one the first
+time one of its attributes is read (a solve), so that ``import solver`` and every validation error
+come at once. No module of ``solver`` may touch such a library while it is being imported (no torch
+decorators or torch-typed constants at module level); everything that does so sits inside functions.
+"""
+from __future__ import annotations
+
+import importlib
+import types
+from typing import Any
+
+
+class LazyModule(types.ModuleType):
+    """Stands for the module ``name``: the first attribute read imports it (under Python's import
+    lock, so concurrent first reads from several threads are safe) and copies its namespace here, so
+    later reads cost what a plain module attribute costs."""
+
+    def __init__(self, name: str) -> None:
+        super().__init__(name)
+
+    def __getattr__(self, attribute: str) -> Any:
+        module = importlib.import_module(self.__name__)
+        self.__dict__.update({k: v for k, v in vars(module).items() if k not in ("__name__", "__spec__")})
+        return getattr(module, attribute)
+
+
+torch = LazyModule("torch")
+ot = LazyModule("ot")
+scipy_linalg = LazyModule("scipy.linalg")
