@@ -29,6 +29,7 @@ from .particles import ParticleTarget  # isort: skip
 from .gaussian import GaussianMixtureTarget, GaussianTarget  # isort: skip
 from .uniform import UniformBoxTarget  # isort: skip
 from .grid import GridDensityTarget  # isort: skip
+from .annulus import AnnulusTarget  # isort: skip
 
 
 
@@ -38,5 +39,5 @@ def smoothed_density(target, y: np.ndarray, delta: float) -> np.ndarray:
         return target.smoothed(torch.as_tensor(y, dtype=torch.float64), delta).numpy()
 
 
-__all__ = ["TARGETS", "smoothed_density", "GaussianMixtureTarget", "GaussianTarget", "GridDensityTarget", "ParticleTarget",
+__all__ = ["TARGETS", "smoothed_density", "AnnulusTarget", "GaussianMixtureTarget", "GaussianTarget", "GridDensityTarget", "ParticleTarget",
            "UniformBoxTarget"]
