@@ -20,8 +20,9 @@ from ..registry import CONTROL_COSTS, INTERACTIONS, OBSTACLES, POTENTIALS
 from .control import PiecewiseCost, PowerCost
 from .interactions import GaussianInteraction, QuadraticInteraction
 from .obstacles import Circle, Obstacles
+from .polygon import Polygon
 from .potentials import GaussianBump, QuadraticPotential
 
 __all__ = ["CONTROL_COSTS", "INTERACTIONS", "OBSTACLES", "POTENTIALS", "Circle", "GaussianBump",
-           "GaussianInteraction", "Obstacles", "PiecewiseCost", "PowerCost", "QuadraticInteraction",
+           "GaussianInteraction", "Obstacles", "PiecewiseCost", "Polygon", "PowerCost", "QuadraticInteraction",
            "QuadraticPotential"]

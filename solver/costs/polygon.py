@@ -1,0 +1,167 @@
+"""Polygon obstacles: any simple polygon in the plane, given by its vertices.
+
+With s(y) the depth of a point inside the polygon (its distance to the boundary; <= 0 outside) and
+rho the polygon's inradius (the largest depth), the penalty is
+
+    L(y) = s (2 rho - s)  for s > 0,  0 outside,
+
+the expression eq. (59) takes for a disc written with its depth (r^2 - |y - c|^2 = s (2r - s),
+s = r - |y - c|): a regular polygon with many vertices gets the disc's penalty. It grows like 2 rho s
+just inside the boundary, so the obstacle weight acts as it does for circles.
+"""
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass, field
+from typing import Any, ClassVar
+
+import numpy as np
+
+from ..errors import ProblemError
+from ..lazy import torch
+from ..reading import Context, check_keys, floats, points
+from ..registry import OBSTACLES
+
+#: The inradius is found on grids of this many points a side, each refined around the best point.
+INRADIUS_GRID, INRADIUS_ROUNDS = 64, 10
+
+
+def crossing_edges(vertices: np.ndarray) -> tuple[int, int] | None:
+    """The first pair (i, j) of edges i -> i+1 and j -> j+1 that are not neighbours and touch, or None
+    (all pairs at once: signs of the orientation determinants)."""
+    a, b = vertices, np.roll(vertices, -1, axis=0)
+
+    def orient(p: np.ndarray, q: np.ndarray, r: np.ndarray) -> np.ndarray:
+        return (q[..., 0] - p[..., 0]) * (r[..., 1] - p[..., 1]) - (q[..., 1] - p[..., 1]) * (r[..., 0] - p[..., 0])
+
+    P, Q, R, S = a[:, None], b[:, None], a[None, :], b[None, :]
+    touch = (orient(R, S, P) * orient(R, S, Q) <= 0) & (orient(P, Q, R) * orient(P, Q, S) <= 0)
+    K = len(vertices)
+    i, j = np.triu_indices(K, k=2)
+    neighbours = (j + 1) % K == i
+    hits = np.flatnonzero(touch[i, j] & ~neighbours)
+    return (int(i[hits[0]]), int(j[hits[0]])) if len(hits) else None
+
+
+def signed_depth(vertices: np.ndarray, pos: np.ndarray) -> np.ndarray:
+    """Distance to the polygon's boundary, positive inside and negative outside (numpy, (..., 2))."""
+    a, b = vertices, np.roll(vertices, -1, axis=0)
+    p = pos[..., None, :2]
+    ab = b - a
+    t = np.clip(((p - a) * ab).sum(-1) / (ab * ab).sum(-1), 0.0, 1.0)
+    distance = np.sqrt((((p - a) - t[..., None] * ab) ** 2).sum(-1).min(-1))
+    return np.where(_inside(a, b, pos[..., :2]), distance, -distance)
+
+
+def _inside(a: Any, b: Any, pos: Any) -> Any:
+    """Even-odd rule (a ray to +x crosses the boundary an odd number of times); numpy or torch."""
+    x, y = pos[..., None, 0], pos[..., None, 1]
+    straddles = (a[:, 1] > y) != (b[:, 1] > y)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        x_cross = a[:, 0] + (y - a[:, 1]) * (b[:, 0] - a[:, 0]) / (b[:, 1] - a[:, 1])
+    crossings = straddles & (x < x_cross)
+    return crossings.sum(-1) % 2 == 1
+
+
+def inradius(vertices: np.ndarray) -> float:
+    """The largest depth of a point inside the polygon (grid search, refined around the best point)."""
+    low, high = vertices.min(0), vertices.max(0)
+    best, value = 0.5 * (low + high), -np.inf
+    half = 0.5 * (high - low)
+    for _ in range(INRADIUS_ROUNDS):
+        axes = [np.linspace(best[k] - half[k], best[k] + half[k], INRADIUS_GRID) for k in range(2)]
+        grid = np.stack(np.meshgrid(*axes), -1).reshape(-1, 2)
+        depth = signed_depth(vertices, grid)
+        if depth.max() > value:
+            value, best = float(depth.max()), grid[depth.argmax()]
+        half = half * 4.0 / INRADIUS_GRID
+    return value
+
+
+@OBSTACLES.register
+@dataclass(frozen=True)
+class Polygon:
+    """A simple polygon given by its vertices (walls, boxes, any outline): eq. (59) written with its depth."""
+
+    vertices: np.ndarray  # (K, 2)
+    kind: ClassVar[str] = "polygon"
+    smooth: ClassVar[bool] = False  # a kink at the edge, as for discs
+    _inradius: float = field(init=False, repr=False, compare=False)
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "_inradius", inradius(self.vertices))
+
+    @classmethod
+    def from_spec(cls, spec: dict, context: Context, where: str) -> "Polygon":
+        check_keys(spec, ("kind", "vertices"), where)
+        if context.dim != 2:
+            raise ProblemError(where, f"polygons live in the plane, but the positions have dimension "
+                                      f"{context.dim}; use circles")
+        v = points(spec.get("vertices"), f"{where}.vertices", 2, "give the corners as [[x, y], ...]")
+        if len(v) < 3:
+            raise ProblemError(f"{where}.vertices", f"needs at least 3 corners (got {len(v)})")
+        crossing = crossing_edges(v)
+        area = 0.5 * abs(float(np.sum(v[:, 0] * np.roll(v[:, 1], -1) - np.roll(v[:, 0], -1) * v[:, 1])))
+        if area <= 1e-12 * float(np.ptp(v, axis=0).max()) ** 2:
+            raise ProblemError(f"{where}.vertices", "enclose no area; give the corners of a polygon in order")
+        if crossing is not None:
+            raise ProblemError(f"{where}.vertices", f"edges {crossing[0]} and {crossing[1]} cross; list the "
+                                                    "corners in order around the polygon")
+        return cls(v)
+
+    def to_spec(self) -> dict[str, Any]:
+        return {"kind": self.kind, "vertices": floats(self.vertices)}
+
+    @classmethod
+    def placed_at(cls, center: np.ndarray, size: float) -> "Polygon":
+        """A square centred at ``center`` whose corners lie at distance ``size`` from it."""
+        corners = np.array([[1.0, 1.0], [-1.0, 1.0], [-1.0, -1.0], [1.0, -1.0]]) / np.sqrt(2.0)
+        return cls(np.asarray(center, dtype=float)[:2] + size * corners)
+
+    @property
+    def center(self) -> np.ndarray:
+        """The centroid of the polygon's area."""
+        x, y = self.vertices[:, 0], self.vertices[:, 1]
+        cross = x * np.roll(y, -1) - np.roll(x, -1) * y
+        area = 0.5 * cross.sum()
+        return np.array([((x + np.roll(x, -1)) * cross).sum(), ((y + np.roll(y, -1)) * cross).sum()]) / (6 * area)
+
+    @property
+    def size(self) -> float:
+        """The distance from the centre to the farthest corner."""
+        return float(np.linalg.norm(self.vertices - self.center, axis=1).max())
+
+    def moved_to(self, center: np.ndarray) -> "Polygon":
+        return dataclasses.replace(self, vertices=self.vertices + (np.asarray(center, dtype=float)[:2] - self.center))
+
+    def resized(self, size: float) -> "Polygon":
+        c = self.center
+        return dataclasses.replace(self, vertices=c + (self.vertices - c) * (float(size) / self.size))
+
+    def depth(self, pos: np.ndarray) -> np.ndarray:
+        return signed_depth(self.vertices, np.asarray(pos, dtype=float))
+
+    def contains(self, point: np.ndarray) -> bool:
+        return bool(self.depth(np.asarray(point, dtype=float)) >= 0)
+
+    def outline(self) -> np.ndarray:
+        return self.vertices.copy()
+
+    def bounding_box(self) -> tuple[np.ndarray, np.ndarray]:
+        return self.vertices.min(0), self.vertices.max(0)
+
+    def penalty(self, pos: "torch.Tensor") -> "torch.Tensor":
+        """s (2 rho - s) at every point of ``pos`` (..., D) whose first two coordinates lie inside."""
+        a = torch.as_tensor(self.vertices, dtype=pos.dtype)
+        b = torch.roll(a, -1, 0)
+        p = pos[..., None, :2]
+        ab = b - a
+        t = (((p - a) * ab).sum(-1) / (ab * ab).sum(-1)).clamp(0.0, 1.0)
+        gap = (p - a) - t[..., None] * ab
+        s = (gap * gap).sum(-1).min(-1).values.clamp_min(1e-300).sqrt()
+        inside = _inside(a, b, pos[..., :2].detach())
+        return torch.where(inside, s * (2 * self._inradius - s), torch.zeros_like(s))
+
+    @staticmethod
+    def penalty_of(polygons: list["Polygon"], pos: "torch.Tensor") -> "torch.Tensor":
+        return sum(p.penalty(pos) for p in polygons)
