@@ -139,20 +139,30 @@ class DistributedWorker:
 
 
 def _draw_graph(data: tuple[np.ndarray, np.ndarray]) -> hv.Overlay:
+    """The players (placed by ``node_positions``) and the edges of W, framed around the players."""
     pos, seg = data
+    low, high = (pos.min(0), pos.max(0)) if len(pos) else (np.zeros(2) - 1, np.zeros(2) + 1)
+    pad = 0.1 * float(max((high - low).max(), 1.0))
     return (hv.Segments(seg, kdims=["x0", "y0", "x1", "y1"]).opts(color="gray", alpha=0.5)
             * hv.Points(pos, kdims=["x", "y"]).opts(size=6, color="navy")).opts(
-        width=320, height=320, xaxis=None, yaxis=None, title="graph W", framewise=True, padding=0.1)
+        width=320, height=320, xaxis=None, yaxis=None, title="graph W", framewise=True,
+        xlim=(low[0] - pad, high[0] + pad), ylim=(low[1] - pad, high[1] + pad))
 
 
 def _draw_curves(data: Any) -> hv.Overlay:
+    """Gap and bound against n on log axes (the axes are logarithmic from the first, empty render on:
+    Bokeh cannot change an axis' type later)."""
     if data is None:
         return (hv.Curve([], "n", "value") * hv.Curve([], "n", "value")).opts(
-            **PLOT, title="gap and bound vs n (no graph family)", framewise=True)
+            hv.opts.Overlay(**PLOT, title="gap and bound vs n", logx=True, logy=True, framewise=True))
+    values = np.concatenate([data.gap, data.bound])
+    values = values[values > 0]
+    ylim = (values.min() / 2, values.max() * 2) if len(values) else (1e-3, 1.0)
     return (hv.Curve((data.ns, data.gap), "n", "value", label="V_dstr - V")
             * hv.Curve((data.ns, data.bound), "n", "value", label="bound").opts(line_dash="dashed")
             ).opts(hv.opts.Curve(logx=True, logy=True, framewise=True),
-                   hv.opts.Overlay(**PLOT, title="gap and bound vs n (quadratic twin)",
+                   hv.opts.Overlay(**PLOT, title="gap and bound vs n (quadratic twin)", ylim=ylim,
+                                   xlim=(data.ns.min() / 1.2, data.ns.max() * 1.2),
                                    legend_position="bottom_left", logx=True, logy=True, framewise=True))
 
 

@@ -264,3 +264,27 @@ def test_n500_streams_fast_and_screenshot(app_url, browser_page, tmp_path):
     assert time.monotonic() - t0 < 3.0, "the widget change took more than 3 s to round-trip"
     page.locator(".stop-button button").click()
     wait_text(page, ".iteration", "finished")
+
+
+def test_new_kinds_from_the_registries_appear_in_the_app(app_url, browser_page, tmp_path):
+    """The annulus target and the polygon obstacle were added through the registries alone: they are
+    offered by the selectors, drawn, and solved."""
+    page = browser_page
+    open_app(page, app_url)
+    page.locator(".target-kind select").select_option("annulus")
+    wait_text(page, ".scene-summary", "annulus target")
+    page.locator(".validation-message").first.wait_for(state="hidden")
+    page.locator(".mode-select button", has_text="place obstacles").click()
+    wait_text(page, ".mode-hint", "click to place an obstacle")
+    page.locator(".obstacle-kind select").select_option("polygon")
+    time.sleep(1.0)
+    click_scene(page, 0.45, 0.45)
+    wait_text(page, ".scene-summary", "1 obstacles")
+    cell = page.locator(".obstacle-table .tabulator-row").first.locator(".tabulator-cell[tabulator-field=kind]")
+    assert cell.inner_text().strip() == "polygon"
+    page.screenshot(path=str(tmp_path / "new_kinds.png"))
+    page.locator(".run-button button").click()
+    wait_text(page, ".iteration", r"Iteration [1-9]", timeout=20)
+    page.locator(".stop-button button").click()
+    wait_text(page, ".iteration", "finished", timeout=30)
+    assert "error" not in text(page, ".status-bar").lower()
