@@ -57,7 +57,7 @@ def create_app() -> pn.template.FastListTemplate:
                    dynamic=True, css_classes=["main-tabs"], sizing_mode="stretch_width")
     lazy_distributed_tab(tabs)
     pn.state.add_periodic_callback(runner.flush, period=int(runner.push_interval * 1000))
-    pn.state.on_session_destroyed(lambda _ctx: runner.stop(timeout=2.0))
+    pn.state.on_session_destroyed(lambda _ctx: runner.close(timeout=2.0))
     return pn.template.FastListTemplate(
         title="MFC Explorer: the blob method for mean-field control", sidebar=sidebar,
         main=[pn.Column(messages.view, run_bar(model, runner, messages), sizing_mode="stretch_width"), tabs], sidebar_width=390, accent="#1f77b4",

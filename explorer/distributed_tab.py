@@ -190,10 +190,9 @@ def _draw_marginals(data: Any, value: int) -> hv.Overlay:
 def distributed_tab() -> pn.viewable.Viewable:
     """Build the tab (a Panel layout) with its own case model and worker."""
     case = DistributedCase()
-    widgets = pn.Param(case, widgets={
-        "n": {"type": pn.widgets.IntSlider, "throttled": True},
-        "graph": {"type": pn.widgets.Select, "css_classes": ["distributed-graph"]}},
-        show_name=False, sizing_mode="stretch_width")
+    sliders = {name: {"throttled": True} for name, p in case.param.objects().items() if isinstance(p, param.Number)}
+    widgets = pn.Param(case, widgets={**sliders, "graph": {"type": pn.widgets.Select, "css_classes": ["distributed-graph"]}},
+                       show_name=False, sizing_mode="stretch_width")
     progress = pn.indicators.Progress(name="progress", value=0, max=100, width=250, height=20)
     status = pn.pane.Markdown("", css_classes=["distributed-status"])
     table = pn.pane.HTML("<table><tr><td>computing…</td></tr></table>", css_classes=["distributed-table"], width=560)

@@ -65,7 +65,7 @@ _RUNNERS: "weakref.WeakSet[SolveRunner]" = weakref.WeakSet()
 def _stop_all() -> None:
     """Stop every solve when the server exits (no solver thread outlives the interpreter)."""
     for runner in list(_RUNNERS):
-        runner.stop(timeout=2.0)
+        runner.close(timeout=2.0)
 
 
 class SolveRunner(param.Parameterized):
@@ -158,6 +158,14 @@ class SolveRunner(param.Parameterized):
             if thread is not None and thread is not threading.current_thread():
                 thread.join(timeout)
         self.flush()
+
+    def close(self, timeout: float = 10.0) -> None:
+        """End the threads without publishing (the session is gone: its plots no longer exist)."""
+        if self._control is not None:
+            self._control.stop()
+        for thread in (self._thread, self._landscape_thread):
+            if thread is not None and thread is not threading.current_thread():
+                thread.join(timeout)
 
     def wait(self, timeout: float | None = None) -> None:
         """Wait for the solve to end by itself, then publish its result (tests, scripts)."""

@@ -46,6 +46,7 @@ def _solve(args: argparse.Namespace) -> int:
 
     result = solve(problem, callback=progress)
     bar.close()
+    (out / "problem.json").write_text(json.dumps(problem.to_spec(), indent=1) + "\n")
     (out / "trajectories.csv").write_text(trajectories_csv(problem, result.states))
     info = summary(result)
     (out / "summary.json").write_text(json.dumps(info, indent=1) + "\n")

@@ -2,6 +2,7 @@
 import json
 
 import numpy as np
+import ot
 import pytest
 
 from solver import problem_from_dict, solve
@@ -41,13 +42,14 @@ def gaussian_runs():
     return {N: gaussian_run(N) for N in (64, 256)}
 
 
-def test_gaussian_to_gaussian_mean_and_straight_paths(gaussian_runs):
-    for N, (p, r, image, m1, S1) in gaussian_runs.items():
-        y = r.positions
-        # terminal mean within 1% of the target mean (the soft constraint at eps = 1e-3 shifts it ~0.3%)
-        assert np.abs(y[:, -1].mean(0) - m1).max() <= 0.01 * np.abs(m1).max()
-        # straight trajectories: the midpoint is the average of the ends, to rounding
-        assert np.abs(y[:, 1] - 0.5 * (y[:, 0] + y[:, 2])).max() < 1e-9
+@pytest.mark.parametrize("N", [64, 256])
+def test_gaussian_to_gaussian_mean_and_straight_paths(gaussian_runs, N):
+    p, r, image, m1, S1 = gaussian_runs[N]
+    y = r.positions
+    # terminal mean within 1% of the target mean (the soft constraint at eps = 1e-3 shifts it ~0.3%)
+    assert np.abs(y[:, -1].mean(0) - m1).max() <= 0.01 * np.abs(m1).max()
+    # straight trajectories: the midpoint is the average of the ends, to rounding
+    assert np.abs(y[:, 1] - 0.5 * (y[:, 0] + y[:, 2])).max() < 1e-9
 
 
 def test_gaussian_terminal_map_approaches_bures_map(gaussian_runs):
@@ -91,8 +93,6 @@ def test_obstacles_are_avoided_at_every_time_point():
 
 def test_acceleration_example_fig5(preset):
     """Terminal positions and velocities within 0.05 of the target's (after matching)."""
-    import ot
-
     p = preset("fig5_acceleration")
     r = solve(p)
     term, target = r.states[:, -1], p.target.points
@@ -129,16 +129,14 @@ def test_double_integrator_as_linear_system_agrees_with_acceleration(preset):
     assert ra.final.energies["kinetic"] == pytest.approx(exact / (1 - h) ** 3, rel=0.02)
 
 
-def test_wp_cost_matches_emd_with_pth_power_cost():
+@pytest.mark.parametrize("p_exp", [1.5, 3.0])
+def test_wp_cost_matches_emd_with_pth_power_cost(p_exp):
     """psi = |u|^p, velocity control: optimal paths are straight at constant speed, so the control energy
     is (1/N) sum |y_M - y_0|^p, and the optimum is the exact W_p^p (emd with cost |x - y|^p)."""
-    import ot
-
     rng = np.random.default_rng(7)
     x, w = rng.uniform(0, 1, (40, 2)), rng.uniform(2, 3, (40, 2))
-    for p_exp in (1.5, 3.0):
-        p = problem_from_dict({"source": {"points": x.tolist()}, "target": {"kind": "particles", "points": w.tolist()},
-                               "eps": 0.001, "M": 3, "p": p_exp})
-        r = solve(p)
-        exact = ot.emd2(np.full(40, 1 / 40), np.full(40, 1 / 40), ot.dist(x, w, metric="euclidean") ** p_exp)
-        assert r.final.energies["kinetic"] == pytest.approx(exact, rel=0.02)  # soft constraint, as above
+    p = problem_from_dict({"source": {"points": x.tolist()}, "target": {"kind": "particles", "points": w.tolist()},
+                           "eps": 0.001, "M": 3, "p": p_exp})
+    r = solve(p)
+    exact = ot.emd2(np.full(40, 1 / 40), np.full(40, 1 / 40), ot.dist(x, w, metric="euclidean") ** p_exp)
+    assert r.final.energies["kinetic"] == pytest.approx(exact, rel=0.02)  # soft constraint, as above

@@ -88,3 +88,15 @@ def test_cli_bad_input_exits_2_with_one_line(tmp_path, content, field):
 def test_cli_missing_file_exits_2(tmp_path):
     res = run_cli("solve", str(tmp_path / "nope.json"), "--out", str(tmp_path / "o"))
     assert res.returncode == 2 and "not found" in res.stderr
+
+
+def test_cli_writes_the_canonical_problem(tmp_path):
+    """DIR/problem.json is the problem's canonical form: it reads back to the same problem."""
+    from solver import load_problem
+
+    (tmp_path / "p.json").write_text(json.dumps(dict(BASE, M=3, eps=0.05)))
+    res = run_cli("solve", str(tmp_path / "p.json"), "--out", str(tmp_path / "o"), "--quiet", "--method", "lbfgs")
+    assert res.returncode == 0, res.stderr
+    written = json.loads((tmp_path / "o" / "problem.json").read_text())
+    assert written["optimizer"]["method"] == "lbfgs" and written["eps"] == 0.05 and written["delta"] == "auto"
+    assert load_problem(tmp_path / "o" / "problem.json").to_spec() == written

@@ -39,30 +39,35 @@ def test_gaussian_mixture_constant_matches_quadrature_in_1d():
     assert t.smoothed(torch.tensor(y)[:, None], DELTA).numpy() == pytest.approx([smoothed(v) for v in y], rel=1e-9)
 
 
-def test_nonlocal_energy_vanishes_on_the_target():
+PTS = np.random.default_rng(0).normal(size=(12, 2))
+CELLS = np.array([[x + 0.5, y + 0.5] for x in range(3) for y in range(4)])
+
+
+@pytest.mark.parametrize("target, src", [
+    ({"kind": "particles", "points": PTS.tolist()}, PTS),
+    ({"kind": "grid", "low": [0, 0], "high": [3, 4], "values": np.ones((4, 3)).tolist()}, CELLS),
+], ids=["particles", "grid"])
+def test_nonlocal_energy_vanishes_on_the_target(target, src):
     """||k*mu - k*m||^2 = 0 when mu = m: particles on a particle target, and particles at the cell
     centres of an equal-mass grid target (the quadrature rule is then exact)."""
-    pts = np.random.default_rng(0).normal(size=(12, 2))
-    for target in ({"kind": "particles", "points": pts.tolist()},
-                   {"kind": "grid", "low": [0, 0], "high": [3, 4], "values": np.ones((4, 3)).tolist()}):
-        src = pts if target["kind"] == "particles" else np.array(
-            [[x + 0.5, y + 0.5] for x in range(3) for y in range(4)])
-        p = problem_from_dict({"source": {"points": src.tolist()}, "target": target, "eps": 0.01, "M": 2})
-        obj = Objective(p)
-        ne = float(obj.nonlocal_energy(torch.as_tensor(src)))
-        assert abs(ne) < 1e-10  # three O(1/eps) terms cancel: only rounding is left
+    p = problem_from_dict({"source": {"points": src.tolist()}, "target": target, "eps": 0.01, "M": 2})
+    ne = float(Objective(p).nonlocal_energy(torch.as_tensor(src)))
+    assert abs(ne) < 1e-10  # three O(1/eps) terms cancel: only rounding is left
 
 
-def test_nonlocal_energy_is_nonnegative_for_continuum_targets():
+@pytest.mark.parametrize("target", [
+    {"kind": "gaussian", "mean": [1, 1], "cov": 0.3},
+    {"kind": "uniform", "low": [0, 0], "high": [1, 2]},
+    {"kind": "mixture", "components": [{"weight": 1, "mean": [0, 0], "cov": 0.1},
+                                       {"weight": 2, "mean": [1, 0], "cov": [[0.2, 0.05], [0.05, 0.1]]}]},
+    {"kind": "annulus", "center": [0.5, 0.0], "inner": 0.3, "outer": 1.0},
+], ids=lambda t: t["kind"])
+def test_nonlocal_energy_is_nonnegative_for_continuum_targets(target):
     rng = np.random.default_rng(3)
-    for target in ({"kind": "gaussian", "mean": [1, 1], "cov": 0.3},
-                   {"kind": "uniform", "low": [0, 0], "high": [1, 2]},
-                   {"kind": "mixture", "components": [{"weight": 1, "mean": [0, 0], "cov": 0.1},
-                                                      {"weight": 2, "mean": [1, 0], "cov": [[0.2, 0.05], [0.05, 0.1]]}]}):
-        p = problem_from_dict({"source": {"points": rng.normal(size=(40, 2)).tolist()}, "target": target,
-                               "eps": 1.0, "M": 2, "delta": 0.2})
-        y = torch.as_tensor(rng.normal(size=(40, 2)))
-        assert float(Objective(p).nonlocal_energy(y)) > 0
+    p = problem_from_dict({"source": {"points": rng.normal(size=(40, 2)).tolist()}, "target": target,
+                           "eps": 1.0, "M": 2, "delta": 0.2})
+    y = torch.as_tensor(rng.normal(size=(40, 2)))
+    assert float(Objective(p).nonlocal_energy(y)) > 0
 
 
 def test_grid_target_orientation_rows_are_second_coordinate():
