@@ -22,18 +22,17 @@ from typing import TYPE_CHECKING, Any, ClassVar
 import numpy as np
 
 from .errors import ProblemError
-from .lazy import ot, torch
+from .lazy import torch
 from .objective import Objective
 from .paths import straight_lines
 from .reading import Context, floats
 from .registry import INITS
-from .steering import min_energy_variables, steering_cost
+from .assignment import match
+from .steering import min_energy_variables, steering_coordinates
 
 if TYPE_CHECKING:
     from .problem import Problem
 
-#: Largest N x K plan for which the "ot" initialization runs emd (memory and time stay small).
-OT_MAX_ENTRIES = 25_000_000
 #: Continuum targets with at most this many particles get blob quantizations (below); larger N
 #: use the quasi-random quantization directly.
 QUANTIZE_MAX_N = 1000
@@ -57,11 +56,6 @@ def target_size(problem: "Problem") -> int:
     return problem.target.support_size(problem.N)
 
 
-def ot_available(problem: "Problem") -> bool:
-    """Whether the exact plan of the "ot" start fits in memory and time."""
-    return problem.N * target_size(problem) <= OT_MAX_ENTRIES
-
-
 def blob_quantization(objective: Objective, seed: int,
                       cancel: threading.Event | None = None) -> tuple[np.ndarray, float]:
     """N points minimizing the nonlocal energy alone, NE(Y) = (1/eps)||k_delta * mu_Y - k_delta * m_1||^2:
@@ -74,7 +68,7 @@ def blob_quantization(objective: Objective, seed: int,
     start = p.target.mean() + 0.5 * p.delta * rng.normal(size=(p.N, p.target.dim))
     y = torch.tensor(start, dtype=torch.float64, requires_grad=True)
     opt = torch.optim.LBFGS([y], lr=1.0, max_iter=2000, history_size=50, line_search_fn="strong_wolfe",
-                            tolerance_grad=1e-10, tolerance_change=1e-14)
+                            tolerance_grad=1e-10, tolerance_change=1e-7)
 
     def closure() -> "torch.Tensor":
         if cancel is not None and cancel.is_set():
@@ -89,28 +83,36 @@ def blob_quantization(objective: Objective, seed: int,
     return y.numpy(), float(objective.nonlocal_energy(y))
 
 
-def target_points(objective: Objective,
-                  cancel: threading.Event | None = None) -> tuple[np.ndarray, np.ndarray]:
+def blob_quantized(problem: "Problem") -> bool:
+    """Whether the OT start onto this target uses blob quantizations: a continuum target and at most
+    ``QUANTIZE_MAX_N`` particles (else the target's own points or a quasi-random quantization)."""
+    return not problem.target.discrete and problem.N <= QUANTIZE_MAX_N
+
+
+def target_points(objective: Objective, cancel: threading.Event | None = None,
+                  blob: bool = True) -> tuple[np.ndarray, np.ndarray]:
     """Points and weights standing for m_1 in the OT start: the target's own particles (or grid
     cells); for continuum targets the best of ``QUANTIZE_TRIES`` blob quantizations (lowest NE, which
-    in our measurements also gives the lowest final objective), or quasi-random points for large N."""
+    in our measurements also gives the lowest final objective), or (``blob`` False, or large N) the
+    target's quasi-random quantization."""
     p = objective.problem
-    if p.target.discrete or p.N > QUANTIZE_MAX_N:
+    if not blob or not blob_quantized(p):
         return p.target.quantization(p.N, p.seed)
     tries = QUANTIZE_TRIES if p.N <= QUANTIZE_FEW_N else 1
     best = min((blob_quantization(objective, p.seed + k, cancel) for k in range(tries)), key=lambda q: q[1])
     return best[0], np.full(p.N, 1.0 / p.N)
 
 
-def ot_terminal_states(objective: Objective, cancel: threading.Event | None = None) -> np.ndarray:
-    """Barycentric projection of the exact OT plan from the source states (weights 1/N) onto the
-    target's points, for the cost of steering a particle to a point (``steering_cost``: the squared
-    distance under velocity control): particle i heads to N sum_k P_ik w_k."""
-    p = objective.problem
-    pts, w = target_points(objective, cancel)
-    cost = steering_cost(objective, pts)
-    plan = ot.emd(np.full(p.N, 1.0 / p.N), w, cost / cost.max(), numItermax=10_000_000)
-    return (plan @ pts) / plan.sum(1, keepdims=True)
+def ot_terminal_states(objective: Objective, cancel: threading.Event | None = None,
+                       blob: bool = True) -> np.ndarray:
+    """Barycentric projection of an OT plan from the source states (weights 1/N) onto the target's
+    points, for the cost of steering a particle to a point (``steering_coordinates``: the squared
+    distance under velocity control): particle i heads to N sum_k P_ik w_k. The plan is exact (emd)
+    where affordable, multiscale beyond (``solver.assignment``)."""
+    pts, w = target_points(objective, cancel, blob)
+    a, L = steering_coordinates(objective)
+    images, _, _ = match(a, pts @ L, w)
+    return np.linalg.solve(L.T, images.T).T
 
 
 def paths_to(objective: Objective, terminal: np.ndarray) -> "torch.Tensor":
@@ -161,12 +163,10 @@ class OTStart(NamedStart):
     """Minimum-energy paths to an exact OT assignment onto the target (straight lines for velocity)."""
 
     kind: ClassVar[str] = "ot"
+    blob: bool = True  # continuum targets: onto blob quantizations (seconds), else a quasi-random one
 
     def variables(self, objective: Objective, cancel: threading.Event | None = None) -> "torch.Tensor":
-        """The OT start where its plan fits (``ot_available``), else the paper's."""
-        if not ot_available(objective.problem):
-            return PaperStart().variables(objective)
-        return paths_to(objective, ot_terminal_states(objective, cancel))
+        return paths_to(objective, ot_terminal_states(objective, cancel, self.blob))
 
 
 @INITS.register

@@ -15,7 +15,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
-from .kernels import gaussian_normalizer, gaussian_self_hessian, mollifier_pair_sum, second_order
+from .kernels import gaussian_normalizer, gaussian_self_hessian, hessian_blocks, mollifier_pair_sum
 from .lazy import torch
 
 if TYPE_CHECKING:
@@ -82,20 +82,33 @@ class Objective:
         cross = p.target.cross_term(terminal, a, p.delta)
         return (self_term - 2.0 * cross + self.constant) / p.eps
 
+    def cross_hessian_blocks(self, terminal: torch.Tensor) -> torch.Tensor:
+        """(N, D, D): the Hessian blocks of the target term -(2/eps) sum_i a_i (K_delta * m_1)(Y_i) of NE,
+        block-diagonal since each term involves one particle. For targets given by point masses
+        (particles, grid cells) the kernel sums them in closed form; otherwise D batched Hessian-vector
+        products of the closed-form (K_delta * m_1) give the blocks."""
+        p = self.problem
+        y = terminal.detach()
+        N, D = y.shape
+        if p.target.discrete:
+            points, mass = p.target.quantization(N, p.seed)
+            B = hessian_blocks(y, torch.as_tensor(points, dtype=y.dtype), torch.as_tensor(mass, dtype=y.dtype), p.delta)
+            return (-2.0 * gaussian_normalizer(p.delta, D) / p.eps) * self.weights[:, None, None] * B
+        y = y.clone().requires_grad_(True)
+        with torch.enable_grad():
+            (g,) = torch.autograd.grad(p.target.cross_term(y, self.weights, p.delta), y, create_graph=True)
+            tangents = torch.eye(D, dtype=y.dtype)[:, None, :].expand(D, N, D)
+            (Ht,) = torch.autograd.grad(g, y, tangents, is_grads_batched=True)  # (D, N, D): column k of block i
+        return (-2.0 / p.eps) * Ht.permute(1, 2, 0)
+
     def nonlocal_hessian(self, terminal: torch.Tensor) -> torch.Tensor:
-        """Hessian (N, D, N, D) of NE in the terminal states: the interaction term in closed form
-        (``gaussian_self_hessian``), plus the block-diagonal target term, whose D x D blocks are read
-        off with D batched Hessian-vector products (a unit vector in every particle's block)."""
+        """Hessian (N, D, N, D) of NE in the terminal states: the self term in closed form
+        (``gaussian_self_hessian``), plus the block-diagonal target term (``cross_hessian_blocks``)."""
         p = self.problem
         N, D = terminal.shape
         H = (gaussian_normalizer(p.delta, D) / p.eps) * gaussian_self_hessian(terminal.detach(), self.weights, p.delta)
-        y = terminal.detach().clone().requires_grad_(True)
-        with second_order():
-            (g,) = torch.autograd.grad(p.target.cross_term(y, self.weights, p.delta), y, create_graph=True)
-        tangents = torch.eye(D, dtype=y.dtype)[:, None, :].expand(D, N, D)
-        (Ht,) = torch.autograd.grad(g, y, tangents, is_grads_batched=True)  # (D, N, D): column k of block i
         idx = torch.arange(N)
-        H[idx, :, idx, :] -= (2.0 / p.eps) * Ht.permute(1, 2, 0)
+        H[idx, :, idx, :] += self.cross_hessian_blocks(terminal)
         return H
 
     def energies(self, variables: torch.Tensor) -> dict[str, torch.Tensor]:

@@ -31,13 +31,17 @@ from typing import Callable, Generator, Iterator, TypeVar
 
 import numpy as np
 
-from .init import OTStart, ot_available, paths_to
+from .assignment import EXACT_PAIRS
+from .init import OTStart, blob_quantized, paths_to, target_size
 from .kernels import second_order
 from .lazy import ot, torch
 from .objective import Objective
 from .problem import OptimizerSpec
+from .reduced import ReducedObjective, reducible
 from .registry import OPTIMIZERS
-from .steering import KineticPreconditioner, TerminalObjective, quadratic_structure, reducible, steering_cost
+from .steering import KineticPreconditioner, quadratic_structure, steering_cost
+from .steps import Step, per_particle_grad_norm
+from .trust_region import trust_region
 
 #: Reassignment is skipped above this many particles (an N x N emd would dominate the run).
 REASSIGN_MAX_N = 4000
@@ -45,25 +49,6 @@ REASSIGN_MAX_N = 4000
 HEARTBEAT = 0.2
 
 T = TypeVar("T")
-
-
-@dataclass
-class Step:
-    """One report from a method: the iterate and its energies (at ``variables``)."""
-
-    variables: torch.Tensor
-    energies: dict[str, float]
-    grad_norm: float
-    step_size: float
-    iterations: int  # iterations done by this method so far
-    evaluations: int  # objective + gradient evaluations so far
-    phase: str = ""
-    status: str | None = None  # set on the last step: "converged", ...
-
-
-def per_particle_grad_norm(g: torch.Tensor) -> float:
-    """max_i |dE/dy_i| N: the gradient of one particle's trajectory, free of the 1/N weights."""
-    return float(g.abs().max()) * g.shape[0]
 
 
 def default_lr(objective: Objective) -> float:
@@ -175,7 +160,8 @@ def _armijo(objective: Objective, x: torch.Tensor, d: torch.Tensor, f: float, gd
 
 @OPTIMIZERS.register(name="lbfgs")
 def lbfgs(objective: Objective, x0: torch.Tensor, spec: OptimizerSpec, phase: str = "lbfgs",
-          iterations: int = 0, evaluations: int = 0, history: int = 30) -> Iterator[Step]:
+          iterations: int = 0, evaluations: int = 0, history: int = 30,
+          precondition: Callable[[torch.Tensor], torch.Tensor] | None = None) -> Iterator[Step]:
     """Preconditioned L-BFGS with steps capped per particle (any size of problem).
 
     Steps are capped per particle (``max_move``) and found by an Armijo backtracking line search. The initial inverse Hessian is gamma P, P the inverse Hessian of the control energy
@@ -184,7 +170,7 @@ def lbfgs(objective: Objective, x0: torch.Tensor, spec: OptimizerSpec, phase: st
     Stops when the per-particle gradient N max|dE/dy| is below ``gtol``, when the objective's relative
     decrease over 10 iterations is below ``rtol``, or when no descent step can be found."""
     cap = max_move(objective)
-    precondition = KineticPreconditioner(objective)
+    precondition = precondition or KineticPreconditioner(objective)
     x = x0.detach().clone()
     energies, g = objective.value_and_grad(x)
     evaluations += 1
@@ -256,14 +242,17 @@ def _batched_hessian(f: Callable[[torch.Tensor], torch.Tensor], x: torch.Tensor,
     return Ht
 
 
-def hessian(objective: Objective, x: torch.Tensor) -> torch.Tensor:
-    """Dense Hessian of eq. (50) in the variables (n x n, n = N V).
+def hessian(objective: Objective | ReducedObjective, x: torch.Tensor) -> torch.Tensor:
+    """Dense Hessian of eq. (50) in the variables (n x n, n = N V); in closed form for the terminal
+    states of a ``ReducedObjective``.
 
     When every term but the nonlocal one is a sum over particles (no interaction, no drift), the
     Hessian is block-diagonal (V x V blocks B_i, all read off with V batched products, a unit vector in
     every particle's block at once) plus J^T H_NE J, with H_NE the (N D) x (N D) Hessian of the
     nonlocal energy in the terminal states and J the shared affine map from a particle's variables to
     its terminal state. Otherwise all n Hessian-vector products are taken."""
+    if isinstance(objective, ReducedObjective):
+        return objective.hessian(x)
     p = objective.problem
     N, n = x.shape[0], x.numel()
     V = n // N
@@ -342,18 +331,42 @@ def newton(objective: Objective, x0: torch.Tensor, spec: OptimizerSpec, phase: s
 #: Relative decrease (over 10 iterations) below which the robust method hands over from L-BFGS to
 #: Newton's method: L-BFGS crosses the nonconvex landscape well, Newton finishes in a few steps.
 HANDOVER_RTOL = 1e-7
+#: In the terminal states, L-BFGS hands over to trust-region Newton sooner: its iterations cost one
+#: gradient, Newton's a Hessian, and far from a minimum the landscape's roughness (section 4.7) makes
+#: Newton's model good only over short steps, so L-BFGS covers the distance, Newton the last digits.
+REDUCED_HANDOVER_RTOL = 1e-5
+#: The problem's own start is tried after the OT start, as a check, when the work has at most this many
+#: variables (each start then takes a fraction of a second); larger problems keep the OT start alone.
+CHECK_VARS = 200
+#: The check start may take as many iterations as the OT start took, and at least this many; then it
+#: is abandoned (its best iterate still counts). A budget in iterations, not seconds, keeps a run a
+#: function of its problem.
+CHECK_MIN_ITERATIONS = 60
+#: The check start: the OT start's terminal states pulled back this much toward the sources.
+SHORT = 0.05
+#: The check start is also dropped when it trails the best objective found by more than this many
+#: times its recent progress per iteration (the mean over its last ``CHECK_WINDOW`` iterations).
+CHECK_PATIENCE, CHECK_WINDOW = 50.0, 3
 
 
 def _local(objective: Objective, x: torch.Tensor, spec: OptimizerSpec, phase: str, iterations: int,
-           evaluations: int) -> Iterator[Step]:
-    """L-BFGS until it slows down, then Newton (small problems with a twice differentiable objective:
-    no obstacle, whose penalty (59) has a kink at the edge) or L-BFGS to the final tolerance."""
-    if x.numel() > NEWTON_MAX_VARS or not objective.problem.smooth:
+           evaluations: int, rough: bool = True) -> Iterator[Step]:
+    """A local solve. In the terminal states (``ReducedObjective``): trust-region Newton, after L-BFGS
+    when the start is ``rough`` (far from a minimum of the nonlocal energy). In full trajectories:
+    L-BFGS until it slows down, then Newton (small problems with a twice differentiable objective: no
+    obstacle, whose penalty (59) has a kink at the edge) or L-BFGS to the final tolerance."""
+    reduced = isinstance(objective, ReducedObjective)
+    if reduced and not rough:
+        yield from trust_region(objective, x, spec, objective.problem.delta, phase + "/newton", iterations,
+                                evaluations)
+        return
+    if not reduced and (x.numel() > NEWTON_MAX_VARS or not objective.problem.smooth):
         yield from lbfgs(objective, x, spec, phase, iterations, evaluations)
         return
-    coarse = dataclasses.replace(spec, rtol=max(spec.rtol, HANDOVER_RTOL))
+    coarse = dataclasses.replace(spec, rtol=max(spec.rtol, REDUCED_HANDOVER_RTOL if reduced else HANDOVER_RTOL))
     last = None
-    for last in lbfgs(objective, x, coarse, phase, iterations, evaluations):
+    for last in lbfgs(objective, x, coarse, phase, iterations, evaluations,
+                      precondition=(lambda q: q) if reduced else None):
         final = last.status
         last.status = None
         yield last
@@ -361,23 +374,28 @@ def _local(objective: Objective, x: torch.Tensor, spec: OptimizerSpec, phase: st
             last.status = final
             yield last
             return
-    yield from newton(objective, last.variables, spec, phase + "/newton", last.iterations, last.evaluations)
+    finish = trust_region if reduced else newton
+    extra = (objective.problem.delta,) if reduced else ()
+    yield from finish(objective, last.variables, spec, *extra, phase + "/newton", last.iterations, last.evaluations)
 
 
-def reassign(objective: Objective, variables: torch.Tensor) -> torch.Tensor | None:
-    """Re-route particles so the assignment of sources to the current terminal states is an exact
-    OT assignment (emd) for the cost of steering each particle to each state (``steering_cost``). Returns new variables, or None
-    if the current assignment is already optimal.
+def reassign(objective: Objective | ReducedObjective, variables: torch.Tensor) -> torch.Tensor | None:
+    """Re-route particles so the assignment of sources to the current terminal states is an exact OT
+    assignment (emd) for the cost of steering each particle to each state (``steering_cost``). Returns
+    new variables, or None if the current assignment is already optimal or the plan is too large
+    (N^2 > ``EXACT_PAIRS``).
 
-    Particle i is sent to terminal state s(i) along the minimum-energy path (``paths_to``); with state
-    costs it takes the path of particle s(i) shifted by (1 - t)(y_i,0 - y_s(i),0) instead, which starts
-    at its own source and keeps any detour (e.g. around an obstacle)."""
+    Particle i is sent to terminal state s(i) along the minimum-energy path (``paths_to``; in the
+    terminal states alone the new variables are just the permuted states); with state costs it takes
+    the path of particle s(i) shifted by (1 - t)(y_i,0 - y_s(i),0) instead, which starts at its own
+    source and keeps any detour (e.g. around an obstacle)."""
     p = objective.problem
-    if p.N > REASSIGN_MAX_N:
+    if p.N * p.N > EXACT_PAIRS:
         return None
+    full = objective.full if isinstance(objective, ReducedObjective) else objective
     pos = objective.positions(variables).detach()
-    terminal = p.dynamics.terminal(pos, objective.h).numpy()
-    cost = steering_cost(objective, terminal)
+    terminal = p.dynamics.terminal(pos, full.h).numpy()
+    cost = steering_cost(full, terminal)
     a = np.full(p.N, 1.0 / p.N)
     perm = ot.emd(a, a, cost / cost.max(), numItermax=10_000_000).argmax(1)
     if np.array_equal(perm, np.arange(p.N)) or len(set(perm.tolist())) != p.N:
@@ -385,6 +403,8 @@ def reassign(objective: Objective, variables: torch.Tensor) -> torch.Tensor | No
     rows = np.arange(p.N)
     if cost[rows, perm].sum() >= cost[rows, rows].sum() * (1 - 1e-12):
         return None
+    if isinstance(objective, ReducedObjective):
+        return torch.as_tensor(terminal[perm], dtype=torch.float64)
     if not p.has_state_cost:
         return paths_to(objective, terminal[perm])
     perm_t = torch.as_tensor(perm)
@@ -393,23 +413,19 @@ def reassign(objective: Objective, variables: torch.Tensor) -> torch.Tensor | No
     return objective.variables_from_positions(pos[perm_t] + (1.0 - t) * shift)
 
 
-def _polished(objective: Objective, x: torch.Tensor, spec: OptimizerSpec, label: str,
-              counters: list[int]) -> Iterator[Step]:
-    """A local solve (Newton for small problems, else L-BFGS), then reassign-and-resume while that
-    lowers the objective."""
+def _polished(objective: Objective | ReducedObjective, x: torch.Tensor, spec: OptimizerSpec, label: str,
+              counters: list[int], rough: bool = True) -> Iterator[Step]:
+    """A local solve, then reassign-and-resume while that lowers the objective. The last step of each
+    local solve carries its status ("converged", "stalled", "diverged", ...)."""
     best: Step | None = None
     rounds = 0
     while x is not None:
         last = None
         for last in _local(objective, x, spec, phase=f"{label}" + (f"/reassign {rounds}" if rounds else ""),
-                          iterations=counters[0], evaluations=counters[1]):
-            final = last.status
-            last.status = None  # only the whole method finishes the run
+                           iterations=counters[0], evaluations=counters[1], rough=rough and rounds == 0):
             yield last
-            if final == "diverged":
-                break
         counters[0], counters[1] = last.iterations, last.evaluations
-        if best is not None and last.energies["objective"] >= best.energies["objective"]:
+        if last.status == "diverged" or (best is not None and last.energies["objective"] >= best.energies["objective"]):
             return
         best = last
         x = reassign(objective, last.variables)
@@ -450,35 +466,76 @@ def prepared(make: Callable[[threading.Event], T], waiting: Step | None) -> Gene
 
 @OPTIMIZERS.register(name="robust")
 def robust(objective: Objective, x0: torch.Tensor, spec: OptimizerSpec) -> Iterator[Step]:
-    """The fast default: L-BFGS then Newton, with OT reassignment, from two starts.
+    """The fast default: Newton's method from an optimal-transport start, with OT reassignment.
 
-    Local solves with reassignment from two starts: the problem's own start (progress shows at
-    once), allowed half of the time limit, then minimum-energy paths to an exact OT assignment onto the
-    target (``init="ot"``), allowed the rest. The run keeps the best iterate of both. Problems where only
-    the terminal states matter (``reducible``) are solved in the terminal states alone
-    (``TerminalObjective``) and every reported iterate is mapped back to full trajectories."""
+    When only the terminal states matter (``reducible``) the problem is solved in them alone
+    (``ReducedObjective``) by trust-region Newton-CG, and every reported iterate is mapped back to full
+    trajectories; otherwise in full trajectories by L-BFGS (then Newton for small smooth problems).
+    Starts: minimum-energy paths to an OT assignment onto the target (``OTStart``: exact emd where
+    affordable, multiscale beyond), then, for problems of at most ``CHECK_VARS`` variables, the
+    problem's own start (the paper's, eqs. 56-57, by default) as a check while time remains: local
+    minima differ (section 4.7), and the run keeps the best iterate of both. After each local solve,
+    an exact OT reassignment of sources to the terminal states (it can only lower the control energy)
+    and a new local solve, while that helps. The run ends "converged" when the last local solve met
+    its stopping rule."""
     p = objective.problem
-    work = TerminalObjective(p) if reducible(p) else objective
+    work: Objective | ReducedObjective = ReducedObjective(p) if reducible(p) else objective
+    size = p.N * (p.dynamics.state_dim if work is not objective else int(np.prod(objective.variable_shape[1:])))
+    ot_start: list[torch.Tensor] = []
 
-    starts: list[tuple[str, Callable[[threading.Event], torch.Tensor], float]] = [("start", lambda _: x0, 0.5)]
-    if p.init != OTStart() and ot_available(p):
-        starts.append(("ot-start", lambda cancel: OTStart().variables(objective, cancel), 1.0))
+    def make_ot(cancel: threading.Event) -> torch.Tensor:
+        ot_start.append(OTStart(blob=False).variables(objective, cancel))
+        return ot_start[0]
 
+    def make_short(cancel: threading.Event) -> torch.Tensor:
+        """The OT start's terminal states pulled back toward the sources by ``SHORT``."""
+        full = objective.positions(ot_start[0]).detach()
+        source = torch.as_tensor(p.dynamics.source_states(p.source), dtype=full.dtype)
+        terminal = p.dynamics.terminal(full, objective.h)
+        return paths_to(objective, (source + (1 - SHORT) * (terminal - source)).numpy())
+
+    # (label, start, rough): the OT start onto a continuum target's quasi-random quantization is rough
+    # (not a minimum of the nonlocal energy); onto particles, grid cells or blob quantizations it is not
+    starts: list[tuple[str, Callable[[threading.Event], torch.Tensor], bool]] = [
+        ("ot-start", make_ot, not p.target.discrete)]
+    if blob_quantized(p):
+        starts.append(("blob-start", lambda cancel: OTStart().variables(objective, cancel), False))
+    if size <= CHECK_VARS:
+        starts.append(("short-start", make_short, False))
     counters = [0, 0]
-    clock = time.perf_counter()
-    last = None
-    for label, make, share in starts:
+    last: Step | None = None
+    best_objective, outcome = math.inf, "stalled"
+    if p.N * max(p.N, target_size(p)) <= EXACT_PAIRS:
+        # the problem's own start, reported at once (cheap here): the OT start's preparation (blob
+        # quantizations of a continuum target take seconds) then runs in a worker thread, repeating it
+        energies, g = objective.value_and_grad(x0)
+        last = Step(x0.detach().clone(), energies, per_particle_grad_norm(g), 0.0, 0, 1, "start")
+        counters[1] = 1
+        yield last
+    budget = math.inf
+    for label, make, rough in starts:
         waiting = None if last is None else dataclasses.replace(last, phase=f"{label}: preparing")
         x = yield from prepared(make, waiting)
         if work is not objective:
             x = work.variables_from_positions(objective.positions(x))
-        for step in _polished(work, x, spec, label, counters):
-            last = step if work is objective else dataclasses.replace(
-                step, variables=work.full_variables(step.variables))
+        begun = counters[0]
+        recent: list[float] = []
+        for step in _polished(work, x, spec, label, counters, rough):
+            ended = step.status
+            last = dataclasses.replace(step, status=None, variables=step.variables if work is objective
+                                       else work.full_variables(step.variables))
             yield last
-            if time.perf_counter() - clock > share * spec.time_limit:
-                break
-    last.status = "converged"
-    yield last
-
-
+            f = last.energies["objective"]
+            if ended is not None and f <= best_objective:
+                best_objective, outcome = f, ended
+            if ended == "diverged" or step.iterations - begun >= budget:
+                break  # the check start's budget is spent
+            recent.append(f)
+            if math.isfinite(budget) and len(recent) > CHECK_WINDOW:
+                progress = (recent[-CHECK_WINDOW - 1] - f) / CHECK_WINDOW
+                if f - best_objective > CHECK_PATIENCE * max(progress, 0.0):
+                    break  # the check trails by more than it can plausibly still gain
+        budget = max(CHECK_MIN_ITERATIONS, counters[0] - begun)
+        if ended == "diverged":
+            break
+    yield dataclasses.replace(last, status=outcome)

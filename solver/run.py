@@ -21,7 +21,7 @@ from .history import ThinnedHistory
 from .init import Cancelled, PaperStart, initial_variables, target_size
 from .lazy import torch
 from .objective import Objective
-from .optimizers import Step
+from .steps import Step
 from .problem import Problem
 from .registry import OPTIMIZERS
 

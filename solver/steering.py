@@ -14,15 +14,11 @@ quadratic and affine parts, so the three dynamics share this one routine.
 """
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
-
 import numpy as np
 
 from .lazy import torch
 from .objective import Objective
 
-if TYPE_CHECKING:
-    from .problem import Problem
 
 
 def _energy(objective: Objective, x: torch.Tensor) -> torch.Tensor:
@@ -76,22 +72,28 @@ def min_energy_variables(objective: Objective, terminal: np.ndarray) -> torch.Te
     return sol[:, :V].reshape(objective.variable_shape)
 
 
-def steering_cost(objective: Objective, points: np.ndarray) -> np.ndarray:
-    """C_ik = minimum control energy taking particle i exactly to the state ``points[k]`` (up to a
-    constant per particle, which no assignment can change).
+def steering_coordinates(objective: Objective) -> tuple[np.ndarray, np.ndarray]:
+    """(z L, L): coordinates in which the cost of steering particle i to a state y is |y L - (z L)_i|^2 / 2.
 
     With S = J H^{-1} J^T and z_i = Y_i(0) - J H^{-1} g_i (where particle i ends with the least effort),
-    the KKT solution gives C_ik = (points_k - z_i)^T S^{-1} (points_k - z_i) / 2: a squared Mahalanobis
-    distance. Under velocity control it is |w_k - y_i,0|^2 / 2 (the W2 cost); under acceleration or
-    linear dynamics it is the cost of the two-point boundary problem, the cost for which an OT assignment
-    of sources to targets is the right one."""
+    the KKT solution gives the minimum control energy to reach y (up to a constant per particle, which
+    no assignment can change) as (y - z_i)^T S^{-1} (y - z_i) / 2: a squared Mahalanobis distance, so
+    with S^{-1} = L L^T squared Euclidean distances in the coordinates y L. Under velocity control
+    L = I and z_i is the source (the W2 cost); under acceleration or linear dynamics it is the cost of
+    the two-point boundary problem, the cost for which an OT assignment of sources to targets is right."""
     H, J, g, Y0 = quadratic_structure(objective)
     Hinv_Jt = torch.linalg.solve(H, J.T)
     S = J @ Hinv_Jt
     z = Y0 - g @ Hinv_Jt
     L = torch.linalg.cholesky(torch.linalg.inv(0.5 * (S + S.T)))  # S^{-1} = L L^T
-    a = (z @ L).numpy()
-    b = (torch.as_tensor(points, dtype=torch.float64) @ L).numpy()
+    return (z @ L).numpy(), L.numpy()
+
+
+def steering_cost(objective: Objective, points: np.ndarray) -> np.ndarray:
+    """C_ik = minimum control energy taking particle i exactly to the state ``points[k]`` (up to a
+    constant per particle), from ``steering_coordinates``."""
+    a, L = steering_coordinates(objective)
+    b = points @ L
     return 0.5 * ((a[:, None, :] - b[None, :, :]) ** 2).sum(-1)
 
 
@@ -107,48 +109,3 @@ class KineticPreconditioner:
     def __call__(self, q: torch.Tensor) -> torch.Tensor:
         flat = q.reshape(q.shape[0], -1)
         return torch.cholesky_solve(flat.T, self.chol).T.reshape(q.shape)
-
-
-def reducible(problem: "Problem") -> bool:
-    """Whether eq. (50) reduces exactly to a problem in the terminal states alone: nothing but the
-    control energy acts before t = 1 (no state cost, no drift), and the minimum-energy paths are the
-    optimal ones for psi (psi = |.|^2, or any psi under velocity control, where constant speed along
-    straight lines is optimal by Jensen's inequality)."""
-    return (not problem.has_state_cost and not problem.dynamics.couples_particles
-            and problem.dynamics.steers_optimally(problem.control_cost))
-
-
-class TerminalObjective(Objective):
-    """Eq. (50) as a function of the terminal states Y (N x D) alone, for ``reducible`` problems.
-
-    For fixed terminal states the best trajectories are the minimum-energy ones, an affine function of
-    Y: x_i = c_i + A Y_i (``min_energy_variables``). So min over all variables of eq. (50) equals min over
-    Y of E(c + A Y): the same minimizers with (M-1)/D or more times fewer unknowns, and none of the
-    stiff coupling along time that makes the full problem ill-conditioned."""
-
-    def __post_init__(self) -> None:
-        super().__post_init__()
-        self.full = Objective(self.problem)
-        H, J, g, Y0 = quadratic_structure(self.full)
-        V, D = H.shape[0], J.shape[0]
-        kkt = torch.zeros(V + D, V + D, dtype=torch.float64)
-        kkt[:V, :V], kkt[:V, V:], kkt[V:, :V] = H, J.T, J
-        inv = torch.linalg.inv(kkt)
-        self.map = inv[:V, V:]  # V x D
-        self.offset = -g @ inv[:V, :V].T - Y0 @ self.map.T  # N x V
-
-    @property
-    def variable_shape(self) -> tuple[int, ...]:
-        return (self.problem.N, self.map.shape[1])
-
-    def full_variables(self, terminal: torch.Tensor) -> torch.Tensor:
-        return (self.offset + terminal @ self.map.T).reshape(self.full.variable_shape)
-
-    def positions(self, variables: torch.Tensor) -> torch.Tensor:
-        return self.full.positions(self.full_variables(variables))
-
-    def controls(self, positions: torch.Tensor, variables: torch.Tensor) -> torch.Tensor:
-        return self.full.controls(positions, self.full_variables(variables))
-
-    def variables_from_positions(self, positions: torch.Tensor) -> torch.Tensor:
-        return self.problem.dynamics.terminal(positions, self.h).clone()

@@ -12,7 +12,7 @@ def dense(x, z, a, b, s):
 
 @pytest.mark.parametrize("dim", [1, 2, 4])
 def test_blocked_sum_matches_dense_with_many_blocks(monkeypatch, dim):
-    monkeypatch.setattr(kernels, "MEMORY_BUDGET", 37)  # forces ~40 row blocks and the blocked path
+    monkeypatch.setattr(kernels.dense, "MEMORY_BUDGET", 37)  # forces ~40 row blocks and the blocked path
     gen = torch.Generator().manual_seed(dim)
     x = torch.randn(90, dim, dtype=torch.float64, generator=gen).requires_grad_(True)
     z = torch.randn(70, dim, dtype=torch.float64, generator=gen).requires_grad_(True)
@@ -29,7 +29,7 @@ def test_blocked_sum_matches_dense_with_many_blocks(monkeypatch, dim):
 
 def test_self_interaction_gradient_is_exact(monkeypatch):
     """x used as both arguments: autograd adds the two contributions (checked by finite differences)."""
-    monkeypatch.setattr(kernels, "MEMORY_BUDGET", 50)
+    monkeypatch.setattr(kernels.dense, "MEMORY_BUDGET", 50)
     x = torch.randn(25, 2, dtype=torch.float64, generator=torch.Generator().manual_seed(1)).requires_grad_(True)
     a = torch.full((25,), 1 / 25, dtype=torch.float64)
     assert torch.autograd.gradcheck(lambda y: kernels.gaussian_pair_sum(y, y, a, a, 0.3), (x,))

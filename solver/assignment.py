@@ -1,0 +1,76 @@
+"""Optimal-transport assignments of N sources (weights 1/N) to weighted points, for squared Euclidean
+costs: exact (POT's emd) where the N x K plan is affordable, multiscale beyond.
+
+``match(x, y, b)`` returns where each source goes: the barycentric projection N sum_k P_ik y_k of the
+plan P (for equal weights and K = N, a permutation of the y_k). Steering costs of the form
+(y - x)^T S^{-1} (y - x) / 2 become squared distances after the linear change of variables L^T,
+S^{-1} = L L^T (``solver.steering``), so one routine serves every dynamics.
+
+Multiscale (N K > ``EXACT_PAIRS``): both clouds are cut recursively by the same hyperplane orthogonal
+to the coordinate of widest spread, at the sources' median and at the matching quantile of the
+points' mass (a point on the cut is shared, its weight split), which is the optimal 1-D matching of the
+two halves along that coordinate; leaves of at most ``LEAF_PAIRS`` pairs are matched exactly. The
+result is a transport plan between the two clouds, so its cost is an upper bound on W_2^2 (what large-N
+diagnostics report), and its time is O(N log N + N LEAF): about a second per 10^4 points here.
+"""
+from __future__ import annotations
+
+import numpy as np
+
+from .lazy import ot
+
+#: Up to this many pairs (N K) the plan is POT's exact emd (about a second at 2,000 x 2,000 here).
+EXACT_PAIRS = 4_000_000
+#: Leaves of the multiscale matching are matched exactly up to this many pairs.
+LEAF_PAIRS = 250_000
+
+
+def exact_plan(a: np.ndarray, b: np.ndarray, x: np.ndarray, y: np.ndarray) -> np.ndarray:
+    """The exact optimal plan between sum_i a_i delta_{x_i} and sum_k b_k delta_{y_k} (squared costs)."""
+    cost = ot.dist(x, y)
+    return ot.emd(a, b, cost / max(float(cost.max()), 1e-300), numItermax=10_000_000)
+
+
+def match(x: np.ndarray, y: np.ndarray, b: np.ndarray | None = None,
+          exact_pairs: int = EXACT_PAIRS) -> tuple[np.ndarray, float, bool]:
+    """(images, plan cost, exact): where each source x_i (weight 1/N) goes under an optimal plan to the
+    points y (weights b, uniform by default), i.e. the barycentric projection of the exact plan, or of
+    the multiscale one when N K > ``exact_pairs``; the plan's cost sum_ik P_ik |x_i - y_k|^2 (W_2^2
+    when exact, an upper bound otherwise); and whether the plan is the exact one."""
+    N, K = len(x), len(y)
+    b = np.full(K, 1.0 / K) if b is None else np.asarray(b, dtype=float) / np.sum(b)
+    if N * K <= exact_pairs:
+        plan = exact_plan(np.full(N, 1.0 / N), b, x, y)
+        return (plan @ y) / plan.sum(1, keepdims=True), float((plan * ot.dist(x, y)).sum()), True
+    images = np.empty_like(x, dtype=float)
+    costs: list[float] = []
+    _split(x, np.arange(N), y, b * N, images, costs)  # masses in units of one source
+    return images, float(sum(costs)) / N, False
+
+
+def _split(x: np.ndarray, rows: np.ndarray, y: np.ndarray, mass: np.ndarray, images: np.ndarray,
+           costs: list[float]) -> None:
+    """Match the sources x[rows] (mass 1 each) to the points y with masses ``mass`` (same total);
+    append each leaf's plan cost (in units of one source's mass) to ``costs``."""
+    n = len(rows)
+    if n * len(y) <= LEAF_PAIRS or n <= 2:
+        plan = exact_plan(np.full(n, 1.0 / n), mass / mass.sum(), x[rows], y)
+        images[rows] = (plan @ y) / plan.sum(1, keepdims=True)
+        costs.append(n * float((plan * ot.dist(x[rows], y)).sum()))
+        return
+    both = np.vstack([x[rows], y])
+    axis = int(np.argmax(both.max(0) - both.min(0)))
+    order = rows[np.argsort(x[rows, axis], kind="stable")]
+    left_rows, right_rows = order[: n // 2], order[n // 2:]
+    need = float(len(left_rows))  # the points' mass that must go left
+    by = np.argsort(y[:, axis], kind="stable")
+    cum = np.cumsum(mass[by])
+    cut = int(np.searchsorted(cum, need - 1e-9 * need))  # the point on the cut (shared)
+    left_mass = mass[by[: cut + 1]].copy()
+    right_mass = mass[by[cut:]].copy()
+    taken = need - (cum[cut - 1] if cut > 0 else 0.0)
+    left_mass[-1] = taken
+    right_mass[0] = mass[by[cut]] - taken
+    keep_left, keep_right = left_mass > 1e-12, right_mass > 1e-12
+    _split(x, left_rows, y[by[: cut + 1]][keep_left], left_mass[keep_left], images, costs)
+    _split(x, right_rows, y[by[cut:]][keep_right], right_mass[keep_right], images, costs)

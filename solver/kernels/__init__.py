@@ -1,0 +1,213 @@
+"""Gaussian kernel sums, the work of the nonlocal energy (eqs. 53, 55) and the congestion interaction:
+
+    S(x, z) = sum_i sum_k a_i b_k phi(x_i - z_k),   phi(r) = exp(-|r|^2 / (2 s^2)),
+
+with their gradients and, for Newton's method, second derivatives. Three backends compute them:
+
+* ``dense`` (``kernels.dense``): torch row blocks, O(N K) time, exact to rounding: small clouds, and the
+  reference for the others;
+* ``cells`` (``kernels.cells``, numba): neighbour cells with a cutoff r_c = s sqrt(2 ln(1/tau)),
+  tau = ``TRUNCATION``; time proportional to the pairs closer than r_c, O(N + K) memory; error at most
+  tau sum|a| sum|b| in S (each left-out pair weighs less than tau);
+* ``grid`` (``kernels.fourier``, FINUFFT): the Fourier series of phi on a period padded by r_c, cut
+  where its coefficients fall below tau; time O((N + K) w^D + G log G) for G modes, whatever s; error
+  tau plus FINUFFT's relative tolerance 1e-13 times sum|b|.
+
+``"auto"`` (the default) estimates each backend's time for the clouds at hand and takes the fastest;
+``with backend("cells"): ...`` forces one (tests, benchmarks). With a = b and x = z (the self term), one
+pass gives the gradient of both arguments. Memory stays O(N + K) (plus 32 MB blocks for ``dense``).
+"""
+from __future__ import annotations
+
+import contextlib
+import contextvars
+import functools
+import math
+from dataclasses import dataclass
+from typing import Any, Iterator
+
+import numpy as np
+
+from ..lazy import LazyModule, torch
+from . import dense
+
+cells = LazyModule("solver.kernels.cells")  # numba: compiled on first use
+fourier = LazyModule("solver.kernels.fourier")  # FINUFFT
+
+BACKENDS = ("dense", "cells", "grid")
+#: Pairs farther apart than the cutoff weigh less than this each (relative to a pair at distance 0).
+TRUNCATION = 1e-16
+#: Up to this many pairs (N K) a sum is always dense: anything else costs more to set up than it saves.
+DENSE_PAIRS = 2**18
+#: The work of a cells sum is estimated from this many of the x (their neighbours counted exactly).
+SAMPLE = 256
+#: Seconds per unit of work, measured on this project's 2-core machine: a dense pair, a cells candidate
+#: pair (two threads), a point's share of the cell bookkeeping.
+DENSE_PAIR_COST, CELL_PAIR_COST, CELL_POINT_COST = 1.2e-8, 4e-9, 3e-7
+
+_BACKEND: contextvars.ContextVar[str] = contextvars.ContextVar("kernel_backend", default="auto")
+_SECOND_ORDER: contextvars.ContextVar[bool] = contextvars.ContextVar("second_order", default=False)
+
+
+@contextlib.contextmanager
+def backend(name: str) -> Iterator[None]:
+    """Within this block every kernel sum uses the backend ``name`` ("auto" to choose by cost)."""
+    if name not in BACKENDS + ("auto",):
+        raise ValueError(f"kernel backend must be one of auto, {', '.join(BACKENDS)} (got {name!r})")
+    token = _BACKEND.set(name)
+    try:
+        yield
+    finally:
+        _BACKEND.reset(token)
+
+
+@contextlib.contextmanager
+def second_order() -> Iterator[None]:
+    """Within this block, small pair sums are built from plain torch operations, differentiable twice
+    (Hessians by automatic differentiation); outside it, the fused value-and-gradient kernels are used."""
+    token = _SECOND_ORDER.set(True)
+    try:
+        yield
+    finally:
+        _SECOND_ORDER.reset(token)
+
+
+def cutoff(scale: float) -> float:
+    """r_c with phi(r_c) = TRUNCATION."""
+    return scale * math.sqrt(2.0 * math.log(1.0 / TRUNCATION))
+
+
+@dataclass
+class Plan:
+    """The backend chosen for a sum (and, for ``cells``, the sorted points, reused by the sum)."""
+
+    name: str
+    grid: Any = None  # a cells.Cells for "cells"
+
+
+def plan(x: np.ndarray, z: np.ndarray, scale: float) -> Plan:
+    """Choose the backend for sums of x against z: the forced one, else the cheapest by estimate."""
+    forced = _BACKEND.get()
+    N, K = len(x), len(z)
+    if forced == "dense" or (forced == "auto" and N * K <= DENSE_PAIRS):
+        return Plan("dense")
+    if forced == "grid":
+        return Plan("grid")
+    rc = cutoff(scale)
+    sorted_z = cells.Cells(z, rc)
+    if forced == "cells":
+        return Plan("cells", sorted_z)
+    sample = x[:: max(1, N // SAMPLE)]
+    pairs = sorted_z.pairs_within(sample) * (N / len(sample))
+    estimates = {"dense": N * K * DENSE_PAIR_COST, "cells": pairs * CELL_PAIR_COST + (N + K) * CELL_POINT_COST}
+    if x.shape[1] <= 3:
+        extent = float((np.maximum(x.max(0), z.max(0)) - np.minimum(x.min(0), z.min(0))).max())
+        estimates["grid"] = fourier.cost(N + K, x.shape[1], extent, scale, rc)
+    best = min(estimates, key=estimates.get)
+    return Plan(best, sorted_z if best == "cells" else None)
+
+
+def sums(x: "torch.Tensor", z: "torch.Tensor", b: "torch.Tensor", scale: float,
+         want_grad: bool = True) -> tuple["torch.Tensor", "torch.Tensor"]:
+    """(row, g): row_i = sum_k b_k phi(x_i - z_k), g_i = sum_k b_k phi(x_i - z_k) (x_i - z_k), by the
+    chosen backend (torch tensors in and out)."""
+    xn, zn = x.detach().numpy(), z.detach().numpy()
+    chosen = plan(xn, zn, scale)
+    if chosen.name == "dense":
+        return dense.sums(x.detach(), z.detach(), b.detach(), scale, want_grad)
+    bn = np.ascontiguousarray(b.detach().numpy())
+    if chosen.name == "cells":
+        row, g = chosen.grid.sums(np.ascontiguousarray(xn), bn, scale, want_grad)
+    else:
+        row, g = fourier.sums(np.ascontiguousarray(xn), np.ascontiguousarray(zn), bn, scale, cutoff(scale), want_grad)
+    return torch.from_numpy(row), torch.from_numpy(g)
+
+
+@functools.cache
+def _pair_sum_function() -> type:
+    """S with its gradients as a torch.autograd.Function (value and gradients in one pass; built on
+    first use: this module is imported before torch is loaded, see ``solver.lazy``)."""
+
+    class GaussianPairSum(torch.autograd.Function):
+        @staticmethod
+        def forward(ctx, x, z, a, b, scale):  # type: ignore[override]
+            inv = 1.0 / (scale * scale)
+            need_x, need_z = ctx.needs_input_grad[0], ctx.needs_input_grad[1]
+            row, g = sums(x, z, b, scale, want_grad=need_x or need_z)
+            gx = -inv * a[:, None] * g if need_x else None
+            if not need_z:
+                gz = None
+            elif x is z and a is b:  # the self term: dS/dz = dS/dx by symmetry
+                gz = gx
+            else:
+                gz = -inv * b[:, None] * sums(z, x, a, scale)[1]
+            ctx.save_for_backward(*(t for t in (gx, gz) if t is not None))
+            ctx.flags = (need_x, need_z)
+            return a @ row
+
+        @staticmethod
+        def backward(ctx, grad_out):  # type: ignore[override]
+            saved = list(ctx.saved_tensors)
+            need_x, need_z = ctx.flags
+            gx = saved.pop(0) * grad_out if need_x else None
+            gz = saved.pop(0) * grad_out if need_z else None
+            return gx, gz, None, None, None
+
+    return GaussianPairSum
+
+
+def gaussian_pair_sum(x: "torch.Tensor", z: "torch.Tensor", a: "torch.Tensor", b: "torch.Tensor",
+                      scale: float) -> "torch.Tensor":
+    """Unnormalized Gaussian double sum ``sum_ik a_i b_k exp(-|x_i - z_k|^2 / (2 scale^2))``.
+
+    ``x`` (N x D) and ``z`` (K x D) may both require gradients, and may be the same tensor (the
+    self-interaction term): autograd then adds both contributions, which is the exact gradient.
+    Inside ``second_order()`` and below ``dense.MEMORY_BUDGET`` pairs it is one dense expression that
+    autograd can differentiate twice."""
+    if _SECOND_ORDER.get() and x.shape[0] * z.shape[0] * x.shape[1] <= dense.MEMORY_BUDGET:
+        return dense.twice_differentiable(x, z, a, b, float(scale))
+    return _pair_sum_function().apply(x, z, a, b, float(scale))
+
+
+def gaussian_normalizer(scale: float, dim: int) -> float:
+    """(2 pi scale^2)^(-dim/2): the constant of the Gaussian mollifier K_delta of eq. (54)."""
+    return (2.0 * math.pi * scale * scale) ** (-0.5 * dim)
+
+
+def mollifier_pair_sum(x: "torch.Tensor", z: "torch.Tensor", a: "torch.Tensor", b: "torch.Tensor",
+                       delta: float) -> "torch.Tensor":
+    """``sum_ik a_i b_k K_delta(x_i - z_k)`` with K_delta the normalized Gaussian of eq. (54)."""
+    return gaussian_normalizer(delta, x.shape[1]) * gaussian_pair_sum(x, z, a, b, delta)
+
+
+def gaussian_row_sums(x: "torch.Tensor", z: "torch.Tensor", b: "torch.Tensor", scale: float,
+                      normalized: bool = False) -> "torch.Tensor":
+    """``r_i = sum_k b_k phi(x_i - z_k)`` for every row of x (times the mollifier's constant when
+    ``normalized``: then r = (K_scale * sum_k b_k delta_{z_k})(x_i)); no gradient."""
+    row, _ = sums(x, z, b, scale, want_grad=False)
+    return row * gaussian_normalizer(scale, x.shape[1]) if normalized else row
+
+
+def gaussian_self_hessian(x: "torch.Tensor", a: "torch.Tensor", scale: float) -> "torch.Tensor":
+    """Dense Hessian (N, D, N, D) of sum_ik a_i a_k phi(x_i - x_k) (``dense.self_hessian``)."""
+    return dense.self_hessian(x, a, scale)
+
+
+def hessian_blocks(x: "torch.Tensor", z: "torch.Tensor", b: "torch.Tensor", scale: float) -> "torch.Tensor":
+    """(N, D, D): sum_k b_k Hess phi(x_i - z_k), Hess phi(r) = phi(r) (r r^T / s^4 - I / s^2)."""
+    xn, zn = x.detach().numpy(), z.detach().numpy()
+    chosen = plan(xn, zn, scale)
+    if chosen.name != "cells":
+        return dense.blocks(x.detach(), z.detach(), b.detach(), scale)
+    return torch.from_numpy(chosen.grid.blocks(np.ascontiguousarray(xn), np.ascontiguousarray(b.numpy()), scale))
+
+
+def self_products(x: "torch.Tensor", b: "torch.Tensor", scale: float, v: "torch.Tensor") -> "torch.Tensor":
+    """(N, D): sum_k b_k Hess phi(x_i - x_k) (v_i - v_k), the off-diagonal part of a Hessian-vector
+    product of the self term."""
+    xn = x.detach().numpy()
+    chosen = plan(xn, xn, scale)
+    if chosen.name != "cells":
+        return dense.self_products(x.detach(), b.detach(), scale, v.detach())
+    return torch.from_numpy(chosen.grid.self_products(np.ascontiguousarray(b.numpy()), scale,
+                                                      np.ascontiguousarray(v.detach().numpy())))

@@ -1,0 +1,203 @@
+"""Gaussian sums over neighbour cells (compiled with numba): O(N) memory, time proportional to the
+number of pairs closer than a cutoff.
+
+The points z are sorted into cubic cells of side ``cutoff`` (keyed by their integer coordinates, so
+empty space costs nothing); each x_i visits the 3^D cells around its own and sums over the z_k in
+them that lie within the cutoff. Pairs farther apart than r_c = cutoff contribute
+exp(-r_c^2 / (2 s^2)) = tau or less each (``solver.kernels.cutoff`` picks r_c for tau = 1e-16), so
+
+    |S_cells - S| <= tau sum_i |a_i| sum_k |b_k|,   |grad_cells - grad|_i <= tau |a_i| (r_c / s^2) sum_k |b_k|.
+
+The x_i are visited in cell order (neighbouring x read the same z), in parallel over numba's threads
+(``numba.set_num_threads``); calls from several threads take turns (numba's default threading layer
+must not run two parallel kernels at once). Compiled once and cached on disk (``cache=True``).
+"""
+from __future__ import annotations
+
+import math
+import threading
+
+import numba
+import numpy as np
+
+#: Bits per coordinate of a cell key (cells are indexed up to 2^20 in each direction).
+BITS = 21
+OFFSET = 1 << (BITS - 1)
+
+
+@numba.njit(cache=True)
+def key_of(xcell, i, stencil, o):
+    """The key of the cell ``stencil[o]`` away from x_i's cell."""
+    key = 0
+    for j in range(xcell.shape[1]):
+        key = (key << BITS) | (xcell[i, j] + stencil[o, j] + OFFSET)
+    return key
+
+
+@numba.njit(cache=True)
+def find(keys, key):
+    """The index of ``key`` in the sorted ``keys``, or -1."""
+    lo, hi = 0, keys.shape[0]
+    while lo < hi:
+        mid = (lo + hi) >> 1
+        if keys[mid] < key:
+            lo = mid + 1
+        else:
+            hi = mid
+    return lo if lo < keys.shape[0] and keys[lo] == key else -1
+
+
+@numba.njit(parallel=True, cache=True)
+def _sums(x, xcell, z, b, keys, starts, ends, stencil, inv, rc2, want_grad):
+    """row_i = sum_k b_k phi_ik and g_i = sum_k b_k phi_ik (x_i - z_k) over z_k within the cutoff."""
+    n, d = x.shape
+    row = np.zeros(n)
+    grad = np.zeros((n, d))
+    for i in numba.prange(n):
+        r = 0.0
+        g = np.zeros(d)
+        for o in range(stencil.shape[0]):
+            c = find(keys, key_of(xcell, i, stencil, o))
+            if c < 0:
+                continue
+            for k in range(starts[c], ends[c]):
+                d2 = 0.0
+                for j in range(d):
+                    t = x[i, j] - z[k, j]
+                    d2 += t * t
+                if d2 > rc2:
+                    continue
+                e = b[k] * math.exp(-0.5 * inv * d2)
+                r += e
+                if want_grad:
+                    for j in range(d):
+                        g[j] += e * (x[i, j] - z[k, j])
+        row[i] = r
+        for j in range(d):
+            grad[i, j] = g[j]
+    return row, grad
+
+
+@numba.njit(parallel=True, cache=True)
+def _hessians(x, xcell, z, b, v, keys, starts, ends, stencil, inv, rc2, want_blocks):
+    """With H_ik = b_k phi_ik (r r^T inv^2 - inv I), r = x_i - z_k: the blocks sum_k H_ik, or (x the
+    same points as z, in the same order, and v indexed like them) the products sum_k H_ik (v_i - v_k)."""
+    n, d = x.shape
+    blocks = np.zeros((n, d, d)) if want_blocks else np.zeros((1, d, d))
+    hv = np.zeros((n, d))
+    for i in numba.prange(n):
+        B = np.zeros((d, d))
+        p = np.zeros(d)
+        rr = np.empty(d)
+        for o in range(stencil.shape[0]):
+            c = find(keys, key_of(xcell, i, stencil, o))
+            if c < 0:
+                continue
+            for k in range(starts[c], ends[c]):
+                d2 = 0.0
+                for j in range(d):
+                    rr[j] = x[i, j] - z[k, j]
+                    d2 += rr[j] * rr[j]
+                if d2 > rc2:
+                    continue
+                e = b[k] * math.exp(-0.5 * inv * d2)
+                if want_blocks:
+                    for j in range(d):
+                        for m in range(d):
+                            B[j, m] += e * (rr[j] * rr[m] * inv * inv - (inv if j == m else 0.0))
+                else:
+                    dot = 0.0
+                    for j in range(d):
+                        dot += rr[j] * (v[i, j] - v[k, j])
+                    for j in range(d):
+                        p[j] += e * (rr[j] * dot * inv * inv - inv * (v[i, j] - v[k, j]))
+        if want_blocks:
+            for j in range(d):
+                for m in range(d):
+                    blocks[i, j, m] = B[j, m]
+        for j in range(d):
+            hv[i, j] = p[j]
+    return blocks, hv
+
+
+#: numba's default threading layer must not run two parallel kernels at once: calls take turns.
+_LOCK = threading.Lock()
+
+
+def run(kernel, *args):
+    """Call a compiled kernel, one at a time across threads."""
+    with _LOCK:
+        return kernel(*args)
+
+
+class Cells:
+    """The points z sorted into cells of side ``cutoff``, ready to be summed against any x."""
+
+    def __init__(self, z: np.ndarray, cutoff: float) -> None:
+        self.cutoff = cutoff
+        self.low = z.min(0) - cutoff
+        cells = self.cell_of(z)
+        keys = self._keys(cells)
+        self.order = np.argsort(keys, kind="stable")
+        self.z = np.ascontiguousarray(z[self.order])
+        self.keys, self.starts, counts = np.unique(keys[self.order], return_index=True, return_counts=True)
+        self.ends = self.starts + counts
+        d = z.shape[1]
+        self.stencil = np.array(np.meshgrid(*[[-1, 0, 1]] * d, indexing="ij")).reshape(d, -1).T.astype(np.int64).copy()
+
+    def cell_of(self, x: np.ndarray) -> np.ndarray:
+        return np.floor((x - self.low) / self.cutoff).astype(np.int64)
+
+    @staticmethod
+    def _keys(cells: np.ndarray) -> np.ndarray:
+        key = np.zeros(len(cells), np.int64)
+        for j in range(cells.shape[1]):
+            key = (key << BITS) | (cells[:, j] + OFFSET)
+        return key
+
+    def pairs_within(self, x: np.ndarray) -> int:
+        """How many (x_i, z_k) pairs share neighbouring cells (the work of a sum, for choosing a backend)."""
+        xc = self.cell_of(x)
+        total = 0
+        counts = self.ends - self.starts
+        for offset in self.stencil:
+            idx = np.searchsorted(self.keys, self._keys(xc + offset))
+            idx = np.minimum(idx, len(self.keys) - 1)
+            hit = self.keys[idx] == self._keys(xc + offset)
+            total += int(counts[idx[hit]].sum())
+        return total
+
+    def _visit(self, x: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """x in cell order (for locality), its cells, and the permutation to undo the order."""
+        xc = self.cell_of(x)
+        order = np.argsort(self._keys(xc), kind="stable")
+        return np.ascontiguousarray(x[order]), np.ascontiguousarray(xc[order]), order
+
+    def sums(self, x: np.ndarray, b: np.ndarray, scale: float, want_grad: bool = True) -> tuple[np.ndarray, np.ndarray]:
+        """(row, g): row_i = sum_k b_k phi(x_i - z_k), g_i = sum_k b_k phi(x_i - z_k) (x_i - z_k)."""
+        xs, xc, order = self._visit(x)
+        inv = 1.0 / (scale * scale)
+        row, g = run(_sums, xs, xc, self.z, np.ascontiguousarray(b[self.order]), self.keys, self.starts,
+                     self.ends, self.stencil, inv, self.cutoff**2, want_grad)
+        out_row, out_g = np.empty_like(row), np.empty_like(g)
+        out_row[order], out_g[order] = row, g
+        return out_row, out_g
+
+    def blocks(self, x: np.ndarray, b: np.ndarray, scale: float) -> np.ndarray:
+        """The D x D blocks sum_k b_k Hess phi(x_i - z_k), Hess phi(r) = phi(r) (r r^T / s^4 - I / s^2)."""
+        xs, xc, order = self._visit(x)
+        blocks, _ = run(_hessians, xs, xc, self.z, np.ascontiguousarray(b[self.order]), np.zeros((1, x.shape[1])),
+                        self.keys, self.starts, self.ends, self.stencil, 1.0 / scale**2, self.cutoff**2, True)
+        out = np.empty_like(blocks)
+        out[order] = blocks
+        return out
+
+    def self_products(self, b: np.ndarray, scale: float, v: np.ndarray) -> np.ndarray:
+        """sum_k b_k Hess phi(z_i - z_k) (v_i - v_k) for the stored points z themselves."""
+        zc = self.cell_of(self.z)
+        _, hv = run(_hessians, self.z, zc, self.z, np.ascontiguousarray(b[self.order]),
+                    np.ascontiguousarray(v[self.order]), self.keys, self.starts, self.ends,
+                    self.stencil, 1.0 / scale**2, self.cutoff**2, False)
+        out = np.empty_like(hv)
+        out[self.order] = hv
+        return out

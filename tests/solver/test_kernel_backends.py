@@ -1,0 +1,93 @@
+"""Every kernel backend against the dense sum on small random clouds (1-D, 2-D, 3-D): values,
+gradients in both arguments, the self term, second derivatives; and the automatic choice."""
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+
+from solver import kernels
+
+# cells leave out pairs weighing < 1e-16 each, grid adds FINUFFT's 1e-13 relative error: against sums
+# of O(1) terms both stay far below 1e-10 relative (measured: < 1e-12)
+TOL = {"dense": 1e-12, "cells": 1e-10, "grid": 1e-10}
+
+
+def clouds(dim: int, seed: int, n: int = 300, k: int = 200):
+    gen = torch.Generator().manual_seed(seed)
+    x = 0.5 * torch.randn(n, dim, dtype=torch.float64, generator=gen)
+    z = 0.4 * torch.randn(k, dim, dtype=torch.float64, generator=gen) + 0.2
+    a = torch.rand(n, dtype=torch.float64, generator=gen) / n
+    b = torch.rand(k, dtype=torch.float64, generator=gen) / k
+    return x, z, a, b
+
+
+def reference(x, z, a, b, s):
+    """The plain dense expression and its autograd gradients."""
+    x, z = x.clone().requires_grad_(True), z.clone().requires_grad_(True)
+    value = kernels.dense.twice_differentiable(x, z, a, b, s)
+    gx, gz = torch.autograd.grad(value, (x, z))
+    return float(value), gx, gz
+
+
+@pytest.mark.parametrize("name", kernels.BACKENDS)
+@pytest.mark.parametrize("dim", [1, 2, 3])
+@pytest.mark.parametrize("scale", [0.1, 0.4])
+def test_backend_matches_the_dense_sum(name, dim, scale):
+    x, z, a, b = clouds(dim, seed=dim)
+    value, gx, gz = reference(x, z, a, b, scale)
+    xg, zg = x.clone().requires_grad_(True), z.clone().requires_grad_(True)
+    with kernels.backend(name):
+        got = kernels.gaussian_pair_sum(xg, zg, a, b, scale)
+        hx, hz = torch.autograd.grad(got, (xg, zg))
+    assert float(got) == pytest.approx(value, rel=TOL[name])
+    for mine, want in ((hx, gx), (hz, gz)):
+        assert float((mine - want).abs().max()) <= TOL[name] * float(want.abs().max())
+
+
+@pytest.mark.parametrize("name", kernels.BACKENDS)
+def test_self_term_gradient_counts_both_arguments(name):
+    x, _, a, _ = clouds(2, seed=7)
+    value, gx, gz = reference(x, x, a, a, 0.3)
+    y = x.clone().requires_grad_(True)
+    with kernels.backend(name):
+        got = kernels.gaussian_pair_sum(y, y, a, a, 0.3)
+        (g,) = torch.autograd.grad(got, y)
+    assert float(got) == pytest.approx(value, rel=TOL[name])
+    assert float((g - (gx + gz)).abs().max()) <= TOL[name] * float(g.abs().max())
+
+
+@pytest.mark.parametrize("name", ["dense", "cells"])
+@pytest.mark.parametrize("dim", [1, 2, 3])
+def test_second_derivatives_match_autograd(name, dim):
+    """hessian_blocks (the cross term's blocks) and self_products (the self term's Hessian-vector
+    product) against the Hessian of the dense expression."""
+    x, z, a, b = clouds(dim, seed=11 + dim, n=40, k=30)
+    s = 0.5
+    H = torch.autograd.functional.hessian(lambda y: kernels.dense.twice_differentiable(y, z, a[:1].expand(len(y)) * 0 + 1, b, s), x)
+    want_blocks = torch.stack([H[i, :, i, :] for i in range(len(x))])
+    v = torch.randn(x.shape, dtype=torch.float64, generator=torch.Generator().manual_seed(3))
+    Hs = torch.autograd.functional.hessian(lambda y: kernels.dense.twice_differentiable(y, y, a, a, s), x)
+    with kernels.backend(name):
+        blocks = kernels.hessian_blocks(x, z, b, s)
+        products = kernels.self_products(x, a, s, v)
+    assert torch.allclose(blocks, want_blocks, rtol=1e-10, atol=1e-13)
+    # (Hs v)_i = 2 a_i sum_k a_k Hess phi(x_i - x_k) (v_i - v_k)
+    want = torch.einsum("idke,ke->id", Hs, v)
+    assert torch.allclose(2 * a[:, None] * products, want, rtol=1e-9, atol=1e-13)
+
+
+def test_automatic_choice():
+    """Small sums are dense; a large cloud with a narrow kernel goes to cells; with a kernel as wide
+    as the cloud, to the grid."""
+    rng = np.random.default_rng(0)
+    small = rng.normal(size=(50, 2))
+    big = rng.normal(size=(20000, 2))
+    assert kernels.plan(small, small, 0.1).name == "dense"
+    assert kernels.plan(big, big, 20000 ** (-0.495)).name == "cells"
+    assert kernels.plan(big, big, 0.5).name == "grid"
+    with kernels.backend("dense"):
+        assert kernels.plan(big, big, 0.5).name == "dense"
+    with pytest.raises(ValueError, match="backend must be one of"):
+        with kernels.backend("magic"):
+            pass
