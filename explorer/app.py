@@ -15,7 +15,6 @@ if __package__ in (None, ""):  # `panel serve explorer/app.py` runs this file as
 
 import holoviews as hv  # noqa: E402
 import panel as pn  # noqa: E402
-import torch  # noqa: E402
 
 from explorer.controls import Messages, build_sidebar, run_bar  # noqa: E402
 from explorer.help import help_panel  # noqa: E402
@@ -23,10 +22,11 @@ from explorer.model import SessionModel  # noqa: E402
 from explorer.runner import SolveRunner  # noqa: E402
 from explorer.scene import SceneEditor  # noqa: E402
 from explorer.views import acceleration_tab, energy_plot, landscape_tab, lazy_distributed_tab  # noqa: E402
+from solver.run import use_threads  # noqa: E402
 
-# One intra-op thread for the solver: on a small machine torch's worker threads would otherwise
-# spin on every core and starve the server's event loop (the page would stop responding).
-torch.set_num_threads(1)
+# One thread for the solver (torch and the compiled kernels): on a small machine their worker threads
+# would otherwise spin on every core and starve the server's event loop (the page would stop responding).
+use_threads(1)
 pn.extension("tabulator", "katex", sizing_mode="stretch_width")
 hv.extension("bokeh", logo=False)
 hv.renderer("bokeh").webgl = False  # canvas rendering: WebGL without a GPU costs the browser's CPU

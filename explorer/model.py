@@ -29,6 +29,8 @@ from .generators import generate
 
 ROOT = Path(__file__).resolve().parent.parent
 ASSETS = ROOT / "assets"
+#: The scene a new session opens with (also a preset, and the benchmark's "default scene").
+DEFAULT_SCENE = ASSETS / "default_scene.json"
 
 #: Parameters restored from (and written to) the URL query, besides preset, delta and lr.
 URL_PARAMS = ("dynamics", "eps", "M", "p", "method", "max_iter", "time_limit", "init", "seed")
@@ -124,11 +126,11 @@ class SessionModel(param.Parameterized):
     scene_version = param.Integer(default=0, doc="Bumped when the points change outside the draw tools.")
 
     def __init__(self, **params: Any) -> None:
-        params.setdefault("source", generate("grid", 49, 0, (0.0, 0.0), 0.5))
-        params.setdefault("target_points", generate("ring", 49, 0, (1.5, 1.5), 0.6))
         super().__init__(**params)
         self._presets = list_presets()
         self.param.preset.objects = [""] + list(self._presets)
+        if "source" not in params:
+            self.load_spec(json.loads(DEFAULT_SCENE.read_text()))
         self.param.watch(self._revalidate, [p for p in self.param if p not in
                                             ("message", "scene_version", "name", "preset")])
         self._revalidate()
@@ -180,7 +182,7 @@ class SessionModel(param.Parameterized):
             spec["dynamics"] = solver.DYNAMICS[self.dynamics].example_spec(self.dim)
         source = spec.setdefault("source", {})
         source["points"] = self.source.tolist()
-        if len(source.get("velocities") or []) != self.N:  # kept while the points keep their number
+        if "velocities" in source and len(source["velocities"]) != self.N:  # kept while the points keep their number
             source.pop("velocities", None)
         spec["target"] = self._target_spec(spec.get("target") or {})
         spec.pop("obstacles", None)
@@ -204,7 +206,7 @@ class SessionModel(param.Parameterized):
         if self.edits_points:
             out: dict[str, Any] = {"kind": self.target_kind, "points": self.target_points.tolist()}
             for key in ("weights", "velocities"):  # kept while the number of points is unchanged
-                if base.get("kind") == self.target_kind and len(base.get(key) or []) == len(self.target_points):
+                if base.get("kind") == self.target_kind and key in base and len(base[key]) == len(self.target_points):
                     out[key] = base[key]
             return out
         try:

@@ -31,6 +31,7 @@ import numpy as np
 import torch
 from dask.distributed import Client, LocalCluster, as_completed
 
+from . import bench_scale
 from .diagnostics import map_errors
 from .init import initial_variables
 from .objective import Objective
@@ -229,7 +230,15 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--workers", type=int, default=2,
                         help="dask worker processes running the cases (1: one after the other here)")
     parser.add_argument("--write", metavar="PATH", help="also write the Markdown report to PATH")
+    parser.add_argument("--scale", action="store_true",
+                        help="the scale benchmark instead: kernel backends at N = 1e3 .. 1e5, large solves, drawn scenes")
     args = parser.parse_args(argv)
+    if args.scale:
+        text = bench_scale.report(args.markdown or bool(args.write), render)
+        print(text)
+        if args.write:
+            Path(args.write).write_text("## Scale benchmark\n\n" + text)
+        return 0
     cases = [c for c in CASES if c.label in QUICK] if args.quick else list(CASES)
     gd_steps = GD_STEPS_QUICK if args.quick else GD_STEPS
     rows = run_cases(cases, gd_steps, args.workers)

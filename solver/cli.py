@@ -15,12 +15,12 @@ from pathlib import Path
 
 from tqdm import tqdm
 
+from .budget import DEFAULT_BUDGET, check
 from .diagnostics import summary
 from .io import trajectories_csv
-from .lazy import torch
 from .problem import ProblemError, load_problem
 from .registry import OPTIMIZERS
-from .run import solve, threads_for
+from .run import solve, threads_for, use_threads
 
 
 def _solve(args: argparse.Namespace) -> int:
@@ -35,7 +35,8 @@ def _solve(args: argparse.Namespace) -> int:
         out.mkdir(parents=True, exist_ok=True)
     except OSError as err:
         raise ProblemError("--out", f"cannot create directory {out} ({err.strerror}); choose a writable path")
-    torch.set_num_threads(threads_for(problem, os.cpu_count() or 1))
+    check(problem, int(args.memory * 2**30))  # before anything large is allocated
+    use_threads(threads_for(problem, os.cpu_count() or 1))
     bar = tqdm(total=problem.optimizer.max_iter, unit="it", disable=not sys.stderr.isatty() or args.quiet,
                desc=problem.name[:40])
 
@@ -44,7 +45,7 @@ def _solve(args: argparse.Namespace) -> int:
         bar.set_postfix(objective=f"{snap.objective:.6g}", phase=snap.phase, refresh=False)
         bar.refresh()
 
-    result = solve(problem, callback=progress)
+    result = solve(problem, callback=progress, memory=int(args.memory * 2**30))
     bar.close()
     (out / "problem.json").write_text(json.dumps(problem.to_spec(), indent=1) + "\n")
     (out / "trajectories.csv").write_text(trajectories_csv(problem, result.states))
@@ -81,6 +82,8 @@ def main(argv: list[str] | None = None) -> int:
     s.add_argument("--max-iter", type=int, help="override optimizer.max_iter")
     s.add_argument("--time-limit", type=float, help="override optimizer.time_limit (seconds)")
     s.add_argument("--quiet", action="store_true", help="no progress bar or final line")
+    s.add_argument("--memory", type=float, default=DEFAULT_BUDGET / 2**30, metavar="GB",
+                   help=f"memory budget; larger problems are refused at once (default {DEFAULT_BUDGET / 2**30:g})")
     s.set_defaults(run=_solve)
     r = sub.add_parser("reproduce", help="regenerate a paper figure (PNG) and its numbers")
     r.add_argument("figure", help="fig1 .. fig9")

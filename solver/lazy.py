@@ -31,3 +31,4 @@ class LazyModule(types.ModuleType):
 torch = LazyModule("torch")
 ot = LazyModule("ot")
 scipy_linalg = LazyModule("scipy.linalg")
+numba = LazyModule("numba")

@@ -168,7 +168,8 @@ def lbfgs(objective: Objective, x0: torch.Tensor, spec: OptimizerSpec, phase: st
     (``KineticPreconditioner``), gamma = s.y / y.P y from the latest pair.
 
     Stops when the per-particle gradient N max|dE/dy| is below ``gtol``, when the objective's relative
-    decrease over 10 iterations is below ``rtol``, or when no descent step can be found."""
+    decrease over 10 iterations is below ``rtol`` (unless the last step was cut to the cap), or when no
+    descent step can be found."""
     cap = max_move(objective)
     precondition = precondition or KineticPreconditioner(objective)
     x = x0.detach().clone()
@@ -186,6 +187,7 @@ def lbfgs(objective: Objective, x0: torch.Tensor, spec: OptimizerSpec, phase: st
         if not float((g * d).sum()) < 0:  # lost positive definiteness: restart
             S.clear(), Y.clear()
             d = -gamma * precondition(g)
+        capped = float(d.flatten(1).norm(dim=1).max()) > cap
         d = _capped(d, cap)
         found = _armijo(objective, x, d, f, float((g * d).sum()))
         evaluations += 30 if found is None else found[3]
@@ -214,7 +216,9 @@ def lbfgs(objective: Objective, x0: torch.Tensor, spec: OptimizerSpec, phase: st
             status = "converged"
         elif len(recent) > 10:
             old = recent.pop(0)
-            if old - f <= spec.rtol * max(abs(f), 1e-30):
+            # a slow decrease while steps are cut to the per-particle cap means the solve is travelling
+            # (e.g. from a start whose objective is huge), not converging
+            if old - f <= spec.rtol * max(abs(f), 1e-30) and not capped:
                 status = "converged"
         yield Step(x, energies, gnorm, float(s.flatten(1).norm(dim=1).max()), iterations + it,
                    evaluations, phase, status=status)

@@ -17,9 +17,10 @@ from typing import Callable, Iterator
 
 import numpy as np
 
+from .budget import DEFAULT_BUDGET, check
 from .history import ThinnedHistory
 from .init import Cancelled, PaperStart, initial_variables, target_size
-from .lazy import torch
+from .lazy import numba, torch
 from .objective import Objective
 from .steps import Step
 from .problem import Problem
@@ -123,21 +124,30 @@ HISTORY_LIMIT = 5000
 SINGLE_THREAD_PAIRS = 1_000_000
 
 
+def use_threads(n: int) -> None:
+    """Run torch and the compiled kernels on ``n`` threads. Entry points (the command line, the app,
+    the benchmark) call this once; a solve never changes the process's thread settings itself."""
+    torch.set_num_threads(n)
+    numba.set_num_threads(max(1, min(n, numba.config.NUMBA_NUM_THREADS)))
+
+
 def threads_for(problem: Problem, available: int) -> int:
-    """How many torch threads suit ``problem``: one for small kernel sums, else ``available``. Entry
-    points (the command line, the benchmark) set this once with ``torch.set_num_threads`` before
-    solving; a solve never changes the process's thread settings itself."""
+    """How many threads suit ``problem``: one for small kernel sums, else ``available`` (for
+    ``use_threads``)."""
     return 1 if problem.N * max(problem.N, target_size(problem)) < SINGLE_THREAD_PAIRS else available
 
 
 def solve_iter(problem: Problem, control: SolveControl | None = None, every: int = 10,
-               resume: Snapshot | None = None, method: str | None = None) -> Iterator[Snapshot]:
+               resume: Snapshot | None = None, method: str | None = None,
+               memory: int = DEFAULT_BUDGET) -> Iterator[Snapshot]:
     """Minimize eq. (50) for ``problem``, yielding a ``Snapshot`` per optimizer report.
 
     ``every``: attach trajectories to every ``every``-th snapshot (and to the first and the last).
     ``resume``: continue from a snapshot with trajectories (iteration count and clock continue).
     ``method``: override ``problem.optimizer.method`` (a name in ``OPTIMIZERS``).
+    ``memory``: the budget in bytes; a larger problem raises ``ProblemError`` before any allocation.
     """
+    check(problem, memory)
     spec = problem.optimizer
     objective = Objective(problem)
     x0 = _start_variables(objective, problem, resume, control)
@@ -193,11 +203,12 @@ def solve_iter(problem: Problem, control: SolveControl | None = None, every: int
 
 
 def solve(problem: Problem, control: SolveControl | None = None, every: int = 10,
-          callback: Callable[[Snapshot], None] | None = None, method: str | None = None) -> Result:
+          callback: Callable[[Snapshot], None] | None = None, method: str | None = None,
+          memory: int = DEFAULT_BUDGET) -> Result:
     """Run ``solve_iter`` to the end; ``callback`` sees every snapshot (e.g. a progress bar)."""
     history: ThinnedHistory[dict] = ThinnedHistory(HISTORY_LIMIT)
     snap = None
-    for snap in solve_iter(problem, control, every, method=method):
+    for snap in solve_iter(problem, control, every, method=method, memory=memory):
         history.append({"iteration": snap.iteration, "elapsed": snap.elapsed, **snap.energies,
                         "grad_norm": snap.grad_norm, "step_size": snap.step_size, "phase": snap.phase})
         if callback is not None:

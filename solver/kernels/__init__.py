@@ -23,6 +23,7 @@ import contextlib
 import contextvars
 import functools
 import math
+import weakref
 from dataclasses import dataclass
 from typing import Any, Iterator
 
@@ -85,8 +86,14 @@ class Plan:
     grid: Any = None  # a cells.Cells for "cells"
 
 
-def plan(x: np.ndarray, z: np.ndarray, scale: float) -> Plan:
-    """Choose the backend for sums of x against z: the forced one, else the cheapest by estimate."""
+#: Sorted cells of fixed point sets (a particle target's points), by the id of their tensor, kept
+#: while the tensor lives (tensors compare elementwise, so they cannot be dictionary keys themselves).
+_SORTED: dict[int, tuple[Any, Any]] = {}
+
+
+def plan(x: np.ndarray, z: np.ndarray, scale: float, fixed: Any = None) -> Plan:
+    """Choose the backend for sums of x against z: the forced one, else the cheapest by estimate.
+    ``fixed``: the tensor z came from when it does not change between calls (its cells are reused)."""
     forced = _BACKEND.get()
     N, K = len(x), len(z)
     if forced == "dense" or (forced == "auto" and N * K <= DENSE_PAIRS):
@@ -94,7 +101,14 @@ def plan(x: np.ndarray, z: np.ndarray, scale: float) -> Plan:
     if forced == "grid":
         return Plan("grid")
     rc = cutoff(scale)
-    sorted_z = cells.Cells(z, rc)
+    entry = _SORTED.get(id(fixed)) if fixed is not None else None
+    if entry is not None and entry[0]() is fixed and entry[1].cutoff == rc:
+        sorted_z = entry[1]
+    else:
+        sorted_z = cells.Cells(z, rc)
+        if fixed is not None:
+            key = id(fixed)
+            _SORTED[key] = (weakref.ref(fixed, lambda _: _SORTED.pop(key, None)), sorted_z)
     if forced == "cells":
         return Plan("cells", sorted_z)
     sample = x[:: max(1, N // SAMPLE)]
@@ -110,9 +124,11 @@ def plan(x: np.ndarray, z: np.ndarray, scale: float) -> Plan:
 def sums(x: "torch.Tensor", z: "torch.Tensor", b: "torch.Tensor", scale: float,
          want_grad: bool = True) -> tuple["torch.Tensor", "torch.Tensor"]:
     """(row, g): row_i = sum_k b_k phi(x_i - z_k), g_i = sum_k b_k phi(x_i - z_k) (x_i - z_k), by the
-    chosen backend (torch tensors in and out)."""
-    xn, zn = x.detach().numpy(), z.detach().numpy()
-    chosen = plan(xn, zn, scale)
+    chosen backend (torch tensors in and out). A z that does not require gradients is taken as fixed
+    (a target's points): its cells are sorted once."""
+    xn = x.detach().numpy()
+    zn = xn if z is x else z.detach().numpy()
+    chosen = plan(xn, zn, scale, fixed=None if z.requires_grad or z is x else z)
     if chosen.name == "dense":
         return dense.sums(x.detach(), z.detach(), b.detach(), scale, want_grad)
     bn = np.ascontiguousarray(b.detach().numpy())

@@ -136,9 +136,11 @@ class Cells:
     def __init__(self, z: np.ndarray, cutoff: float) -> None:
         self.cutoff = cutoff
         self.low = z.min(0) - cutoff
+        self.source = z
         cells = self.cell_of(z)
         keys = self._keys(cells)
         self.order = np.argsort(keys, kind="stable")
+        self.sorted_cells = np.ascontiguousarray(cells[self.order])
         self.z = np.ascontiguousarray(z[self.order])
         self.keys, self.starts, counts = np.unique(keys[self.order], return_index=True, return_counts=True)
         self.ends = self.starts + counts
@@ -168,7 +170,10 @@ class Cells:
         return total
 
     def _visit(self, x: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-        """x in cell order (for locality), its cells, and the permutation to undo the order."""
+        """x in cell order (for locality), its cells, and the permutation to undo the order (for the
+        stored points themselves, the order they are stored in)."""
+        if x is self.source:
+            return self.z, self.sorted_cells, self.order
         xc = self.cell_of(x)
         order = np.argsort(self._keys(xc), kind="stable")
         return np.ascontiguousarray(x[order]), np.ascontiguousarray(xc[order]), order

@@ -86,10 +86,17 @@ class ParticleTarget:
         b = torch.as_tensor(self.weights, dtype=y.dtype)
         return gaussian_row_sums(y, w, b, delta, normalized=True)
 
+    def tensors(self) -> tuple["torch.Tensor", "torch.Tensor"]:
+        """The points and weights as torch tensors, made once (the kernels keep the points' sorted cells
+        while this tensor lives)."""
+        if "_tensors" not in self.__dict__:
+            object.__setattr__(self, "_tensors", (torch.as_tensor(self.points, dtype=torch.float64),
+                                                  torch.as_tensor(self.weights, dtype=torch.float64)))
+        return self.__dict__["_tensors"]
+
     def cross_term(self, y: "torch.Tensor", a: "torch.Tensor", delta: float) -> "torch.Tensor":
         """sum_i a_i (K_delta * m_1)(y_i) = sum_ik a_i b_k K_delta(y_i - w_k)."""
-        w = torch.as_tensor(self.points, dtype=y.dtype)
-        b = torch.as_tensor(self.weights, dtype=y.dtype)
+        w, b = self.tensors()
         return mollifier_pair_sum(y, w, a, b, delta)
 
     def constant(self, delta: float) -> float:

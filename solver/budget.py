@@ -1,0 +1,54 @@
+"""How much memory a solve needs, checked before anything is allocated.
+
+A solve holds its trajectories (N M D numbers) several times over: the iterate, the optimizer's
+history (L-BFGS keeps ``HISTORY`` pairs of vectors of the free variables), the best and the last good
+iterates, the snapshots on their way to the caller, plus bounded working sets (32 MB kernel blocks, an
+exact OT plan of at most ``assignment.EXACT_PAIRS`` entries, a dense Hessian for small problems).
+``needed_bytes`` adds these up from N, M and the dimensions; ``check`` raises one line when a problem
+would exceed the budget (the command line's ``--memory``, default ``DEFAULT_BUDGET``), before torch
+allocates the first array.
+"""
+from __future__ import annotations
+
+import os
+from typing import TYPE_CHECKING
+
+from .assignment import EXACT_PAIRS
+from .errors import ProblemError
+from .kernels.dense import MEMORY_BUDGET
+
+if TYPE_CHECKING:
+    from .problem import Problem
+
+#: Default memory budget of a solve: 8 GiB (well under the 24 GiB of the machines this runs on), or
+#: the environment's MFC_MEMORY_GB.
+DEFAULT_BUDGET = int(float(os.environ.get("MFC_MEMORY_GB", "8")) * 2**30)
+#: Copies of the trajectories a solve holds at once (iterate, trial, best, last good, snapshots, CSV).
+COPIES = 12
+#: Pairs of vectors of the free variables kept by L-BFGS.
+HISTORY = 30
+#: Fixed working sets: kernel blocks (three temporaries), an exact plan and its cost matrix, the rest.
+FIXED = 3 * 8 * MEMORY_BUDGET + 2 * 8 * EXACT_PAIRS + 200 * 2**20
+
+
+def needed_bytes(problem: "Problem") -> int:
+    """Estimated peak memory of solving ``problem``, in bytes."""
+    N, M = problem.N, problem.M
+    D = problem.dynamics.state_dim
+    trajectories = 8 * N * M * D
+    dense_hessian = 8 * 4 * (N * D) ** 2 if N * D <= 800 else 0
+    return COPIES * trajectories + 2 * HISTORY * trajectories + dense_hessian + FIXED
+
+
+def gigabytes(n: int) -> str:
+    return f"{n / 2**30:.3g} GB"
+
+
+def check(problem: "Problem", budget: int = DEFAULT_BUDGET) -> None:
+    """Raise ``ProblemError`` (one line naming N, M and the budget) when ``problem`` needs more than
+    ``budget`` bytes."""
+    need = needed_bytes(problem)
+    if need > budget:
+        raise ProblemError("problem", f"N = {problem.N} particles with M = {problem.M} time points need about "
+                                      f"{gigabytes(need)}, over the memory budget of {gigabytes(budget)}; "
+                                      "lower N or M, or raise the budget with --memory GB")
