@@ -103,6 +103,7 @@ def parameter_widgets(model: SessionModel) -> pn.Column:
         pn.Row(_w(pn.widgets.IntInput, mp.max_iter, "maxiter-input", name="max iterations"),
                _w(pn.widgets.FloatInput, mp.time_limit, "time-input", name="time limit (s)")),
         weight_auto, weight,
+        _w(pn.widgets.Checkbox, mp.obstacle_segments, "segments-check", name="keep whole paths out of obstacles"),
         _w(pn.widgets.IntInput, mp.seed, "seed-input", name="seed"),
     )
 
@@ -246,7 +247,7 @@ def run_bar(model: SessionModel, runner: SolveRunner, messages: Messages) -> pn.
     run.on_click(on_run)
     pause.on_click(lambda _e: runner.pause())
     resume.on_click(lambda _e: runner.resume())
-    stop.on_click(lambda _e: runner.stop())
+    stop.on_click(lambda _e: runner.request_stop())
     reset.on_click(lambda _e: (runner.reset(), messages.clear()))
 
     def buttons(state: str) -> None:

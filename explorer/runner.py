@@ -27,7 +27,7 @@ import param
 import torch
 
 import solver
-from solver.diagnostics import w2sq_terminal
+from solver.diagnostics import obstacle_depths, w2sq_terminal
 from solver.history import ThinnedHistory
 from solver.init import target_size
 from solver.landscape import path_landscape
@@ -149,6 +149,13 @@ class SolveRunner(param.Parameterized):
         if self._control is not None and self.running:
             self._control.resume()
             self.state = "running"
+
+    def request_stop(self) -> None:
+        """Ask the solve to stop and return at once (the Stop button: an event handler must not wait
+        for the solver thread); its best iterate becomes the result at the next ``flush()``."""
+        if self._control is not None and self.running:
+            self._control.stop()
+            self.status = "Stopping: the result appears at the solver's next check ..."
 
     def stop(self, timeout: float = 10.0) -> None:
         """Stop the solve (its best iterate becomes the result), wait for the threads, publish."""
@@ -304,12 +311,18 @@ class SolveRunner(param.Parameterized):
                 "status": prefix + status_line(snap, self._rate, self._w2)}
 
     def _finish(self, snap: solver.Snapshot, w2: float | None) -> None:
+        depths = {}
+        if self.problem is not None and self.problem.obstacles is not None and snap.states is not None:
+            depths = obstacle_depths(self.problem, snap.states)
         self.summary = {"status": snap.status, "iteration": snap.iteration, "elapsed": snap.elapsed,
                         "energies": snap.energies, "best_objective": snap.best_objective,
-                        **({"w2sq_terminal": w2} if w2 is not None else {})}
+                        **({"w2sq_terminal": w2} if w2 is not None else {}), **depths}
         self.final_status = snap.status
         self.progress = 100.0
         self.status = f"Finished ({snap.status}): " + status_line(snap, self._rate, w2)
+        if depths:
+            self.status += (f" · deepest inside an obstacle: {depths['max_obstacle_depth']:.2g} at the time "
+                            f"points, {depths['max_obstacle_depth_segments']:.2g} along the paths")
         self.state = "finished"
 
     # ----------------------------------------------------------------------------- landscape

@@ -21,6 +21,7 @@ import numpy as np
 import pandas as pd
 import panel as pn
 import param
+from panel.io.document import unlocked
 
 import solver
 from solver.targets import smoothed_density
@@ -103,15 +104,20 @@ class LiveLayers:
         self._write("particles")
 
     def _write(self, key: str) -> None:
+        """Write one layer's source. ``unlocked`` sends the change to the browser whether or not the
+        server holds the document lock: a button's event can be processed in a coroutine without it,
+        and a bare write there raises in Bokeh's session ("_pending_writes should be non-None")."""
         if key not in self.sources:
             return
         glyph = self.glyphs[key]  # float32 below: half the bytes to the browser, ample for drawing
         if key == "trajectories":
             xy = plots.trajectory_path(self.states, self.dim).astype(np.float32)
-            self.sources[key].data = {glyph.xs: [xy[:, 0]], glyph.ys: [xy[:, 1]]}
+            data = {glyph.xs: [xy[:, 0]], glyph.ys: [xy[:, 1]]}
         else:
             xy = plots.particles_xy(self.states, self.dim, self.t).astype(np.float32)
-            self.sources[key].data = {glyph.x: xy[:, 0], glyph.y: xy[:, 1]}
+            data = {glyph.x: xy[:, 0], glyph.y: xy[:, 1]}
+        with unlocked():
+            self.sources[key].data = data
 
 
 class SceneEditor(param.Parameterized):

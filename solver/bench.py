@@ -12,6 +12,9 @@ processes; ``--workers 1`` runs them one after the other in this process).
 A last block times one gradient evaluation of eq. (50) with N = 20,000 particles in 2-D and reports its
 peak memory (``ru_maxrss`` increase in a fresh spawned process) against the 3.2 GB that one dense
 N x N float64 kernel matrix would take.
+
+``--scale`` runs the scale benchmark (``bench_scale``), ``--obstacles`` the obstacle benchmark
+(``bench_obstacles``) instead.
 """
 from __future__ import annotations
 
@@ -31,7 +34,7 @@ import numpy as np
 import torch
 from dask.distributed import Client, LocalCluster, as_completed
 
-from . import bench_scale
+from . import bench_obstacles, bench_scale
 from .diagnostics import map_errors
 from .init import initial_variables
 from .objective import Objective
@@ -39,6 +42,8 @@ from .problem import Problem, load_problem, problem_from_dict
 from .run import Snapshot, solve_iter
 
 ASSETS = Path(__file__).resolve().parent.parent / "assets"
+#: The obstacle benchmark's figure (README).
+FIGURE = Path(__file__).resolve().parent.parent / "docs" / "obstacles_off_on.png"
 GD_STEPS, GD_STEPS_QUICK, GD_SECONDS = 20_000, 2_000, 60.0
 BIG_N = 20_000
 
@@ -232,7 +237,16 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--write", metavar="PATH", help="also write the Markdown report to PATH")
     parser.add_argument("--scale", action="store_true",
                         help="the scale benchmark instead: kernel backends at N = 1e3 .. 1e5, large solves, drawn scenes")
+    parser.add_argument("--obstacles", action="store_true",
+                        help="the obstacle benchmark instead: Fig. 4 and a three-obstacle scene, and "
+                             "docs/obstacles_off_on.png")
     args = parser.parse_args(argv)
+    if args.obstacles:
+        text = bench_obstacles.report(args.markdown or bool(args.write), render, FIGURE)
+        print(text)
+        if args.write:
+            Path(args.write).write_text("## Obstacle benchmark\n\n" + text)
+        return 0
     if args.scale:
         text = bench_scale.report(args.markdown or bool(args.write), render)
         print(text)

@@ -109,6 +109,15 @@ def summary(result: Result) -> dict:
         if image is not None:
             out.update(map_errors(result.positions, image))
     if p.obstacles is not None:
-        out["max_obstacle_depth"] = float(p.obstacles.depth(result.positions).max())
+        out.update(obstacle_depths(p, result.positions))
     return out
+
+
+def obstacle_depths(problem: Problem, positions: np.ndarray) -> dict[str, float]:
+    """The deepest penetration into any obstacle (<= 0: outside all) at the time points,
+    ``max_obstacle_depth``, and along the straight segments between them as drawn and exported,
+    ``max_obstacle_depth_segments``."""
+    positions = positions[..., : problem.dynamics.dim]
+    return {"max_obstacle_depth": float(problem.obstacles.depth(positions).max()),
+            "max_obstacle_depth_segments": problem.obstacles.path_depth(positions)}
 

@@ -115,6 +115,63 @@ def ot_terminal_states(objective: Objective, cancel: threading.Event | None = No
     return np.linalg.solve(L.T, images.T).T
 
 
+#: Iterations of L-BFGS that bend a start around the obstacles.
+BEND_ITERATIONS = 100
+
+
+def around_obstacles(objective: Objective, variables: "torch.Tensor") -> "torch.Tensor":
+    """The trajectories of ``variables`` bent around the problem's obstacles, their terminal states kept:
+    L-BFGS on the control energy plus the obstacle penalty (with every segment between time points,
+    whatever ``obstacle_segments`` says) plus a stiff pin of the terminal states, so that the solve that
+    follows spends its time on transport, not on escaping obstacles. Paths are first pushed sideways
+    (away from the centre of the obstacle they enter, by its depth plus delta, most at mid-path): a
+    straight path through a centre has no sideways gradient."""
+    p = objective.problem
+    obstacles = p.obstacles
+    if obstacles is None or p.dynamics.dim < 2:
+        return variables
+    pos = objective.positions(variables).detach().clone()
+    start, end = pos[:, 0, :2], pos[:, -1, :2]
+    direction = end - start
+    normal = torch.stack([-direction[:, 1], direction[:, 0]], 1)
+    normal = normal / normal.norm(dim=1, keepdim=True).clamp_min(1e-300)
+    t = torch.linspace(0.0, 1.0, p.M, dtype=pos.dtype)
+    for shape in obstacles.shapes:
+        depth = torch.as_tensor(shape.depth(pos.numpy()))
+        hit = depth.max(1).values > 0
+        if not bool(hit.any()):
+            continue
+        centre = torch.as_tensor(shape.center[:2], dtype=pos.dtype)
+        side = torch.sign(((centre - 0.5 * (start + end)) * normal).sum(1))
+        side = torch.where(side == 0, torch.ones_like(side), side)
+        amount = (depth.max(1).values + p.delta) * hit
+        pos[:, :, :2] -= (side * amount)[:, None, None] * torch.sin(torch.pi * t)[None, :, None] * normal[:, None, :]
+    x = objective.variables_from_positions(pos).requires_grad_(True)
+    terminal0 = p.dynamics.terminal(objective.positions(x.detach()), objective.h)
+    pin = 10.0 * obstacles.weight
+
+    def energy() -> "torch.Tensor":
+        positions = objective.positions(x)
+        tau = objective.obstacle_smoothing
+        penalty = (obstacles(positions, tau).sum()
+                   + obstacles.segment_penalty(positions[:, :-1], positions[:, 1:], tau).sum())
+        drift = p.dynamics.terminal(positions, objective.h) - terminal0
+        return objective.kinetic(positions, x) + (penalty * objective.h + pin * (drift * drift).sum()) / p.N
+
+    opt = torch.optim.LBFGS([x], lr=1.0, max_iter=BEND_ITERATIONS, history_size=30, line_search_fn="strong_wolfe",
+                            tolerance_grad=1e-12, tolerance_change=1e-14)
+
+    def closure() -> "torch.Tensor":
+        opt.zero_grad()
+        value = energy()
+        value.backward()
+        return value
+
+    with torch.enable_grad():
+        opt.step(closure)
+    return x.detach()
+
+
 def paths_to(objective: Objective, terminal: np.ndarray) -> "torch.Tensor":
     """Variables of trajectories ending at the given terminal states: minimum-energy steering, or
     straight lines in position when a drift couples the particles."""

@@ -24,9 +24,13 @@ if TYPE_CHECKING:
 
 @dataclass
 class Objective:
-    """Callable pieces of eq. (50) for one problem, with torch tensors prepared once."""
+    """Callable pieces of eq. (50) for one problem, with torch tensors prepared once.
+
+    ``obstacle_smoothing`` tau > 0 replaces the kink of eq. (59) by its Huber smoothing (``hinge``),
+    for optimizers that need a differentiable objective; 0 (the default) is the paper's objective."""
 
     problem: "Problem"
+    obstacle_smoothing: float = 0.0
 
     def __post_init__(self) -> None:
         p = self.problem
@@ -58,10 +62,15 @@ class Objective:
         return self.h * self.problem.control_cost(u).sum() / self.problem.N
 
     def obstacle(self, positions: torch.Tensor) -> torch.Tensor:
+        """h/N sum_ij L(y_ij) (eq. 59 at the time points) plus, with ``obstacle_segments``, the same
+        weight times the penalty of every segment [y_ij, y_i,j+1] at its deepest point."""
         ob = self.problem.obstacles
         if ob is None:
             return positions.new_zeros(())
-        return ob(positions).sum() * self.h / self.problem.N
+        total = ob(positions, self.obstacle_smoothing).sum()
+        if ob.segments:
+            total = total + ob.segment_penalty(positions[:, :-1], positions[:, 1:], self.obstacle_smoothing).sum()
+        return total * self.h / self.problem.N
 
     def potential_field(self, positions: torch.Tensor) -> torch.Tensor:
         total = positions.new_zeros(())

@@ -33,7 +33,7 @@ DELTA_EXPONENT = 0.99  # k in delta = N^(-k/d), eq. (58)
 #: Keys that describe a problem without changing it (kept by ``to_spec``, left out of run hashes).
 METADATA_KEYS = ("name", "description", "paper")
 #: Every top-level key of a problem file.
-KEYS = METADATA_KEYS + ("dynamics", "source", "target", "obstacles", "obstacle_weight", "potential",
+KEYS = METADATA_KEYS + ("dynamics", "source", "target", "obstacles", "obstacle_weight", "obstacle_segments", "potential",
                         "interaction", "eps", "delta", "delta_exponent", "M", "p", "control_cost",
                         "optimizer", "init", "seed")
 
@@ -195,7 +195,8 @@ def problem_from_dict(spec: Any) -> Problem:
         delta_spec = delta
     cost_kind = spec.get("control_cost", CONTROL_COSTS.default)
     control_cost = CONTROL_COSTS[CONTROL_COSTS.kind_of(cost_kind, "control_cost")].from_spec(spec)
-    obstacles = Obstacles.from_spec(spec.get("obstacles"), spec.get("obstacle_weight", "auto"), context)
+    obstacles = Obstacles.from_spec(spec.get("obstacles"), spec.get("obstacle_weight", "auto"), context,
+                                    spec.get("obstacle_segments", False))
     potentials = _listed(spec, "potential", POTENTIALS, context)
     interactions = _listed(spec, "interaction", INTERACTIONS, context)
     optimizer = OptimizerSpec.from_spec(spec.get("optimizer"))

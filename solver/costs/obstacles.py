@@ -5,7 +5,9 @@ point inside, r^2 - |y - c|^2 = s (2r - s); other shapes use the same expression
 (signed distance to the boundary, > 0 inside) and a length of their own in place of r.
 
 A shape class (registered in ``OBSTACLES``) has ``kind``, ``from_spec`` / ``to_spec``, its penalty
-``penalty(pos)`` (torch, unweighted) and ``depth(pos)`` (numpy), and what the explorer needs to draw,
+``penalty_of(shapes, pos)`` (torch, unweighted) and ``depth(pos)`` (numpy), the same along segments
+(``segment_penalty_of(shapes, a, b)``: the penalty of each segment's deepest point, and
+``segment_depth(a, b)``), and what the explorer needs to draw,
 place, move and resize it: ``outline()``, ``placed_at(center, size)``, ``center``, ``size``,
 ``moved_to(center)``, ``resized(size)``, ``contains(point)``. ``Obstacles`` holds the shapes of a
 problem and the weight c_Omega.
@@ -14,7 +16,7 @@ from __future__ import annotations
 
 import dataclasses
 from dataclasses import dataclass
-from typing import Any, ClassVar
+from typing import Any, Callable, ClassVar
 
 import numpy as np
 
@@ -62,8 +64,8 @@ class Circle:
     def resized(self, size: float) -> "Circle":
         return dataclasses.replace(self, radius=float(size))
 
-    def penalty(self, pos: "torch.Tensor") -> "torch.Tensor":
-        return penalty_sum([self], pos)
+    def penalty(self, pos: "torch.Tensor", smoothing: float = 0.0) -> "torch.Tensor":
+        return penalty_sum([self], pos, smoothing)
 
     def depth(self, pos: np.ndarray) -> np.ndarray:
         return self.radius - np.linalg.norm(pos[..., : len(self.center)] - self.center, axis=-1)
@@ -79,35 +81,120 @@ class Circle:
         return self.center - self.radius, self.center + self.radius
 
     @staticmethod
-    def penalty_of(circles: list["Circle"], pos: "torch.Tensor") -> "torch.Tensor":
-        return penalty_sum(circles, pos)
+    def penalty_of(circles: list["Circle"], pos: "torch.Tensor", smoothing: float = 0.0) -> "torch.Tensor":
+        return penalty_sum(circles, pos, smoothing)
+
+    @staticmethod
+    def segment_penalty_of(circles: list["Circle"], a: "torch.Tensor", b: "torch.Tensor",
+                           smoothing: float = 0.0) -> "torch.Tensor":
+        """Eq. (59) at the point of each segment [a, b] closest to each centre (its deepest point, exactly),
+        summed over the circles."""
+        total = a.new_zeros(a.shape[:-1])
+        for c in circles:
+            centre = torch.as_tensor(c.center, dtype=a.dtype)
+            q = closest_point(a, b, centre)
+            total = total + hinge(c.radius**2 - ((q - centre) ** 2).sum(-1), smoothing)
+        return total
+
+    def segment_depth(self, a: np.ndarray, b: np.ndarray) -> np.ndarray:
+        """The depth of the deepest point of each segment [a, b] (exact: its point closest to the centre)."""
+        d = len(self.center)
+        ab = b[..., :d] - a[..., :d]
+        t = np.clip(((self.center - a[..., :d]) * ab).sum(-1) / np.maximum((ab * ab).sum(-1), 1e-300), 0.0, 1.0)
+        q = a[..., :d] + t[..., None] * ab
+        return self.radius - np.linalg.norm(q - self.center, axis=-1)
 
 
-def penalty_sum(circles: list[Circle], pos: "torch.Tensor") -> "torch.Tensor":
-    """sum_k max(r_k^2 - |y - c_k|^2, 0) at every point of ``pos`` (..., D), circles of equal
-    centre dimension vectorized together."""
+def closest_point(a: "torch.Tensor", b: "torch.Tensor", c: "torch.Tensor") -> "torch.Tensor":
+    """The point of each segment [a, b] (..., D) closest to c (on the first len(c) coordinates)."""
+    d = c.shape[0]
+    ab = b[..., :d] - a[..., :d]
+    t = (((c - a[..., :d]) * ab).sum(-1) / (ab * ab).sum(-1).clamp_min(1e-300)).clamp(0.0, 1.0)
+    return a[..., :d] + t[..., None] * ab
+
+
+#: ``deepest_along`` samples a segment at this many intervals, then narrows the best one's neighbourhood
+#: by golden sections (to 0.618^36 of it: 1e-8 of the segment, far below any tolerance that matters).
+ALONG_SAMPLES, GOLDEN_STEPS = 16, 36
+
+
+def deepest_along(depth: Callable[[np.ndarray], np.ndarray], a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    """The parameter t in [0, 1] of the deepest point a + t (b - a) of each segment [a, b] (..., D).
+
+    The best of ``ALONG_SAMPLES`` + 1 evenly spaced points, refined by golden-section search between its
+    neighbours. For a convex shape the signed depth is concave along a line, so this is the exact
+    maximizer (to the search's resolution); for other shapes the best local one near the best sample.
+    Depth is 1-Lipschitz, so a segment of length l whose samples all lie deeper outside than
+    l / (2 ALONG_SAMPLES) cannot enter the shape: only the others are refined."""
+    samples = np.linspace(0.0, 1.0, ALONG_SAMPLES + 1)
+    ab = b - a
+    values = depth(a[..., None, :] + samples[:, None] * ab[..., None, :])  # (..., S)
+    best = values.argmax(-1)
+    t = samples[best]
+    near = values.max(-1) > -np.linalg.norm(ab, axis=-1) / (2 * ALONG_SAMPLES)
+    if not near.any():
+        return t
+    a, ab, best = a[near], ab[near], best[near]
+    lo, hi = samples[np.maximum(best - 1, 0)], samples[np.minimum(best + 1, ALONG_SAMPLES)]
+
+    def at(u: np.ndarray) -> np.ndarray:
+        return depth(a + u[..., None] * ab)
+
+    ratio = (np.sqrt(5.0) - 1.0) / 2.0
+    x1, x2 = hi - ratio * (hi - lo), lo + ratio * (hi - lo)
+    f1, f2 = at(x1), at(x2)
+    for _ in range(GOLDEN_STEPS):
+        left = f1 >= f2  # the maximum lies in [lo, x2]: x1 becomes x2, a new x1 is probed
+        hi, lo = np.where(left, x2, hi), np.where(left, lo, x1)
+        fresh = np.where(left, hi - ratio * (hi - lo), lo + ratio * (hi - lo))
+        f_fresh = at(fresh)
+        x1, x2 = np.where(left, fresh, x2), np.where(left, x1, fresh)
+        f1, f2 = np.where(left, f_fresh, f2), np.where(left, f1, f_fresh)
+    mid = 0.5 * (lo + hi)
+    t[near] = np.where(values[near].max(-1) >= at(mid), samples[best], mid)
+    return t
+
+
+def hinge(g: "torch.Tensor", smoothing: float = 0.0) -> "torch.Tensor":
+    """max(g, 0), the kink of eq. (59) at an obstacle's edge; with ``smoothing`` tau > 0 its Huber
+    smoothing g^2 / (2 tau) on [0, tau], g - tau / 2 beyond: once differentiable, below max(g, 0) by at
+    most tau / 2. Local optimizers crawl along a kink; the fast solver works on the smoothed penalty
+    (``optimizers.robust``) and reports the exact one."""
+    inside = g.clamp_min(0.0)
+    if smoothing <= 0.0:
+        return inside
+    return torch.where(inside < smoothing, inside * inside / (2 * smoothing), inside - smoothing / 2)
+
+
+def penalty_sum(circles: list[Circle], pos: "torch.Tensor", smoothing: float = 0.0) -> "torch.Tensor":
+    """sum_k max(r_k^2 - |y - c_k|^2, 0) at every point of ``pos`` (..., D) (``hinge``, smoothed by
+    ``smoothing``), circles of equal centre dimension vectorized together."""
     total = pos.new_zeros(pos.shape[:-1])
     for dim in sorted({len(c.center) for c in circles}):
         group = [c for c in circles if len(c.center) == dim]
         centers = torch.as_tensor(np.stack([c.center for c in group]), dtype=pos.dtype)
         r2 = torch.as_tensor([c.radius for c in group], dtype=pos.dtype) ** 2
         d2 = ((pos[..., None, :dim] - centers) ** 2).sum(-1)
-        total = total + (r2 - d2).clamp_min(0.0).sum(-1)
+        total = total + hinge(r2 - d2, smoothing).sum(-1)
     return total
 
 
 @dataclass(frozen=True)
 class Obstacles:
     """The obstacles of a problem: L_N(y) = c_Omega sum_k L_k(y) (eq. 59), c_Omega = ``weight``
-    (``weight_spec`` "auto" means 1/(h eps), section 4.5)."""
+    (``weight_spec`` "auto" means 1/(h eps), section 4.5). With ``segments`` (the problem's
+    ``obstacle_segments``) every segment between consecutive time points is penalized too, at its
+    deepest point, so that the piecewise-linear trajectories drawn and exported stay outside as well."""
 
     shapes: tuple[Any, ...]
     weight: float
     weight_spec: Any = "auto"
+    segments: bool = False
 
     @classmethod
-    def from_spec(cls, items: Any, weight: Any, context: Context) -> "Obstacles | None":
-        """``obstacles`` (a list of shapes; the kind defaults to "circle") and ``obstacle_weight``."""
+    def from_spec(cls, items: Any, weight: Any, context: Context, segments: Any = False) -> "Obstacles | None":
+        """``obstacles`` (a list of shapes; the kind defaults to "circle"), ``obstacle_weight`` and
+        ``obstacle_segments``."""
         if not items:
             return None
         if not isinstance(items, list):
@@ -122,22 +209,44 @@ class Obstacles:
         else:
             value = number({"obstacle_weight": weight}, "obstacle_weight", "obstacle_weight", positive=True)
             weight = value
-        return cls(tuple(shapes), value, weight)
+        if not isinstance(segments, bool):
+            raise ProblemError("obstacle_segments", f"must be true or false (got {segments!r})")
+        return cls(tuple(shapes), value, weight, segments)
 
     def to_spec(self) -> dict[str, Any]:
-        return {"obstacles": [s.to_spec() for s in self.shapes], "obstacle_weight": self.weight_spec}
+        return {"obstacles": [s.to_spec() for s in self.shapes], "obstacle_weight": self.weight_spec,
+                "obstacle_segments": self.segments}
 
     @property
     def smooth(self) -> bool:
         return all(s.smooth for s in self.shapes)
 
-    def __call__(self, y: "torch.Tensor") -> "torch.Tensor":
-        """L_N at every point of y (..., D), summed over the obstacles."""
+    def __call__(self, y: "torch.Tensor", smoothing: float = 0.0) -> "torch.Tensor":
+        """L_N at every point of y (..., D), summed over the obstacles (``hinge`` smoothed by
+        ``smoothing``: 0 is eq. 59 itself)."""
         total = y.new_zeros(y.shape[:-1])
         for kind in dict.fromkeys(type(s) for s in self.shapes):
-            total = total + kind.penalty_of([s for s in self.shapes if type(s) is kind], y)
+            total = total + kind.penalty_of([s for s in self.shapes if type(s) is kind], y, smoothing)
         return self.weight * total
+
+    def segment_penalty(self, a: "torch.Tensor", b: "torch.Tensor", smoothing: float = 0.0) -> "torch.Tensor":
+        """The penalty of every segment [a, b] (..., D) at its deepest point, summed over the obstacles."""
+        total = a.new_zeros(a.shape[:-1])
+        for kind in dict.fromkeys(type(s) for s in self.shapes):
+            total = total + kind.segment_penalty_of([s for s in self.shapes if type(s) is kind], a, b, smoothing)
+        return self.weight * total
+
+    def smoothing(self, fraction: float) -> float:
+        """A ``hinge`` smoothing of ``fraction`` times the smallest shape's size squared (the penalty's
+        argument r^2 - |y - c|^2 has units of a length squared)."""
+        return fraction * min(s.size for s in self.shapes) ** 2
 
     def depth(self, y: np.ndarray) -> np.ndarray:
         """How far each point lies inside the deepest obstacle (<= 0 outside all of them)."""
         return np.max([s.depth(np.asarray(y)) for s in self.shapes], axis=0)
+
+    def path_depth(self, positions: np.ndarray) -> float:
+        """The deepest point of the piecewise-linear trajectories (N, M, d) inside any obstacle: the
+        maximum over every segment between consecutive time points (<= 0: all outside)."""
+        a, b = positions[:, :-1], positions[:, 1:]
+        return float(np.max([s.segment_depth(a, b) for s in self.shapes]))

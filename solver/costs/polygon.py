@@ -21,9 +21,13 @@ from ..errors import ProblemError
 from ..lazy import torch
 from ..reading import Context, check_keys, floats, points
 from ..registry import OBSTACLES
+from .obstacles import deepest_along, hinge
 
 #: The inradius is found on grids of this many points a side, each refined around the best point.
 INRADIUS_GRID, INRADIUS_ROUNDS = 64, 10
+#: Two edges count as equally near a segment's deepest point when their distances differ by less than
+#: this fraction of the segment's length (``deepest_along`` locates the point far more finely).
+KINK_TOLERANCE = 1e-6
 
 
 def crossing_edges(vertices: np.ndarray) -> tuple[int, int] | None:
@@ -87,9 +91,16 @@ class Polygon:
     kind: ClassVar[str] = "polygon"
     smooth: ClassVar[bool] = False  # a kink at the edge, as for discs
     _inradius: float = field(init=False, repr=False, compare=False)
+    _orientation: float = field(init=False, repr=False, compare=False)  # +1 counter-clockwise, -1 clockwise
+    _convex: bool = field(init=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "_inradius", inradius(self.vertices))
+        edge = np.roll(self.vertices, -1, 0) - self.vertices
+        turns = edge[:, 0] * np.roll(edge, -1, 0)[:, 1] - edge[:, 1] * np.roll(edge, -1, 0)[:, 0]
+        x, y = self.vertices.T
+        object.__setattr__(self, "_orientation", float(np.sign((x * np.roll(y, -1) - np.roll(x, -1) * y).sum())))
+        object.__setattr__(self, "_convex", bool((turns * self._orientation >= 0).all()))
 
     @classmethod
     def from_spec(cls, spec: dict, context: Context, where: str) -> "Polygon":
@@ -150,8 +161,9 @@ class Polygon:
     def bounding_box(self) -> tuple[np.ndarray, np.ndarray]:
         return self.vertices.min(0), self.vertices.max(0)
 
-    def penalty(self, pos: "torch.Tensor") -> "torch.Tensor":
-        """s (2 rho - s) at every point of ``pos`` (..., D) whose first two coordinates lie inside."""
+    def penalty(self, pos: "torch.Tensor", smoothing: float = 0.0) -> "torch.Tensor":
+        """s (2 rho - s) at every point of ``pos`` (..., D) whose first two coordinates lie inside
+        (``hinge`` of the same expression with s signed, smoothed by ``smoothing``)."""
         a = torch.as_tensor(self.vertices, dtype=pos.dtype)
         b = torch.roll(a, -1, 0)
         p = pos[..., None, :2]
@@ -159,9 +171,70 @@ class Polygon:
         t = (((p - a) * ab).sum(-1) / (ab * ab).sum(-1)).clamp(0.0, 1.0)
         gap = (p - a) - t[..., None] * ab
         s = (gap * gap).sum(-1).min(-1).values.clamp_min(1e-300).sqrt()
-        inside = _inside(a, b, pos[..., :2].detach())
-        return torch.where(inside, s * (2 * self._inradius - s), torch.zeros_like(s))
+        s = torch.where(_inside(a, b, pos[..., :2].detach()), s, -s)
+        return hinge(s * (2 * self._inradius - s), smoothing)
 
     @staticmethod
-    def penalty_of(polygons: list["Polygon"], pos: "torch.Tensor") -> "torch.Tensor":
-        return sum(p.penalty(pos) for p in polygons)
+    def penalty_of(polygons: list["Polygon"], pos: "torch.Tensor", smoothing: float = 0.0) -> "torch.Tensor":
+        return sum(p.penalty(pos, smoothing) for p in polygons)
+
+    @staticmethod
+    def segment_penalty_of(polygons: list["Polygon"], a: "torch.Tensor", b: "torch.Tensor",
+                           smoothing: float = 0.0) -> "torch.Tensor":
+        """The penalty of each segment [a, b] (..., D) at its deepest point (``deepest_along``)."""
+        total = a.new_zeros(a.shape[:-1])
+        for p in polygons:
+            total = total + p.penalty_along(a, b, p.deepest(a.detach(), b.detach()), smoothing)
+        return total
+
+    def deepest(self, a: "torch.Tensor", b: "torch.Tensor") -> "torch.Tensor":
+        """The parameter t of each segment's deepest point inside. Convex: inside, the depth is the least
+        distance to the edges' lines, min_k (alpha_k + beta_k t), whose maximum over [0, 1] lies at an end
+        or where two lines' distances cross, so it is found exactly among those candidates at once.
+        Otherwise ``deepest_along``'s search."""
+        if not self._convex:
+            return torch.as_tensor(deepest_along(self.depth, a.numpy(), b.numpy()), dtype=a.dtype)
+        A = torch.as_tensor(self.vertices, dtype=a.dtype)
+        edge = torch.roll(A, -1, 0) - A
+        inward = torch.stack([-edge[:, 1], edge[:, 0]], 1) * self._orientation / edge.norm(dim=1, keepdim=True)
+        alpha = ((a[..., None, :2] - A) * inward).sum(-1)  # (..., K): distances of a to the lines
+        beta = ((b - a)[..., None, :2] * inward).sum(-1)
+        k, l = torch.triu_indices(len(A), len(A), 1)
+        denominator = beta[..., k] - beta[..., l]
+        crossing = (alpha[..., l] - alpha[..., k]) / torch.where(denominator == 0, torch.ones_like(denominator),
+                                                                   denominator)
+        ends = torch.stack([torch.zeros_like(alpha[..., 0]), torch.ones_like(alpha[..., 0])], -1)
+        t = torch.cat([ends, crossing.clamp(0.0, 1.0)], -1)  # (..., C) candidates
+        depth = (alpha[..., None, :] + t[..., :, None] * beta[..., None, :]).min(-1).values
+        return t.gather(-1, depth.argmax(-1, keepdim=True)).squeeze(-1)
+
+    def penalty_along(self, a: "torch.Tensor", b: "torch.Tensor", t: "torch.Tensor",
+                      smoothing: float = 0.0) -> "torch.Tensor":
+        """s (2 rho - s) with s = max over t of the depth of a + t (b - a), given the maximizer ``t``.
+
+        The value is the depth at ``t``. Its gradient: where one edge is nearest, Danskin's theorem
+        (the gradient at the fixed maximizer). Where two edges i, j are equally near and the depth rises
+        along one and falls along the other (slopes s_i, s_j in t), the maximum sits on their crossing
+        and moves with it: d_i + s_i (d_j - d_i) / (s_i - s_j), equal to d_i in value, has the gradient
+        of the crossing (the implicit function theorem)."""
+        A = torch.as_tensor(self.vertices, dtype=a.dtype)
+        edge = torch.roll(A, -1, 0) - A
+        ab = b[..., :2] - a[..., :2]
+        q = (a[..., :2] + t[..., None] * ab)[..., None, :]  # (..., 1, 2)
+        u = (((q - A) * edge).sum(-1) / (edge * edge).sum(-1)).clamp(0.0, 1.0)
+        gap = (q - A) - u[..., None] * edge  # from each edge's nearest point to q, (..., K, 2)
+        dist = (gap * gap).sum(-1).clamp_min(1e-300).sqrt()
+        slope = (gap * ab[..., None, :]).sum(-1) / dist  # d dist / dt
+        two = dist.detach().topk(2, dim=-1, largest=False).indices
+        (d_i, d_j), (s_i, s_j) = (x.gather(-1, two).unbind(-1) for x in (dist, slope))
+        tied = ((d_j - d_i).detach() <= KINK_TOLERANCE * ab.detach().norm(dim=-1)) & (s_i * s_j < 0).detach()
+        shift = torch.where(tied, (d_j - d_i) / torch.where(tied, s_i - s_j, torch.ones_like(s_i)),
+                            torch.zeros_like(d_i))
+        depth = d_i + s_i * shift
+        depth = torch.where(_inside(A, torch.roll(A, -1, 0), q[..., 0, :].detach()), depth, -depth)
+        return hinge(depth * (2 * self._inradius - depth), smoothing)
+
+    def segment_depth(self, a: np.ndarray, b: np.ndarray) -> np.ndarray:
+        """The depth of each segment's deepest point (``deepest_along``)."""
+        t = deepest_along(self.depth, a, b)
+        return self.depth(a + t[..., None] * (b - a))

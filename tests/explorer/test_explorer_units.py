@@ -92,6 +92,29 @@ def test_obstacles_add_select_edit_remove():
     assert len(m.obstacles) == 1 and m.message == ""
 
 
+def test_whole_path_avoidance_is_on_for_new_scenes_and_as_presets_say():
+    """On for a scene whose obstacles are placed in the app, off for the paper's Fig. 4 preset (its
+    numbers are for eq. 59 at the time points), on for the playful presets that ask for it."""
+    m = SessionModel()
+    m.add_obstacle(0.5, 0.5, 0.2)
+    assert m.build_problem().obstacles.segments
+    m.load_preset("fig4_obstacles")
+    assert not m.obstacle_segments and not m.build_problem().obstacles.segments
+    m.load_preset("playful/gap_in_a_wall")
+    assert m.obstacle_segments and m.to_spec()["obstacle_segments"] is True
+
+
+def test_a_finished_solve_reports_obstacle_depths():
+    m = SessionModel()
+    m.load_preset("playful/gap_in_a_wall")
+    runner = SolveRunner()
+    runner.start(m.build_problem().with_changes(optimizer={"method": "robust", "max_iter": 3}))
+    runner.wait(60)
+    assert {"max_obstacle_depth", "max_obstacle_depth_segments"} <= set(runner.summary)
+    assert runner.summary["max_obstacle_depth_segments"] >= runner.summary["max_obstacle_depth"]
+    assert "deepest inside an obstacle" in runner.status
+
+
 def test_url_query_restores_preset_and_parameters():
     m = SessionModel()
     m.load_preset("fig4_obstacles")
