@@ -159,11 +159,7 @@ class SolveRunner(param.Parameterized):
 
     def stop(self, timeout: float = 10.0) -> None:
         """Stop the solve (its best iterate becomes the result), wait for the threads, publish."""
-        if self._control is not None:
-            self._control.stop()
-        for thread in (self._thread, self._landscape_thread):
-            if thread is not None and thread is not threading.current_thread():
-                thread.join(timeout)
+        self.close(timeout)
         self.flush()
 
     def close(self, timeout: float = 10.0) -> None:

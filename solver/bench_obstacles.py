@@ -88,7 +88,8 @@ def report(markdown: bool, render: Callable[[tuple[str, ...], list[list[str]], b
     header = ("case", "solver", "seconds", "status", "objective", "depth at time points",
               "depth along segments", "baseline time / ours")
     rows, runs = [], {}
-    for label, problem in cases():
+    scenes = cases()
+    for label, problem in scenes:
         ours, base = _timed(problem, None), _timed(problem, "lbfgs")
         runs[label] = ours
         for name, run in (("robust (ours)", ours), ("lbfgs, straight start (baseline)", base)):
@@ -96,7 +97,7 @@ def report(markdown: bool, render: Callable[[tuple[str, ...], list[list[str]], b
                          f"{run['max_obstacle_depth']:.1e}", f"{run['max_obstacle_depth_segments']:.1e}",
                          f"{base['seconds'] / ours['seconds']:.1f}" if run is ours else ""])
     if figure is not None:
-        draw(runs, cases()[1][1], figure)
+        draw(runs, scenes[1][1], figure)
     note = (f"Published Fig. 4 objective: {FIG4_PUBLISHED}. Depths: how far the deepest point lies inside "
             f"an obstacle (<= 0: outside all); time limit {TIME_LIMIT:.0f} s for both solvers.")
     return render(header, rows, markdown) + "\n\n" + note

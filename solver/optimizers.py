@@ -508,8 +508,10 @@ def robust(objective: Objective, x0: torch.Tensor, spec: OptimizerSpec) -> Itera
     its stopping rule."""
     p = objective.problem
     reduced = reducible(p)
-    work: Objective | ReducedObjective = ReducedObjective(p) if reduced else objective
-    if p.obstacles is not None:
+    work: Objective | ReducedObjective = objective
+    if reduced:
+        work = ReducedObjective(p)
+    elif p.obstacles is not None:
         work = Objective(p, obstacle_smoothing=p.obstacles.smoothing(OBSTACLE_SMOOTHING))
     size = p.N * (p.dynamics.state_dim if reduced else int(np.prod(objective.variable_shape[1:])))
     ot_start: list[torch.Tensor] = []

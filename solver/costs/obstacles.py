@@ -98,18 +98,15 @@ class Circle:
 
     def segment_depth(self, a: np.ndarray, b: np.ndarray) -> np.ndarray:
         """The depth of the deepest point of each segment [a, b] (exact: its point closest to the centre)."""
-        d = len(self.center)
-        ab = b[..., :d] - a[..., :d]
-        t = np.clip(((self.center - a[..., :d]) * ab).sum(-1) / np.maximum((ab * ab).sum(-1), 1e-300), 0.0, 1.0)
-        q = a[..., :d] + t[..., None] * ab
-        return self.radius - np.linalg.norm(q - self.center, axis=-1)
+        return self.depth(closest_point(a, b, self.center))
 
 
-def closest_point(a: "torch.Tensor", b: "torch.Tensor", c: "torch.Tensor") -> "torch.Tensor":
-    """The point of each segment [a, b] (..., D) closest to c (on the first len(c) coordinates)."""
+def closest_point(a: Any, b: Any, c: Any) -> Any:
+    """The point of each segment [a, b] (..., D) closest to c (on the first len(c) coordinates); numpy
+    arrays or torch tensors alike."""
     d = c.shape[0]
     ab = b[..., :d] - a[..., :d]
-    t = (((c - a[..., :d]) * ab).sum(-1) / (ab * ab).sum(-1).clamp_min(1e-300)).clamp(0.0, 1.0)
+    t = (((c - a[..., :d]) * ab).sum(-1) / (ab * ab).sum(-1).clip(1e-300, None)).clip(0.0, 1.0)
     return a[..., :d] + t[..., None] * ab
 
 

@@ -57,6 +57,14 @@ def signed_depth(vertices: np.ndarray, pos: np.ndarray) -> np.ndarray:
     return np.where(_inside(a, b, pos[..., :2]), distance, -distance)
 
 
+def _edge_gaps(vertices: "torch.Tensor", q: "torch.Tensor") -> "torch.Tensor":
+    """The vectors (..., K, 2) from each edge's nearest point to the points q (..., 2)."""
+    edge = torch.roll(vertices, -1, 0) - vertices
+    p = q[..., None, :]
+    u = (((p - vertices) * edge).sum(-1) / (edge * edge).sum(-1)).clamp(0.0, 1.0)
+    return (p - vertices) - u[..., None] * edge
+
+
 def _inside(a: Any, b: Any, pos: Any) -> Any:
     """Even-odd rule (a ray to +x crosses the boundary an odd number of times); numpy or torch."""
     x, y = pos[..., None, 0], pos[..., None, 1]
@@ -165,13 +173,9 @@ class Polygon:
         """s (2 rho - s) at every point of ``pos`` (..., D) whose first two coordinates lie inside
         (``hinge`` of the same expression with s signed, smoothed by ``smoothing``)."""
         a = torch.as_tensor(self.vertices, dtype=pos.dtype)
-        b = torch.roll(a, -1, 0)
-        p = pos[..., None, :2]
-        ab = b - a
-        t = (((p - a) * ab).sum(-1) / (ab * ab).sum(-1)).clamp(0.0, 1.0)
-        gap = (p - a) - t[..., None] * ab
+        gap = _edge_gaps(a, pos[..., :2])
         s = (gap * gap).sum(-1).min(-1).values.clamp_min(1e-300).sqrt()
-        s = torch.where(_inside(a, b, pos[..., :2].detach()), s, -s)
+        s = torch.where(_inside(a, torch.roll(a, -1, 0), pos[..., :2].detach()), s, -s)
         return hinge(s * (2 * self._inradius - s), smoothing)
 
     @staticmethod
@@ -181,7 +185,7 @@ class Polygon:
     @staticmethod
     def segment_penalty_of(polygons: list["Polygon"], a: "torch.Tensor", b: "torch.Tensor",
                            smoothing: float = 0.0) -> "torch.Tensor":
-        """The penalty of each segment [a, b] (..., D) at its deepest point (``deepest_along``)."""
+        """The penalty of each segment [a, b] (..., D) at its deepest point (``deepest``)."""
         total = a.new_zeros(a.shape[:-1])
         for p in polygons:
             total = total + p.penalty_along(a, b, p.deepest(a.detach(), b.detach()), smoothing)
@@ -218,11 +222,9 @@ class Polygon:
         and moves with it: d_i + s_i (d_j - d_i) / (s_i - s_j), equal to d_i in value, has the gradient
         of the crossing (the implicit function theorem)."""
         A = torch.as_tensor(self.vertices, dtype=a.dtype)
-        edge = torch.roll(A, -1, 0) - A
         ab = b[..., :2] - a[..., :2]
-        q = (a[..., :2] + t[..., None] * ab)[..., None, :]  # (..., 1, 2)
-        u = (((q - A) * edge).sum(-1) / (edge * edge).sum(-1)).clamp(0.0, 1.0)
-        gap = (q - A) - u[..., None] * edge  # from each edge's nearest point to q, (..., K, 2)
+        q = a[..., :2] + t[..., None] * ab
+        gap = _edge_gaps(A, q)
         dist = (gap * gap).sum(-1).clamp_min(1e-300).sqrt()
         slope = (gap * ab[..., None, :]).sum(-1) / dist  # d dist / dt
         two = dist.detach().topk(2, dim=-1, largest=False).indices
@@ -231,7 +233,7 @@ class Polygon:
         shift = torch.where(tied, (d_j - d_i) / torch.where(tied, s_i - s_j, torch.ones_like(s_i)),
                             torch.zeros_like(d_i))
         depth = d_i + s_i * shift
-        depth = torch.where(_inside(A, torch.roll(A, -1, 0), q[..., 0, :].detach()), depth, -depth)
+        depth = torch.where(_inside(A, torch.roll(A, -1, 0), q.detach()), depth, -depth)
         return hinge(depth * (2 * self._inradius - depth), smoothing)
 
     def segment_depth(self, a: np.ndarray, b: np.ndarray) -> np.ndarray:

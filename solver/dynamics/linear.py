@@ -29,7 +29,7 @@ class LinearDynamics:
     _cache: dict = field(default_factory=dict, compare=False, repr=False)
 
     kind: ClassVar[str] = "linear"
-    has_velocities: ClassVar[bool] = False  # the states end with the velocities of the positions
+    has_velocities: ClassVar[bool] = False  # the states are the points (no velocity columns)
     min_M: ClassVar[int] = 2
     couples_particles: ClassVar[bool] = False
     plain_transport: ClassVar[bool] = False
