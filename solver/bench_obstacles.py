@@ -29,6 +29,8 @@ from .run import solve
 ASSETS = Path(__file__).resolve().parent.parent / "assets"
 #: Both solvers stop here at the latest.
 TIME_LIMIT = 60.0
+#: The figure marks segments reaching deeper than this into an obstacle.
+CUT_DEPTH = 1e-3
 #: The published Fig. 4 objective (paper-data README).
 FIG4_PUBLISHED = 16.16196
 
@@ -62,23 +64,29 @@ def cases() -> list[tuple[str, Problem]]:
 
 def draw(runs: dict[str, dict], problem: Problem, path: Path) -> None:
     """The three-obstacle scene solved with whole-path avoidance off (left) and on (right)."""
-    fig = Figure(figsize=(11, 4.6), layout="constrained")
+    fig = Figure(figsize=(11, 3.8), layout="constrained")
     axes = fig.subplots(1, 2, sharey=True)
     for ax, label in zip(axes, ("three obstacles, segments off", "three obstacles, segments on")):
         run = runs[label]
         pos = run["positions"]
         draw_obstacles(ax, problem)
         for k, path_k in enumerate(pos):
-            ax.plot(path_k[:, 0], path_k[:, 1], "-", color="tab:blue", lw=0.7, alpha=0.8,
-                    label="trajectories (as drawn: straight between time points)" if k == 0 else None)
-        ax.plot(pos[:, :, 0].ravel(), pos[:, :, 1].ravel(), ".", ms=2, color="tab:blue")
-        ax.plot(pos[:, -1, 0], pos[:, -1, 1], "o", ms=3, color="tab:red", label="terminal points")
-        ax.set_title(f"obstacle_segments = {'true' if 'on' in label else 'false'}: deepest inside "
-                     f"{max(run['max_obstacle_depth_segments'], 0.0):.1e} along the paths")
+            ax.plot(path_k[:, 0], path_k[:, 1], "-", color="tab:blue", lw=0.6, alpha=0.7,
+                    label="trajectories (straight between time points)" if k == 0 else None)
+        ax.plot(pos[:, :, 0].ravel(), pos[:, :, 1].ravel(), ".", ms=2, color="tab:blue", label="time points")
+        i, j = np.nonzero(problem.obstacles.segment_depths(pos) > CUT_DEPTH)
+        for n, (a, b) in enumerate(zip(pos[i, j], pos[i, j + 1])):
+            ax.plot([a[0], b[0]], [a[1], b[1]], "-", color="crimson", lw=1.6,
+                    label=f"segments more than {CUT_DEPTH:g} inside" if n == 0 else None)
+        ax.plot(pos[:, -1, 0], pos[:, -1, 1], "o", ms=3, color="tab:orange", label="terminal points")
+        ax.set_title(f"obstacle_segments = {'true' if 'on' in label else 'false'}\n"
+                     f"{len(i)} segments cut an obstacle; deepest {max(run['max_obstacle_depth_segments'], 0.0):.1e}",
+                     fontsize=10)
         ax.set_xlabel("x0")
         ax.set_aspect("equal")
     axes[0].set_ylabel("x1")
-    axes[0].legend(loc="lower left", fontsize=8)
+    handles, labels = axes[0].get_legend_handles_labels()
+    fig.legend(handles, labels, loc="outside lower center", ncols=5, fontsize=8)
     fig.savefig(path, dpi=110)
 
 

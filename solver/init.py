@@ -22,7 +22,7 @@ from typing import TYPE_CHECKING, Any, ClassVar
 import numpy as np
 
 from .errors import ProblemError
-from .lazy import torch
+from .lazy import scipy_optimize, torch
 from .objective import Objective
 from .paths import straight_lines
 from .reading import Context, floats
@@ -115,7 +115,8 @@ def ot_terminal_states(objective: Objective, cancel: threading.Event | None = No
     return np.linalg.solve(L.T, images.T).T
 
 
-#: Iterations of L-BFGS that bend a start around the obstacles.
+#: Iterations of L-BFGS that bend a start around the obstacles (SciPy's L-BFGS-B: torch.optim's first
+#: use imports torch._dynamo, 3 s the app's first solve would wait before its first iteration).
 BEND_ITERATIONS = 100
 
 
@@ -146,30 +147,25 @@ def around_obstacles(objective: Objective, variables: "torch.Tensor") -> "torch.
         side = torch.where(side == 0, torch.ones_like(side), side)
         amount = (depth.max(1).values + p.delta) * hit
         pos[:, :, :2] -= (side * amount)[:, None, None] * torch.sin(torch.pi * t)[None, :, None] * normal[:, None, :]
-    x = objective.variables_from_positions(pos).requires_grad_(True)
-    terminal0 = p.dynamics.terminal(objective.positions(x.detach()), objective.h)
+    x0 = objective.variables_from_positions(pos)
+    terminal0 = p.dynamics.terminal(pos, objective.h)
     pin = 10.0 * obstacles.weight
+    tau = objective.obstacle_smoothing
 
-    def energy() -> "torch.Tensor":
-        positions = objective.positions(x)
-        tau = objective.obstacle_smoothing
-        penalty = (obstacles(positions, tau).sum()
-                   + obstacles.segment_penalty(positions[:, :-1], positions[:, 1:], tau).sum())
-        drift = p.dynamics.terminal(positions, objective.h) - terminal0
-        return objective.kinetic(positions, x) + (penalty * objective.h + pin * (drift * drift).sum()) / p.N
+    def energy_and_gradient(flat: np.ndarray) -> tuple[float, np.ndarray]:
+        x = torch.tensor(flat.reshape(x0.shape), requires_grad=True)
+        with torch.enable_grad():
+            positions = objective.positions(x)
+            penalty = (obstacles(positions, tau).sum()
+                       + obstacles.segment_penalty(positions[:, :-1], positions[:, 1:], tau).sum())
+            drift = p.dynamics.terminal(positions, objective.h) - terminal0
+            value = objective.kinetic(positions, x) + (penalty * objective.h + pin * (drift * drift).sum()) / p.N
+            value.backward()
+        return float(value.detach()), x.grad.numpy().ravel()
 
-    opt = torch.optim.LBFGS([x], lr=1.0, max_iter=BEND_ITERATIONS, history_size=30, line_search_fn="strong_wolfe",
-                            tolerance_grad=1e-12, tolerance_change=1e-14)
-
-    def closure() -> "torch.Tensor":
-        opt.zero_grad()
-        value = energy()
-        value.backward()
-        return value
-
-    with torch.enable_grad():
-        opt.step(closure)
-    return x.detach()
+    found = scipy_optimize.minimize(energy_and_gradient, x0.numpy().ravel(), jac=True, method="L-BFGS-B",
+                                    options={"maxiter": BEND_ITERATIONS, "maxcor": 30, "gtol": 1e-12, "ftol": 1e-14})
+    return torch.as_tensor(found.x.reshape(x0.shape))
 
 
 def paths_to(objective: Objective, terminal: np.ndarray) -> "torch.Tensor":

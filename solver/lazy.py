@@ -31,4 +31,5 @@ class LazyModule(types.ModuleType):
 torch = LazyModule("torch")
 ot = LazyModule("ot")
 scipy_linalg = LazyModule("scipy.linalg")
+scipy_optimize = LazyModule("scipy.optimize")
 numba = LazyModule("numba")

@@ -242,8 +242,12 @@ class Obstacles:
         """How far each point lies inside the deepest obstacle (<= 0 outside all of them)."""
         return np.max([s.depth(np.asarray(y)) for s in self.shapes], axis=0)
 
-    def path_depth(self, positions: np.ndarray) -> float:
-        """The deepest point of the piecewise-linear trajectories (N, M, d) inside any obstacle: the
-        maximum over every segment between consecutive time points (<= 0: all outside)."""
+    def segment_depths(self, positions: np.ndarray) -> np.ndarray:
+        """How deep each segment between consecutive time points of the trajectories (N, M, d) reaches
+        into the deepest obstacle, (N, M - 1) (<= 0: outside all)."""
         a, b = positions[:, :-1], positions[:, 1:]
-        return float(np.max([s.segment_depth(a, b) for s in self.shapes]))
+        return np.max([s.segment_depth(a, b) for s in self.shapes], axis=0)
+
+    def path_depth(self, positions: np.ndarray) -> float:
+        """The deepest point of the piecewise-linear trajectories (N, M, d) inside any obstacle."""
+        return float(self.segment_depths(positions).max())
