@@ -31,6 +31,7 @@ from .assignment import match
 from .steering import min_energy_variables, steering_coordinates
 
 if TYPE_CHECKING:
+    from .costs import Obstacles
     from .problem import Problem
 
 #: Continuum targets with at most this many particles get blob quantizations (below); larger N
@@ -115,18 +116,61 @@ def ot_terminal_states(objective: Objective, cancel: threading.Event | None = No
     return np.linalg.solve(L.T, images.T).T
 
 
+#: ``detour`` tries this many sideways offsets each way, up to the obstacles' extent, on the paths a
+#: first bend leaves deeper inside than ``DETOUR_MARGIN`` times the smallest obstacle's size.
+DETOUR_STEPS, DETOUR_MARGIN = 20, 0.05
 #: Iterations of L-BFGS that bend a start around the obstacles (SciPy's L-BFGS-B: torch.optim's first
 #: use imports torch._dynamo, 3 s the app's first solve would wait before its first iteration).
 BEND_ITERATIONS = 100
 
 
+def detour(obstacles: "Obstacles", positions: np.ndarray, margin: float) -> np.ndarray:
+    """The trajectories (N, M, d) with every path that lies deeper than ``margin`` inside an obstacle (and
+    has both ends outside) moved sideways in its first two coordinates, by a tent (zero at both ends,
+    largest at its deepest time point) along the normal of the chord from its start to its end: the
+    smallest of ``DETOUR_STEPS`` offsets each way, up to the obstacles' extent, that takes the path out
+    of every obstacle as the problem measures it (its time points, and its segments too with
+    ``obstacle_segments``), else the one that leaves it least deep. Searching both sides finds the way
+    around a wall of overlapping discs, where the penalty's gradient pushes a path crossing a seam both
+    ways at once. Returns ``positions`` itself when no path needs moving."""
+
+    def deepest(q: np.ndarray) -> np.ndarray:
+        return (obstacles.segment_depths(q) if obstacles.segments else obstacles.depth(q)).max(1)
+
+    inside = (deepest(positions) > margin) & (obstacles.depth(positions[:, [0, -1]]).max(1) <= 0)
+    if not inside.any():
+        return positions
+    N, M = positions.shape[:2]
+    chord = positions[:, -1, :2] - positions[:, 0, :2]
+    normal = np.stack([-chord[:, 1], chord[:, 0]], 1) / np.maximum(np.linalg.norm(chord, axis=1), 1e-300)[:, None]
+    t = np.linspace(0.0, 1.0, M)
+    peak = np.clip(t[obstacles.depth(positions).argmax(1)], t[1] if M > 2 else 0.5, t[-2] if M > 2 else 0.5)
+    tent = np.minimum(t / peak[:, None], (1.0 - t) / (1.0 - peak[:, None]))  # (N, M)
+    low = np.min([s.bounding_box()[0][:2] for s in obstacles.shapes], axis=0)
+    high = np.max([s.bounding_box()[1][:2] for s in obstacles.shapes], axis=0)
+    steps = np.linalg.norm(high - low) * np.arange(1, DETOUR_STEPS + 1) / DETOUR_STEPS
+    best, best_depth = positions.copy(), np.full(N, np.inf)
+    todo = inside.copy()
+    for offset in np.ravel(np.column_stack([steps, -steps])):
+        moved = positions[todo].copy()
+        moved[..., :2] += offset * tent[todo, :, None] * normal[todo, None, :]
+        depth = deepest(moved)
+        better = depth < best_depth[todo]
+        rows = np.flatnonzero(todo)[better]
+        best[rows], best_depth[rows] = moved[better], depth[better]
+        todo[np.flatnonzero(todo)[depth <= 0]] = False
+        if not todo.any():
+            break
+    return best
+
+
 def around_obstacles(objective: Objective, variables: "torch.Tensor") -> "torch.Tensor":
-    """The trajectories of ``variables`` bent around the problem's obstacles, their terminal states kept:
-    L-BFGS on the control energy plus the obstacle penalty (with every segment between time points,
-    whatever ``obstacle_segments`` says) plus a stiff pin of the terminal states, so that the solve that
-    follows spends its time on transport, not on escaping obstacles. Paths are first pushed sideways
-    (away from the centre of the obstacle they enter, by its depth plus delta, most at mid-path): a
-    straight path through a centre has no sideways gradient."""
+    """The trajectories of ``variables`` bent around the problem's obstacles, their terminal states kept,
+    so that the solve that follows spends its time on transport, not on escaping obstacles. Each path is
+    pushed away from the centre of every obstacle it enters (by its depth plus delta, most at mid-path: a
+    straight path through a centre has no sideways gradient) and smoothed (``bent_paths``). Where a
+    path stays inside (two overlapping discs push it both ways at once), it is moved sideways
+    (``detour``) and the paths are smoothed again."""
     p = objective.problem
     obstacles = p.obstacles
     if obstacles is None or p.dynamics.dim < 2:
@@ -147,8 +191,20 @@ def around_obstacles(objective: Objective, variables: "torch.Tensor") -> "torch.
         side = torch.where(side == 0, torch.ones_like(side), side)
         amount = (depth.max(1).values + p.delta) * hit
         pos[:, :, :2] -= (side * amount)[:, None, None] * torch.sin(torch.pi * t)[None, :, None] * normal[:, None, :]
-    x0 = objective.variables_from_positions(pos)
-    terminal0 = p.dynamics.terminal(pos, objective.h)
+    x = bent_paths(objective, pos)
+    positions = objective.positions(x).numpy()
+    moved = detour(obstacles, positions, DETOUR_MARGIN * min(s.size for s in obstacles.shapes))
+    return x if moved is positions else bent_paths(objective, torch.as_tensor(moved))
+
+
+def bent_paths(objective: Objective, positions: "torch.Tensor") -> "torch.Tensor":
+    """Variables of the trajectories ``positions`` smoothed by ``BEND_ITERATIONS`` of L-BFGS on the
+    control energy plus the obstacle penalty (with every segment between time points, whatever
+    ``obstacle_segments`` says) plus a stiff pin of the terminal states."""
+    p = objective.problem
+    obstacles = p.obstacles
+    x0 = objective.variables_from_positions(positions)
+    terminal0 = p.dynamics.terminal(positions, objective.h)
     pin = 10.0 * obstacles.weight
     tau = objective.obstacle_smoothing
 

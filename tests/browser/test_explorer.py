@@ -139,6 +139,10 @@ def test_preset_run_responsive_stop_and_download_csv(app_url, browser_page):
     page.locator(".stop-button button").click()
     wait_text(page, ".iteration", r"finished", timeout=20)
     assert "stopped" in text(page, ".status-bar")
+    # the paper's preset keeps whole-path avoidance off; the status gives the depths inside the obstacles
+    assert not page.locator(".segments-check input[type=checkbox]").is_checked()
+    assert re.search(r"deepest inside an obstacle: \S+ at the time points, \S+ along the paths",
+                     text(page, ".status-bar"))
     # after leaving the Scene tab and coming back, the plot on screen still shows the trajectories
     page.locator(".main-tabs .bk-tab", has_text="Help").click()
     page.locator(".main-tabs .bk-tab", has_text="Scene").click()
@@ -160,6 +164,7 @@ def test_export_session_and_load_it_back(app_url, browser_page, tmp_path):
     open_app(page, app_url)
     choose_preset(page, "playful/mixture_with_obstacles")
     wait_text(page, ".scene-summary", "3 obstacles")
+    assert page.locator(".segments-check input[type=checkbox]").is_checked()  # the preset asks for it
     set_number(page, ".m-input", "7")
     original = wait_text(page, ".scene-summary", "M = 7")
     page.locator(".run-button button").click()
