@@ -213,10 +213,10 @@ def test_bad_inputs_give_messages_and_the_app_keeps_working(app_url, browser_pag
     wait_text(page, ".validation-message", r"M: must be >= 2")
     set_number(page, ".m-input", "4")
     page.locator(".validation-message").first.wait_for(state="hidden")
-    page.locator(".run-button button").click()  # the app still solves
-    wait_text(page, ".iteration", r"Iteration [1-9]", timeout=15)
-    page.locator(".stop-button button").click()
-    wait_text(page, ".iteration", "finished")
+    page.locator(".run-button button").click()  # the app still solves: this small scene to convergence
+    # (in well under a second, so Stop would race the end of the solve; the Stop button is tested on Fig. 4)
+    wait_text(page, ".iteration", r"Iteration [1-9]\d* .*finished", timeout=30)
+    assert "Finished (converged)" in text(page, ".status-bar")
 
 
 #: Plot updates per second required at N = 500 (issue 3: at least 5). The app publishes up to 10 per
