@@ -23,6 +23,8 @@ from solver.distributed.case import CaseError, parse_case
 from solver.distributed.explore import Stage, explore
 from solver.distributed.graphs import GRAPH_KINDS, NORMALIZATIONS
 
+from .plots import live
+
 ROWS = [("V", "V", "V_err"), ("V_dstr", "V_dstr", "V_dstr_err"), ("V_det", "V_det", "V_det_err"),
         ("V_dstr - V", "gap", None), ("bound (general RHS)", "bound", None),
         ("(T²/2n)‖K''‖² tr(J²)", "bound_trace", None), ("V_det bound", "bound_det", None), ("mean-field V̄", "V_mf", None)]
@@ -145,46 +147,59 @@ def _draw_graph(data: tuple[np.ndarray, np.ndarray]) -> hv.Overlay:
     pad = 0.1 * float(max((high - low).max(), 1.0))
     return (hv.Segments(seg, kdims=["x0", "y0", "x1", "y1"]).opts(color="gray", alpha=0.5)
             * hv.Points(pos, kdims=["x", "y"]).opts(size=6, color="navy")).opts(
-        width=320, height=320, xaxis=None, yaxis=None, title="graph W", framewise=True,
+        width=320, height=320, xaxis=None, yaxis=None, title="graph W",
         xlim=(low[0] - pad, high[0] + pad), ylim=(low[1] - pad, high[1] + pad))
 
 
 def _draw_curves(data: Any) -> hv.Overlay:
-    """Gap and bound against n on log axes (the axes are logarithmic from the first, empty render on:
-    Bokeh cannot change an axis' type later)."""
-    if data is None:
-        return (hv.Curve([], "n", "value") * hv.Curve([], "n", "value")).opts(
-            hv.opts.Overlay(**PLOT, title="gap and bound vs n", logx=True, logy=True, framewise=True))
-    values = np.concatenate([data.gap, data.bound])
+    """Gap and bound against n on log axes. The empty first frame has the same two labelled curves
+    and log axes as every later one (Bokeh cannot change an axis' type later, and a frame of other
+    curves would be drawn as new, separate renderers)."""
+    ns, gap, bound = (np.array([1.0, 2.0]), np.full(2, np.nan), np.full(2, np.nan)) if data is None else (
+        data.ns, data.gap, data.bound)
+    values = np.concatenate([gap, bound])
     values = values[values > 0]
     ylim = (values.min() / 2, values.max() * 2) if len(values) else (1e-3, 1.0)
-    return (hv.Curve((data.ns, data.gap), "n", "value", label="V_dstr - V")
-            * hv.Curve((data.ns, data.bound), "n", "value", label="bound").opts(line_dash="dashed")
-            ).opts(hv.opts.Curve(logx=True, logy=True, framewise=True),
+    return (hv.Curve((ns, gap), "n", "value", label="V_dstr - V")
+            * hv.Curve((ns, bound), "n", "value", label="bound").opts(line_dash="dashed")
+            ).opts(hv.opts.Curve(logx=True, logy=True),
                    hv.opts.Overlay(**PLOT, title="gap and bound vs n (quadratic twin)", ylim=ylim,
-                                   xlim=(data.ns.min() / 1.2, data.ns.max() * 1.2),
-                                   legend_position="bottom_left", logx=True, logy=True, framewise=True))
+                                   xlim=(ns.min() / 1.2, ns.max() * 1.2),
+                                   legend_position="bottom_left", logx=True, logy=True))
 
 
 def _draw_paths(data: tuple[np.ndarray, np.ndarray, np.ndarray]) -> hv.Overlay:
+    """Sample paths of player 1 against time, under the full-information and the distributed optimal
+    controls: one NaN-separated path per control, so every frame has the same two renderers."""
     t, xf, xd = data
-    curves = [hv.Curve((t, xf[:, k]), "t", "X").opts(color="#1f77b4", alpha=0.6) for k in range(xf.shape[1])]
-    curves += [hv.Curve((t, xd[:, k]), "t", "X").opts(color="#ff7f0e", alpha=0.6) for k in range(xd.shape[1])]
-    return hv.Overlay(curves).opts(**PLOT, framewise=True,
-                                   title="player 1: full-info (blue) vs distributed (orange)")
+    return (hv.Path([_lines(t, xf)], kdims=["t", "X"], label="full information").opts(color="#1f77b4", alpha=0.6)
+            * hv.Path([_lines(t, xd)], kdims=["t", "X"], label="distributed").opts(color="#ff7f0e", alpha=0.6)
+            ).opts(**PLOT, title="player 1: full-info (blue) vs distributed (orange)", legend_position="top_left")
+
+
+def _lines(t: np.ndarray, x: np.ndarray) -> np.ndarray:
+    """(T, K) sample paths at times t -> one (K (T + 1), 2) array of (t, x), paths separated by NaN."""
+    T, K = x.shape
+    out = np.full((K, T + 1, 2), np.nan)
+    out[:, :T, 0], out[:, :T, 1] = t, x.T
+    return out.reshape(-1, 2)
 
 
 def _draw_marginals(data: Any, value: int) -> hv.Overlay:
+    """Histograms of player 1's state in the particle system and in its independent projection at
+    the chosen time (both empty until the projection is computed)."""
     if data is None:
-        return hv.Overlay([hv.Histogram(([0.0, 1.0], [0.0]))]).opts(**PLOT)
-    k = min(value, len(data.times) - 1)
-    X, Y = data.X, data.Y
-    edges = np.linspace(min(X.min(), Y.min()), max(X.max(), Y.max()), 41)
-    hx = np.histogram(X[k][:, 0], edges, density=True)[0]
-    hy = np.histogram(Y[k][:, 0], edges, density=True)[0]
+        edges, hx, hy, title = np.array([0.0, 1.0]), np.zeros(1), np.zeros(1), "marginals (computing ...)"
+    else:
+        k = min(value, len(data.times) - 1)
+        X, Y = data.X, data.Y
+        edges = np.linspace(min(X.min(), Y.min()), max(X.max(), Y.max()), 41)
+        hx = np.histogram(X[k][:, 0], edges, density=True)[0]
+        hy = np.histogram(Y[k][:, 0], edges, density=True)[0]
+        title = f"marginals at t = {data.times[k]:.2f}"
     return (hv.Histogram((edges, hx), kdims=["x"], vdims=["density"], label="X¹ particle system").opts(alpha=0.5)
             * hv.Histogram((edges, hy), kdims=["x"], vdims=["density"], label="Y¹ independent projection").opts(alpha=0.5)
-            ).opts(**PLOT, framewise=True, title=f"marginals at t = {data.times[k]:.2f}", legend_position="top_left")
+            ).opts(**PLOT, title=title, legend_position="top_left")
 
 
 def distributed_tab() -> pn.viewable.Viewable:
@@ -247,9 +262,11 @@ def distributed_tab() -> pn.viewable.Viewable:
     case.param.watch(run, [name for name in case.param if name != "name"])
     if doc is not None and doc.session_context is not None:
         pn.state.on_session_destroyed(lambda _ctx: worker.close(timeout=2.0))
-    plots = pn.Row(hv.DynamicMap(_draw_graph, streams=[graph_pipe]), hv.DynamicMap(_draw_curves, streams=[curve_pipe]))
-    plots2 = pn.Row(hv.DynamicMap(_draw_paths, streams=[path_pipe]),
-                    pn.Column(hv.DynamicMap(_draw_marginals, streams=[proj_pipe, hv.streams.Params(frame, ["value"])]),
+    plots = pn.Row(pn.pane.HoloViews(live(hv.DynamicMap(_draw_graph, streams=[graph_pipe])), css_classes=["graph-plot"]),
+                   pn.pane.HoloViews(live(hv.DynamicMap(_draw_curves, streams=[curve_pipe])), css_classes=["gap-plot"]))
+    plots2 = pn.Row(pn.pane.HoloViews(live(hv.DynamicMap(_draw_paths, streams=[path_pipe])), css_classes=["paths-plot"]),
+                    pn.Column(pn.pane.HoloViews(live(hv.DynamicMap(_draw_marginals, streams=[
+                        proj_pipe, hv.streams.Params(frame, ["value"])])), css_classes=["marginals-plot"]),
                               frame))
     controls = pn.Column("### Distributed control", widgets, progress, status, width=280)
     layout = pn.Row(controls, pn.Column(table, plots, plots2))

@@ -180,3 +180,13 @@ def phase_plane(data: np.ndarray | None) -> hv.Overlay:
             * hv.Points(start, kdims=kdims, label="source").opts(color=SOURCE_COLOR, size=6)
             * hv.Points(end, kdims=kdims, label="terminal").opts(color=TERMINAL_COLOR, size=6)
             ).opts(title="Phase plane", legend_position="top_left")
+
+
+#: Element types whose ranges follow their data in a live plot.
+_FRAMEWISE = ("Curve", "Path", "Points", "Image", "Segments", "Histogram", "Area", "Polygons")
+
+
+def live(dmap: hv.DynamicMap) -> hv.DynamicMap:
+    """A DynamicMap whose axes follow every new frame. HoloViews reads ``framewise`` per element (an
+    Overlay-level option alone leaves the axes at the first, often empty, frame's 0..1)."""
+    return dmap.opts(*(getattr(hv.opts, kind)(framewise=True) for kind in _FRAMEWISE))

@@ -21,8 +21,8 @@ DISTRIBUTED_TAB = "Distributed control"
 
 def energy_plot(runner: SolveRunner) -> pn.pane.HoloViews:
     """Energy curves (total, kinetic, nonlocal, obstacle; log scale), streamed from the runner."""
-    dmap = hv.DynamicMap(plots.energy_curves, streams=[runner.energies]).opts(
-        hv.opts.Overlay(height=330, responsive=True, framewise=True, show_grid=True))
+    dmap = plots.live(hv.DynamicMap(plots.energy_curves, streams=[runner.energies])).opts(
+        hv.opts.Overlay(height=330, responsive=True, show_grid=True))
     return pn.pane.HoloViews(dmap, css_classes=["energy-plot"], min_width=380)
 
 
@@ -62,8 +62,8 @@ def fig6_view(model: SessionModel, runner: SolveRunner, n: int = 61) -> hv.Overl
 
 def landscape_tab(model: SessionModel, runner: SolveRunner) -> pn.Row:
     """Live plane landscape (refreshed by the runner) and the Fig. 6 terminal-point landscape."""
-    live = hv.DynamicMap(_landscape, streams=[runner.landscape]).opts(
-        hv.opts.Overlay(width=560, height=480, framewise=True))
+    live = plots.live(hv.DynamicMap(_landscape, streams=[runner.landscape])).opts(
+        hv.opts.Overlay(width=560, height=480))
     fig6_pane = pn.pane.HoloViews(fig6_view(model, runner), css_classes=["fig6-plot"])
     button = pn.widgets.Button(name="Recompute Fig. 6 (current eps / problem)", css_classes=["fig6-button"])
     button.on_click(lambda _e: setattr(fig6_pane, "object", fig6_view(model, runner)))
@@ -81,10 +81,10 @@ def landscape_tab(model: SessionModel, runner: SolveRunner) -> pn.Row:
 
 def acceleration_tab(runner: SolveRunner) -> pn.Column:
     """Fig. 5 views for acceleration control: position against time and the phase plane."""
-    left = hv.DynamicMap(plots.position_time, streams=[runner.acceleration]).opts(
-        hv.opts.Path(width=500, height=420, framewise=True))
-    right = hv.DynamicMap(plots.phase_plane, streams=[runner.acceleration]).opts(
-        hv.opts.Overlay(width=500, height=420, framewise=True))
+    left = plots.live(hv.DynamicMap(plots.position_time, streams=[runner.acceleration])).opts(
+        hv.opts.Path(width=500, height=420))
+    right = plots.live(hv.DynamicMap(plots.phase_plane, streams=[runner.acceleration])).opts(
+        hv.opts.Overlay(width=500, height=420))
     return pn.Column(
         pn.pane.Markdown("For acceleration control (e.g. the *fig5_acceleration* preset): the first "
                          "coordinate of each particle against time, and the (position, velocity) "

@@ -103,3 +103,4 @@ def browser_page(_browser) -> Iterator["object"]:
     page.goto("about:blank")  # close the app's websocket cleanly before the context goes away
     page.wait_for_timeout(300)
     context.close()
+

@@ -3,6 +3,8 @@ import re
 
 import pytest
 
+from tests.browser.figures import figure_state
+
 pytestmark = pytest.mark.browser
 
 
@@ -35,3 +37,11 @@ def test_graph_change_updates_table(app_url, browser_page):
     assert float(v_star) != float(v_ring)  # the star's V (row-normalized, n = 20) differs from the ring's
     # let the background computation finish before the page closes (no pushes to a closed session)
     page.wait_for_function(FIND_TEXT, arg=["P", "done"], timeout=120_000)
+    # every plot shows its data (issue 11: the graph sat in one corner, the gap plot was empty)
+    graph = figure_state(page, "graph W")
+    assert graph["drawn"] == [20 - 1, 20], graph  # a star on 20 players: 19 edges, 20 players
+    gap = figure_state(page, "gap and bound")
+    assert len(gap["drawn"]) == 2 and min(gap["drawn"]) >= 2, gap
+    assert gap["x"][0] > 0 and gap["y"][0] > 0, gap  # log axes framed around the curves
+    paths = figure_state(page, "player 1")
+    assert len(paths["drawn"]) == 2 and min(paths["drawn"]) > 10, paths

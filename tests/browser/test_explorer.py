@@ -14,6 +14,8 @@ from pathlib import Path
 
 import pytest
 
+from tests.browser.figures import figure_state
+
 pytestmark = pytest.mark.browser
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -139,6 +141,10 @@ def test_preset_run_responsive_stop_and_download_csv(app_url, browser_page):
     page.locator(".stop-button button").click()
     wait_text(page, ".iteration", r"finished", timeout=20)
     assert "stopped" in text(page, ".status-bar")
+    # the energy plot draws the solve's curves on axes that followed it (issue 11: stuck at 0..1)
+    energy = figure_state(page, "Energies")
+    assert energy["x"][1] > 1 and energy["y"][0] > 0, energy
+    assert min(energy["drawn"]) > 1, energy  # total, kinetic, nonlocal and obstacle curves all drawn
     # the paper's preset keeps whole-path avoidance off; the status gives the depths inside the obstacles
     assert not page.locator(".segments-check input[type=checkbox]").is_checked()
     assert re.search(r"deepest inside an obstacle: \S+ at the time points, \S+ along the paths",

@@ -1,0 +1,90 @@
+"""The explorer's live plots follow their data: render each DynamicMap to Bokeh (no browser), send
+frames through its stream and check the figure's ranges and renderers. (Issue 11: the energy plot kept
+its first, empty frame's axes 0..1 while its sources held the curves.)"""
+from __future__ import annotations
+
+from types import SimpleNamespace
+
+import holoviews as hv
+import numpy as np
+import pandas as pd
+import pytest
+
+from explorer import plots
+from explorer.distributed_tab import _draw_curves, _draw_graph, _draw_marginals, _draw_paths
+from explorer.runner import ENERGY_COLUMNS
+from explorer.views import _landscape
+
+hv.extension("bokeh")
+
+
+def render(callback, data, *extra):
+    """The Bokeh figure of a live DynamicMap fed by a Pipe starting at ``data``, and the Pipe."""
+    pipe = hv.streams.Pipe(data=data)
+    dmap = plots.live(hv.DynamicMap(callback, streams=[pipe, *extra]))
+    return hv.renderer("bokeh").get_plot(dmap).state, pipe
+
+
+def covers(rng, values) -> bool:
+    """The range spans the finite values (a range can be padded, never narrower)."""
+    v = np.asarray(values, dtype=float)
+    v = v[np.isfinite(v)]
+    return rng.start <= v.min() and rng.end >= v.max()
+
+
+def test_energy_plot_axes_follow_the_solve_and_skip_zero_terms():
+    fig, pipe = render(plots.energy_curves, pd.DataFrame(np.zeros((0, 5)), columns=ENERGY_COLUMNS))
+    it = np.arange(1.0, 500.0)
+    frame = pd.DataFrame({"iteration": it, "objective": 3 + 1 / it, "kinetic": 2 + 0 * it, "nonlocal": 1 / it,
+                          "obstacle": 0 * it})  # no obstacles: an all-zero term, left out on a log axis
+    renderers_before = len(fig.renderers)
+    pipe.send(frame)
+    assert covers(fig.x_range, it) and fig.x_range.end > 1  # the issue: stuck at 0..1
+    assert covers(fig.y_range, np.r_[frame["objective"], frame["nonlocal"]])
+    assert fig.y_range.start > 0  # log axis: a zero term must not drag the range to 0
+    assert len(fig.renderers) == renderers_before  # updated in place, not drawn as new glyphs
+    lengths = [len(r.data_source.data["iteration"]) for r in fig.renderers]
+    assert lengths == [len(it)] * 4
+
+
+def test_landscape_axes_follow_the_slice():
+    fig, pipe = render(_landscape, None)
+    a = np.linspace(-0.3, 0.3, 11)
+    b = np.linspace(-2.0, 5.0, 13)
+    pipe.send({"a": a, "b": b, "E": np.add.outer(b, a) ** 2, "path": np.array([[0.1, 4.0], [0.0, 0.0]])})
+    assert covers(fig.x_range, a) and covers(fig.y_range, b)
+
+
+def test_distributed_graph_is_framed_around_its_players():
+    fig, pipe = render(_draw_graph, (np.zeros((0, 2)), np.zeros((0, 4))))
+    pos = np.column_stack([np.linspace(3.0, 8.0, 10), np.linspace(-4.0, -1.0, 10)])
+    pipe.send((pos, np.column_stack([pos[:-1], pos[1:]])))
+    assert covers(fig.x_range, pos[:, 0]) and covers(fig.y_range, pos[:, 1])
+    # framed: the players fill most of the plot, not one corner of a fixed box
+    assert fig.x_range.end - fig.x_range.start < 2 * (pos[:, 0].max() - pos[:, 0].min())
+
+
+def test_distributed_gap_plot_draws_its_two_curves_in_place():
+    fig, pipe = render(_draw_curves, None)
+    count = len(fig.renderers)
+    ns = np.array([2.0, 4.0, 8.0, 16.0])
+    pipe.send(SimpleNamespace(ns=ns, gap=0.1 / ns, bound=0.3 / ns))
+    assert len(fig.renderers) == count == 2
+    assert covers(fig.x_range, ns) and covers(fig.y_range, np.r_[0.1 / ns, 0.3 / ns])
+    assert [list(r.data_source.data["n"]) for r in fig.renderers] == [list(ns)] * 2
+
+
+@pytest.mark.parametrize("players", [3, 7])
+def test_distributed_paths_and_marginals_follow_their_data(players):
+    t = np.linspace(0.0, 2.0, 21)
+    fig, pipe = render(_draw_paths, (np.array([0.0]), np.zeros((1, 1)), np.zeros((1, 1))))
+    xf = np.cumsum(np.ones((21, players)), axis=0) * 0.5
+    pipe.send((t, xf, -xf))
+    assert len(fig.renderers) == 2
+    assert covers(fig.x_range, t) and covers(fig.y_range, np.r_[xf.ravel(), -xf.ravel()])
+    time_index = hv.streams.Stream.define("TimeIndex", value=0)()
+    fig, pipe = render(_draw_marginals, None, time_index)
+    X = np.random.default_rng(0).normal(5.0, 1.0, (21, 400, players))
+    pipe.send(SimpleNamespace(times=t, X=X, Y=X + 1.0))
+    assert len(fig.renderers) == 2
+    assert covers(fig.x_range, np.r_[X[0, :, 0], X[0, :, 0] + 1.0])
