@@ -234,6 +234,11 @@ def run_bar(model: SessionModel, runner: SolveRunner, messages: Messages) -> pn.
     resume = button("Resume", "resume-button")
     stop = button("■ Stop", "stop-button", "danger")
     reset = button("Reset", "reset-button")
+    warm = pn.widgets.Checkbox(name="warm", value=True, css_classes=["warm-check"], width=60, height=20,
+                               sizing_mode="fixed", margin=(14, 0, 5, 5))
+    warm_help = pn.widgets.TooltipIcon(value="Warm: Run continues from the last result when the problem "
+                                             "changed only a little (same dynamics and target kind, most "
+                                             "points kept). Reset forgets the result.", margin=(10, 5, 5, 0))
 
     def on_run(_e: Any) -> None:
         try:
@@ -242,7 +247,7 @@ def run_bar(model: SessionModel, runner: SolveRunner, messages: Messages) -> pn.
             messages.error(f"Cannot run: {err}")
             return
         messages.clear()
-        runner.start(problem)
+        runner.start(problem, warm=warm.value)
 
     run.on_click(on_run)
     pause.on_click(lambda _e: runner.pause())
@@ -259,9 +264,19 @@ def run_bar(model: SessionModel, runner: SolveRunner, messages: Messages) -> pn.
     runner.param.watch(lambda e: buttons(e.new), "state")
 
     def changed(*events: param.parameterized.Event) -> None:
-        names = [e.name for e in events if e.name not in ("message", "scene_version", "preset")]
-        if runner.state in ("running", "paused") and names:
-            messages.note(f"{', '.join(names)} changed during the solve: the change applies at the next Run.")
+        """A change during a solve goes to the running solve, which continues from its current iterate
+        (live tuning); an invalid one waits (the validation message says why)."""
+        names = [e.name for e in events if e.name not in ("message", "scene_version", "preset", "title")]
+        if runner.state not in ("running", "paused") or not names:
+            return
+        try:
+            problem = model.build_problem()
+        except solver.ProblemError:
+            return
+        if runner.retarget(problem):
+            when = "when resumed" if runner.state == "paused" else "now"
+            messages.note(f"{', '.join(names)} changed during the solve: it continues from the current "
+                          f"iterate with the new values ({when}).")
 
     model.param.watch(changed, [p for p in model.param if p != "name"])
     iteration = pn.pane.Markdown(pn.bind(lambda i, s, u: f"**Iteration** {i} &nbsp; ({s}, {u} plot updates)",
@@ -271,7 +286,7 @@ def run_bar(model: SessionModel, runner: SolveRunner, messages: Messages) -> pn.
                                       height=20, css_classes=["progress"])
     status = pn.pane.Markdown(runner.param.status, css_classes=["status-bar"], sizing_mode="stretch_width",
                               margin=(0, 10))
-    return pn.Column(pn.Row(run, pause, resume, stop, reset, iteration, progress), status,
+    return pn.Column(pn.Row(run, pause, resume, stop, reset, warm, warm_help, iteration, progress), status,
                      sizing_mode="stretch_width")
 
 

@@ -13,6 +13,7 @@ solver reports. ``stop()`` ends both threads; the app calls it when the session 
 from __future__ import annotations
 
 import atexit
+import dataclasses
 import math
 import threading
 import time
@@ -31,6 +32,7 @@ from solver.diagnostics import obstacle_depths, w2sq_terminal
 from solver.history import ThinnedHistory
 from solver.init import target_size
 from solver.landscape import path_landscape
+from solver.warm import carry_over, continuation_method
 
 ENERGY_PERIOD = 0.5  # seconds between energy-plot updates (the trajectories update faster)
 W2_PERIOD = 1.0  # seconds between live W2^2-to-target evaluations (particle targets)
@@ -44,8 +46,23 @@ ENERGY_COLUMNS = ["iteration", "objective", "kinetic", "nonlocal", "obstacle"]
 ENERGY_PLOT_ROWS = 2000  # the energy plot shows 2,000 to 4,000 evenly spread reports of a solve
 
 
-def status_line(snap: solver.Snapshot, rate: float, w2: float | None = None) -> str:
-    """One line for the status bar: iteration, phase, iterations per second, step size, energies, W2."""
+def solve_parameters(problem: solver.Problem) -> str:
+    """The parameters a solve runs with, for the status line (a live change shows up here)."""
+    opt = problem.optimizer
+    parts = [f"eps = {problem.eps:g}", f"delta = {problem.delta:.3g}", f"M = {problem.M}"]
+    exponent = problem.control_cost.to_spec().get("p")
+    if exponent is not None:
+        parts.append(f"p = {exponent:g}")
+    parts.append(f"method = {opt.method}")
+    if opt.method in ("gd", "adam"):
+        parts.append(f"lr = {opt.lr:g}" if opt.lr is not None else "lr = 0.01 eps")
+    return " · ".join(parts)
+
+
+def status_line(snap: solver.Snapshot, rate: float, w2: float | None = None,
+                problem: solver.Problem | None = None) -> str:
+    """One line for the status bar: iteration, phase, iterations per second, step size, energies, W2,
+    and the parameters the solve uses."""
     e = snap.energies
     parts = [f"iteration {snap.iteration}", *([snap.phase] if snap.phase else []), f"{rate:.0f} it/s",
              f"step {snap.step_size:.3g}", f"E = {e['objective']:.6g}", f"KE = {e['kinetic']:.4g}",
@@ -55,6 +72,8 @@ def status_line(snap: solver.Snapshot, rate: float, w2: float | None = None) -> 
     if w2 is not None:
         parts.append(f"W2² to target = {w2:.4g}")
     parts.append(f"{snap.elapsed:.1f} s")
+    if problem is not None:
+        parts.append(f"[{solve_parameters(problem)}]")
     return " · ".join(parts)
 
 
@@ -118,27 +137,45 @@ class SolveRunner(param.Parameterized):
         self._rate_mark = (time.perf_counter(), 0)
         self._rate = 0.0
         self._w2: float | None = None  # latest W2^2 from the terminal states to a particle target
+        self._pending: solver.Problem | None = None  # a live change waiting for the solver thread
 
     # ----------------------------------------------------------------------------- controls
     @property
     def running(self) -> bool:
         return self._thread is not None and self._thread.is_alive()
 
-    def start(self, problem: solver.Problem) -> None:
-        """Start a fresh solve of ``problem`` (stopping any solve in progress)."""
+    def start(self, problem: solver.Problem, warm: bool = False) -> None:
+        """Start a solve of ``problem`` (stopping any solve in progress). ``warm``: continue from the
+        last result when ``solver.warm.carry_over`` maps it onto ``problem`` (a small change), else
+        start from the problem's own start."""
+        carried = carry_over(self.problem, self.states, problem) if warm and self.problem is not None else None
         self._forget()
+        resume = None
+        if carried is not None:
+            resume = solver.Snapshot(0, 0, {}, 0.0, math.inf, 0.0, "warm start", states=carried)
         self.problem = problem
         self._control = solver.SolveControl()
         self.state = "running"
-        self.status = "Starting the solve ..."
-        self._thread = threading.Thread(target=self._run, args=(problem, self._control),
+        self.status = ("Continuing from the last result ..." if resume else "Starting the solve ...") + \
+            f" [{solve_parameters(problem)}]"
+        self._thread = threading.Thread(target=self._run, args=(problem, self._control, resume),
                                         name="mfc-solve", daemon=True)
         self._thread.start()
         if self.landscape_enabled:
-            self._landscape_thread = threading.Thread(target=self._landscape_loop,
-                                                      args=(problem, self._control),
+            self._landscape_thread = threading.Thread(target=self._landscape_loop, args=(self._control,),
                                                       name="mfc-landscape", daemon=True)
             self._landscape_thread.start()
+
+    def retarget(self, problem: solver.Problem) -> bool:
+        """Hand a changed problem to the running (or paused) solve: at its next report it continues on
+        ``problem`` from its current iterate (``carry_over``; the problem's own start if the change is
+        too large). Returns False when no solve is running. The latest of several quick changes wins."""
+        if not self.running:
+            return False
+        with self._lock:
+            self._pending = problem
+        self.status = f"Applying the change: continuing from the current iterate [{solve_parameters(problem)}]"
+        return True
 
     def pause(self) -> None:
         if self._control is not None and self.running:
@@ -218,11 +255,47 @@ class SolveRunner(param.Parameterized):
         return pd.DataFrame(rows, columns=ENERGY_COLUMNS)
 
     # ----------------------------------------------------------------------------- worker
-    def _run(self, problem: solver.Problem, control: solver.SolveControl) -> None:
+    def _run(self, problem: solver.Problem, control: solver.SolveControl,
+             resume: solver.Snapshot | None) -> None:
+        """Solve ``problem`` (from ``resume``'s trajectories if given), depositing every snapshot in the
+        mailbox. A live change (``retarget``) ends the current leg at its next report and starts a leg
+        on the new problem from the current iterate; iterations keep counting across legs."""
+        method = continuation_method(problem) if resume is not None else None
+        try:
+            while True:
+                current, pending = self._leg(problem, control, resume, method)
+                if pending is None:
+                    return
+                carried = carry_over(problem, current.states, pending) if current is not None else None
+                resume = method = None
+                if carried is not None:
+                    resume = dataclasses.replace(current, states=carried, elapsed=0.0, status=None)
+                    method = continuation_method(pending)
+                problem = pending
+                with self._lock:  # iterates of the old problem no longer fit the landscape's path
+                    self.problem, self._fresh = problem, None
+                    self.path.clear()
+                    self.terminal_path.clear()
+        except Exception as err:  # the solver failed on this input: report it, keep the app alive
+            with self._lock:
+                self._failure = f"The solve failed: {type(err).__name__}: {err}"
+
+    def _leg(self, problem: solver.Problem, control: solver.SolveControl, resume: solver.Snapshot | None,
+             method: str | None) -> tuple[solver.Snapshot | None, solver.Problem | None]:
+        """One solve of ``problem`` until it ends or a live change arrives; returns the latest snapshot
+        with trajectories and the change (None when the solve ended by itself)."""
         live_w2 = problem.N * target_size(problem) <= LIVE_W2_MAX_PAIRS
         w2, w2_time = None, -math.inf
+        current = None
+        iterator = solver.solve_iter(problem, control=control, every=1, resume=resume, method=method)
         try:
-            for snap in solver.solve_iter(problem, control=control, every=1):
+            for snap in iterator:
+                with self._lock:
+                    pending, self._pending = self._pending, None
+                if pending is not None and not control.stopped:
+                    return current or (snap if snap.states is not None else None), pending
+                if snap.states is not None:
+                    current = snap
                 row = [snap.iteration] + [snap.energies.get(k, 0.0) for k in ENERGY_COLUMNS[1:]]
                 last = snap.status not in (None, "paused")
                 if snap.states is not None and (last or live_w2 and time.perf_counter() - w2_time > W2_PERIOD):
@@ -235,9 +308,9 @@ class SolveRunner(param.Parameterized):
                         self._fresh = snap
                     self._final = (snap, w2) if last else None
                 self._idle.wait(1.0)  # while the event loop publishes, leave it the interpreter (GIL)
-        except Exception as err:  # the solver failed on this input: report it, keep the app alive
-            with self._lock:
-                self._failure = f"The solve failed: {type(err).__name__}: {err}"
+        finally:
+            iterator.close()
+        return current, None
 
     def flush(self) -> None:
         """Publish what the threads produced since the last call (call on the server's event loop).
@@ -304,7 +377,7 @@ class SolveRunner(param.Parameterized):
         prefix = "Paused at " if snap.status == "paused" else ""
         return {"iteration": snap.iteration,
                 "progress": min(100.0, 100.0 * max(snap.iteration / opt.max_iter, snap.elapsed / opt.time_limit)),
-                "status": prefix + status_line(snap, self._rate, self._w2)}
+                "status": prefix + status_line(snap, self._rate, self._w2, problem)}
 
     def _finish(self, snap: solver.Snapshot, w2: float | None) -> None:
         depths = {}
@@ -315,20 +388,27 @@ class SolveRunner(param.Parameterized):
                         **({"w2sq_terminal": w2} if w2 is not None else {}), **depths}
         self.final_status = snap.status
         self.progress = 100.0
-        self.status = f"Finished ({snap.status}): " + status_line(snap, self._rate, w2)
+        self.status = f"Finished ({snap.status}): " + status_line(snap, self._rate, w2, self.problem)
         if depths:
             self.status += (f" · deepest inside an obstacle: {depths['max_obstacle_depth']:.2g} at the time "
                             f"points, {depths['max_obstacle_depth_segments']:.2g} along the paths")
         self.state = "finished"
 
     # ----------------------------------------------------------------------------- landscape
-    def _landscape_loop(self, problem: solver.Problem, control: solver.SolveControl) -> None:
-        objective = solver.Objective(problem)
+    def _landscape_loop(self, control: solver.SolveControl) -> None:
+        """Recompute the landscape every ``landscape_interval`` s for the problem being solved (which a
+        live change replaces)."""
+        objective = None
         next_time = time.perf_counter() + 1.0
         while not control.stopped and self.running:
             if time.perf_counter() < next_time or control.paused:
                 time.sleep(0.1)
                 continue
+            problem = self.problem
+            if problem is None:
+                break
+            if objective is None or objective.problem is not problem:
+                objective = solver.Objective(problem)
             try:
                 result = self.compute_landscape(objective)
             except Exception as err:  # never kill the session for a diagnostic plot
@@ -341,10 +421,10 @@ class SolveRunner(param.Parameterized):
     def compute_landscape(self, objective: solver.Objective) -> dict[str, Any] | None:
         """``solver.landscape.path_landscape`` around the latest iterate, through the recent path;
         None before two iterates."""
-        with self._lock:
-            path = list(self.path)
+        shape = (objective.problem.N, objective.problem.M, objective.problem.source.shape[1])
+        with self._lock:  # (a live change may have just replaced the problem: keep iterates that fit)
+            path = [p for p in self.path if p.size == math.prod(shape)]
         if len(path) < 2:
             return None
-        shape = (objective.problem.N, objective.problem.M, objective.problem.source.shape[1])
         iterates = [objective.variables_from_positions(torch.as_tensor(p.reshape(shape))) for p in path]
         return path_landscape(objective, iterates, budget=self.landscape_budget)

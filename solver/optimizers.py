@@ -19,6 +19,8 @@ pause/stop requests). A method finishes by yielding a step with ``status`` set.
   reassignment helps. This repairs the crossing trajectories that trap descent methods (section 4.7).
   All this from the problem's own start, then from minimum-energy paths to an OT assignment onto the
   target (``init="ot"``); the run keeps the best iterate (``solver.run`` tracks it).
+* ``local``: ``robust``'s local solve and reassignment from the given start alone: continuation after
+  a small change of the problem (``solver.warm``).
 """
 from __future__ import annotations
 
@@ -492,6 +494,47 @@ def prepared(make: Callable[[threading.Event], T], waiting: Step | None) -> Gene
     return value
 
 
+def _working(objective: Objective) -> tuple[Objective | ReducedObjective, bool]:
+    """What the local solves of ``robust`` and ``local`` minimize, and whether it is reduced: eq. (50)
+    in the terminal states alone when nothing else matters (``ReducedObjective``), else in full
+    trajectories, with the obstacle penalty's kink Huber-smoothed (``OBSTACLE_SMOOTHING``)."""
+    p = objective.problem
+    if reducible(p):
+        return ReducedObjective(p), True
+    if p.obstacles is not None:
+        return Objective(p, obstacle_smoothing=p.obstacles.smoothing(OBSTACLE_SMOOTHING)), False
+    return objective, False
+
+
+@OPTIMIZERS.register(name="local")
+def local(objective: Objective, x0: torch.Tensor, spec: OptimizerSpec) -> Iterator[Step]:
+    """``robust``'s local solve and OT reassignment from the given start alone (no OT start, no check
+    start): the continuation a warm start or a live change of eps, delta, obstacles or points needs
+    (``solver.warm``). Paths a change left inside an obstacle are first bent around it
+    (``around_obstacles``, terminal states kept)."""
+    p = objective.problem
+    work, reduced = _working(objective)
+    x = x0.detach().clone()
+    if p.obstacles is not None and p.dynamics.dim >= 2:
+        pos = objective.positions(x).detach().numpy()
+        if (p.obstacles.path_depth(pos) if p.obstacles.segments else p.obstacles.depth(pos).max()) > 0:
+            x = around_obstacles(work, x)
+    if reduced:
+        x = work.variables_from_positions(objective.positions(x))
+    counters = [0, 0]
+    best_objective, outcome, last = math.inf, "stalled", None
+    for step in _polished(work, x, spec, "local", counters, rough=False):
+        ended = step.status
+        last = dataclasses.replace(step, status=None, energies=exact_energies(objective, step),
+                                   variables=work.full_variables(step.variables) if reduced else step.variables)
+        yield last
+        if ended is not None and last.energies["objective"] <= best_objective:
+            best_objective, outcome = last.energies["objective"], ended
+        if ended == "diverged":
+            break
+    yield dataclasses.replace(last, status=outcome)
+
+
 @OPTIMIZERS.register(name="robust")
 def robust(objective: Objective, x0: torch.Tensor, spec: OptimizerSpec) -> Iterator[Step]:
     """The fast default: Newton's method from an optimal-transport start, with OT reassignment.
@@ -507,12 +550,7 @@ def robust(objective: Objective, x0: torch.Tensor, spec: OptimizerSpec) -> Itera
     and a new local solve, while that helps. The run ends "converged" when the last local solve met
     its stopping rule."""
     p = objective.problem
-    reduced = reducible(p)
-    work: Objective | ReducedObjective = objective
-    if reduced:
-        work = ReducedObjective(p)
-    elif p.obstacles is not None:
-        work = Objective(p, obstacle_smoothing=p.obstacles.smoothing(OBSTACLE_SMOOTHING))
+    work, reduced = _working(objective)
     size = p.N * (p.dynamics.state_dim if reduced else int(np.prod(objective.variable_shape[1:])))
     ot_start: list[torch.Tensor] = []
 

@@ -168,34 +168,36 @@ def solve_iter(problem: Problem, control: SolveControl | None = None, every: int
                         best.energies["objective"] if best else math.inf)
 
     status = "max_iter"
-    for step in runner:
-        count += 1
-        finite = all(math.isfinite(v) for v in step.energies.values())
-        if finite:
-            last_good = step
-            if best is None or step.energies["objective"] <= best.energies["objective"]:
-                best = step
-        if step.status == "diverged" or not finite:
-            status = "diverged"
-            break
-        if step.status:
-            status = step.status
-            break
-        if it0 + step.iterations >= spec.max_iter:
-            status = "max_iter"
-            break
-        if time.perf_counter() - clock0 >= spec.time_limit:
-            status = "time_limit"
-            break
-        if control is not None:
-            if control.paused:
-                yield snapshot(step, "paused", True)
-                control.wait_while_paused()
-            if control.stopped:
-                status = "stopped"
+    try:
+        for step in runner:
+            count += 1
+            finite = all(math.isfinite(v) for v in step.energies.values())
+            if finite:
+                last_good = step
+                if best is None or step.energies["objective"] <= best.energies["objective"]:
+                    best = step
+            if step.status == "diverged" or not finite:
+                status = "diverged"
                 break
-        yield snapshot(step, None, count == 1 or count % max(every, 1) == 0)
-    runner.close()
+            if step.status:
+                status = step.status
+                break
+            if it0 + step.iterations >= spec.max_iter:
+                status = "max_iter"
+                break
+            if time.perf_counter() - clock0 >= spec.time_limit:
+                status = "time_limit"
+                break
+            if control is not None:
+                if control.paused:
+                    yield snapshot(step, "paused", True)
+                    control.wait_while_paused()
+                if control.stopped:
+                    status = "stopped"
+                    break
+            yield snapshot(step, None, count == 1 or count % max(every, 1) == 0)
+    finally:  # also when the caller closes this generator early (a live change re-targets the solve)
+        runner.close()
     final = best or last_good
     if final is None:
         raise RuntimeError("the optimizer produced no finite iterate; check eps, delta and the inputs")

@@ -5,7 +5,8 @@ The answers come from the closed forms of the problem, evaluated with numpy / sc
 
 * ``one_particle``: one particle, velocity control. Straight paths are optimal, so
   E(y) = |y - x0|^2 + (2/eps)(K(0) - K(y - w)) along the segment [x0, w], K the Gaussian of eq. (54);
-  with delta = eps = 1 this is strictly convex (E'' >= 2 - 4 max_r K(r)(r^2 - 1) > 1.6), and its
+  with delta = eps = 1 this is strictly convex (E'' >= 2 - 4 max_r K(r)(r^2 - 1) > 1.6; > 1.2 for
+  eps = 0.5), and its
   minimizer is the root of E' = 0 found by bisection (brentq).
 * ``points_stay_put``: the target is the source cloud. E >= 0, and E = 0 exactly when nobody moves
   (KE = 0) and the terminal cloud is the target (NE = 0); any other configuration has E > 0.
@@ -41,8 +42,12 @@ def gaussian(r2: float | np.ndarray, delta: float, dim: int) -> float | np.ndarr
     return np.exp(-r2 / (2 * delta * delta)) / (2 * math.pi * delta * delta) ** (dim / 2)
 
 
-def one_particle() -> ExactProblem:
-    x0, w, eps, delta = np.array([0.0, 0.0]), np.array([1.2, 0.5]), 1.0, 1.0
+def one_particle(eps: float = 1.0, M: int = 2) -> ExactProblem:
+    """One particle (see the module docstring); the closed form holds for any M (straight paths at
+    constant speed cost |y - x0|^2 whatever the time grid) and eps >= 0.5 (E stays strictly convex)."""
+    if eps < 0.5:
+        raise ValueError("one_particle: eps must be >= 0.5 for the closed form to be the unique minimum")
+    x0, w, delta = np.array([0.0, 0.0]), np.array([1.2, 0.5]), 1.0
     L = float(np.linalg.norm(w - x0))
 
     def energy(s: float) -> float:  # y = x0 + s (w - x0) / L
@@ -53,7 +58,7 @@ def one_particle() -> ExactProblem:
 
     s = scipy.optimize.brentq(slope, 0.0, L, xtol=1e-15, rtol=1e-15)
     spec = {"name": "one particle", "source": {"points": [x0.tolist()]},
-            "target": {"kind": "particles", "points": [w.tolist()]}, "eps": eps, "delta": delta, "M": 2}
+            "target": {"kind": "particles", "points": [w.tolist()]}, "eps": eps, "delta": delta, "M": M}
     return ExactProblem("one_particle", spec, energy(s), (x0 + s * (w - x0) / L)[None], lr=0.2)
 
 
