@@ -21,7 +21,8 @@ from explorer.help import help_panel  # noqa: E402
 from explorer.model import SessionModel  # noqa: E402
 from explorer.runner import SolveRunner  # noqa: E402
 from explorer.scene import SceneEditor  # noqa: E402
-from explorer.views import acceleration_tab, energy_plot, landscape_tab, lazy_distributed_tab  # noqa: E402
+from explorer.distributed_tab import distributed_tab  # noqa: E402
+from explorer.views import acceleration_tab, energy_plot, fig6_tab, landscape_plot, lazy_tab  # noqa: E402
 from solver.run import use_threads  # noqa: E402
 
 # One thread for the solver (torch and the compiled kernels): on a small machine their worker threads
@@ -49,13 +50,14 @@ def create_app() -> pn.template.FastListTemplate:
     scene_tab = pn.Row(
         pn.Column(scene.pane, pn.Row(time_slider, player), width=scene.pane.width,
                   height=scene.pane.height + 90, sizing_mode="fixed"),
-        pn.Column(energy_plot(runner), pn.pane.Markdown("**Obstacles** (edit cells; select a row to "
-                                                        "edit or delete it)"), scene.table, sizing_mode="stretch_width"),
+        pn.Column(landscape_plot(runner), energy_plot(runner),
+                  pn.pane.Markdown("**Obstacles** (edit cells; select a row to edit or delete it)"), scene.table,
+                  sizing_mode="stretch_width", min_width=340),
     )
-    tabs = pn.Tabs(("Scene", scene_tab), ("Loss landscape", landscape_tab(model, runner)),
-                   ("Acceleration (1-D)", acceleration_tab(runner)), ("Help", help_panel()),
+    tabs = pn.Tabs(("Scene", scene_tab), ("Acceleration (1-D)", acceleration_tab(runner)), ("Help", help_panel()),
                    dynamic=True, css_classes=["main-tabs"], sizing_mode="stretch_width")
-    lazy_distributed_tab(tabs)
+    lazy_tab(tabs, "Fig. 6 landscape", lambda: fig6_tab(model, runner), "fig6-holder")
+    lazy_tab(tabs, "Distributed control", distributed_tab, "distributed-holder")
     pn.state.add_periodic_callback(runner.flush, period=int(runner.push_interval * 1000))
     pn.state.on_session_destroyed(lambda _ctx: runner.close(timeout=2.0))
     return pn.template.FastListTemplate(

@@ -119,6 +119,20 @@ def scene_widgets(model: SessionModel, scene: SceneEditor, messages: Messages) -
                                          css_classes=["obstacle-kind"], description=scene.param.obstacle_kind.doc)
     delete = pn.widgets.Button(name="Delete selected obstacle", css_classes=["delete-obstacle"])
     delete.on_click(lambda _e: scene.delete_selected())
+    paint_which = pn.widgets.RadioButtonGroup.from_param(scene.param.paint_which, css_classes=["paint-which"],
+                                                         name="paint")
+    spacing = pn.widgets.FloatInput.from_param(scene.param.brush_spacing, name="brush spacing", step=0.01,
+                                               css_classes=["brush-spacing"], description=scene.param.brush_spacing.doc)
+    width = pn.widgets.FloatInput.from_param(scene.param.brush_width, name="brush width", step=0.05,
+                                             css_classes=["brush-width"], description=scene.param.brush_width.doc)
+    scene.param.watch(lambda e: messages.error(e.new), "problem")
+    history = scene.history
+    undo = pn.widgets.Button(name="↶ Undo", css_classes=["undo-button"], disabled=not history.can_undo)
+    redo = pn.widgets.Button(name="↷ Redo", css_classes=["redo-button"], disabled=not history.can_redo)
+    undo.on_click(lambda _e: history.undo())
+    redo.on_click(lambda _e: history.redo())
+    history.param.watch(lambda e: setattr(undo, "disabled", not e.new), "can_undo")
+    history.param.watch(lambda e: setattr(redo, "disabled", not e.new), "can_redo")
 
     which = pn.widgets.RadioButtonGroup(options=["source", "target"], value="source", name="points of",
                                         css_classes=["generate-which"])
@@ -157,7 +171,10 @@ def scene_widgets(model: SessionModel, scene: SceneEditor, messages: Messages) -
     clear_source = pn.widgets.Button(name="Clear source points", css_classes=["clear-source"])
     clear_source.on_click(lambda _e: model.set_points("source", model.source[:0]))
     return pn.Column(
-        pn.pane.Markdown("**Click on the scene to**"), mode, scene.hint, pn.Row(shape, radius), delete,
+        pn.pane.Markdown("**Click on the scene to**"), mode, scene.hint, pn.Row(undo, redo),
+        pn.Row(shape, radius), delete,
+        pn.Card(paint_which, pn.Row(spacing, width), title="Brush (paint mode)", collapsed=False,
+                css_classes=["brush-card"]),
         pn.Card(which, pn.Row(kind, count), pn.Row(seed, scale), pn.Row(cx, cy), generate,
                 title="Generate points", collapsed=False, css_classes=["generator-card"]),
         pn.Card(pn.pane.Markdown("One point per row (x,y), optional header."),

@@ -79,3 +79,40 @@ def generate(shape: str, n: int, seed: int = 0, center: tuple[float, float] = (0
         raw = GENERATORS[shape](int(n), rng)
     pts = raw * scale + np.asarray(center, float)
     return pts[:, :dim].copy()
+
+
+#: At most this many points from one brush stroke (a long, wide stroke at a fine spacing).
+BRUSH_MAX_POINTS = 5000
+
+
+def brush_points(stroke: np.ndarray, spacing: float, width: float) -> np.ndarray:
+    """Points painted by a freehand ``stroke`` (k, 2): a band of the given ``width`` along the stroke,
+    filled with a lattice of the given ``spacing`` (density 1/spacing² per unit area): stations every
+    ``spacing`` of arc length, and at each station max(1, round(width / spacing)) points across the
+    stroke, ``spacing`` apart, centred on it. A single click (a stroke of no length) paints one row.
+    At most ``BRUSH_MAX_POINTS``; raises ValueError for a spacing or width that is not positive."""
+    if not spacing > 0:
+        raise ValueError(f"brush spacing: must be > 0 (got {spacing})")
+    if not width >= 0:
+        raise ValueError(f"brush width: must be >= 0 (got {width})")
+    stroke = np.asarray(stroke, dtype=float).reshape(-1, 2)
+    stroke = stroke[np.all(np.isfinite(stroke), axis=1)]
+    if len(stroke) == 0:
+        return np.zeros((0, 2))
+    steps = np.linalg.norm(np.diff(stroke, axis=0), axis=1)
+    arc = np.concatenate([[0.0], np.cumsum(steps)])
+    stations = np.arange(0.0, arc[-1] + 1e-12 * max(arc[-1], 1.0), spacing)
+    x = np.interp(stations, arc, stroke[:, 0])
+    y = np.interp(stations, arc, stroke[:, 1])
+    # unit normals from the stroke's direction at each station (any normal for a click)
+    dx, dy = np.gradient(x) if len(x) > 1 else np.zeros(1), np.gradient(y) if len(y) > 1 else np.ones(1)
+    norm = np.hypot(dx, dy)
+    norm[norm == 0] = 1.0
+    normal = np.column_stack([-dy / norm, dx / norm])
+    rows = max(1, int(round(width / spacing)))
+    offsets = (np.arange(rows) - (rows - 1) / 2) * spacing
+    points = (np.column_stack([x, y])[:, None, :] + offsets[None, :, None] * normal[:, None, :]).reshape(-1, 2)
+    if len(points) > BRUSH_MAX_POINTS:
+        raise ValueError(f"brush: the stroke would paint {len(points)} points (at most {BRUSH_MAX_POINTS}); "
+                         "increase the brush spacing or shorten the stroke")
+    return points

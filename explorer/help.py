@@ -35,11 +35,14 @@ PARAMETERS = """
   rate); the others are listed below. The solve stops at the iteration or time limit.
 * **Run** starts a solve in the background; the plots update several times a second. **Pause** /
   **Resume** / **Stop** control it (Stop keeps the best iterate); **Reset** clears the result.
-  Parameters changed during a solve apply at the next Run. The **time** slider or play button moves
-  the particles along their trajectories.
-* **Loss landscape**: the objective on the plane through the current iterate spanned by the gradient
-  (a) and the last step (b), refreshed every few seconds, with the iterate's path. *Fig. 6* shows the
-  objective over the two terminal points of the paper's N = 2, M = 2, 1-D problem.
+  **Live tuning**: a parameter, point or obstacle changed during a solve goes to the running solve,
+  which continues from its current iterate (the status line names the values it uses). With
+  **warm** ticked, Run continues from the last result when the problem changed only a little.
+  The **time** slider or play button moves the particles along their trajectories.
+* **Loss landscape** (beside the scene): the objective on the plane through the current iterate
+  spanned by the gradient (a) and the last step (b), refreshed about once a second, with the
+  iterate's path. The *Fig. 6 landscape* tab shows the objective over the two terminal points of the
+  paper's N = 2, M = 2, 1-D problem.
 * **Export**: trajectories and terminal points as CSV (the CLI's columns), the whole session as JSON
   (load it back to restore it exactly), a PNG of the scene and energies; each plot's toolbar also
   saves a PNG. The browser's URL (and the shareable link) restores the preset and parameters.

@@ -124,7 +124,7 @@ def energy_curves(data: pd.DataFrame) -> hv.Overlay:
 
 
 def landscape(a: np.ndarray, b: np.ndarray, E: np.ndarray, path: np.ndarray | None,
-              title: str = "Loss landscape around the current iterate") -> hv.Overlay:
+              title: str = "Loss landscape at the iterate") -> hv.Overlay:
     """Filled contours of E on the (a, b) plane with the iterate's path and the current point."""
     img = hv.Image((a, b, E), kdims=["a (gradient direction)", "b (last step direction)"],
                    vdims=["objective"]).opts(cmap="viridis", colorbar=True, clabel="objective")

@@ -43,7 +43,10 @@ TRAJECTORY_NUMBERS_PER_SECOND = 400_000
 PATH_KEEP = 200  # iterates kept for the landscape's path (each N x M x d numbers)
 TERMINAL_PATH_KEEP = 5000  # terminal positions kept for Fig. 6's path (a long solve stays bounded)
 ENERGY_COLUMNS = ["iteration", "objective", "kinetic", "nonlocal", "obstacle"]
-ENERGY_PLOT_ROWS = 2000  # the energy plot shows 2,000 to 4,000 evenly spread reports of a solve
+ENERGY_PLOT_ROWS = 2000
+#: The landscape thread waits so that it uses at most this share of a core: a slice takes ~0.03 s at
+#: N = 50 (refreshed every ``landscape_interval``), ~0.4 s at N = 500 (then every ~1.3 s).
+LANDSCAPE_CPU_SHARE = 0.3  # the energy plot shows 2,000 to 4,000 evenly spread reports of a solve
 
 
 def solve_parameters(problem: solver.Problem) -> str:
@@ -97,8 +100,8 @@ class SolveRunner(param.Parameterized):
     progress = param.Number(default=0.0, bounds=(0.0, 100.0))
     pushes = param.Integer(default=0, doc="Trajectory updates sent to the plots in this solve.")
 
-    def __init__(self, push_interval: float = 0.1, landscape_interval: float = 3.0,
-                 landscape_budget: float = 1.0, **params: Any) -> None:
+    def __init__(self, push_interval: float = 0.1, landscape_interval: float = 0.5,
+                 landscape_budget: float = 0.4, **params: Any) -> None:
         super().__init__(**params)
         self.push_interval = push_interval
         self.landscape_interval = landscape_interval
@@ -409,6 +412,7 @@ class SolveRunner(param.Parameterized):
                 break
             if objective is None or objective.problem is not problem:
                 objective = solver.Objective(problem)
+            started = time.perf_counter()
             try:
                 result = self.compute_landscape(objective)
             except Exception as err:  # never kill the session for a diagnostic plot
@@ -416,7 +420,9 @@ class SolveRunner(param.Parameterized):
             if result is not None:
                 with self._lock:
                     self._landscape_result = result
-            next_time = time.perf_counter() + self.landscape_interval
+            took = time.perf_counter() - started
+            # at most LANDSCAPE_CPU_SHARE of a core: the solve and the page come first (large N)
+            next_time = time.perf_counter() + max(self.landscape_interval, took * (1 / LANDSCAPE_CPU_SHARE - 1))
 
     def compute_landscape(self, objective: solver.Objective) -> dict[str, Any] | None:
         """``solver.landscape.path_landscape`` around the latest iterate, through the recent path;

@@ -27,14 +27,18 @@ import solver
 from solver.targets import smoothed_density
 
 from . import plots
-from .model import SessionModel
+from .edits import SceneHistory
+from .generators import brush_points
+from .model import POINTS as POINTS_KIND, SessionModel
 from .runner import SolveRunner
 
-MODES = ["edit source", "edit target", "place obstacles", "pan / zoom"]
+MODES = ["edit source", "edit target", "paint", "place obstacles", "pan / zoom"]
 SCENE_SIZE = 540
 HINTS = {"edit source": "click to add source points, drag to move, Backspace deletes",
          "edit target": "click to add target points, drag to move, Backspace deletes",
-         "place obstacles": "click to place an obstacle, click one to select it",
+         "paint": "drag a brush stroke: it becomes points of the chosen kind at the brush's spacing",
+         "place obstacles": "click to place an obstacle, click one to select it, drag its centre to move it, "
+                            "Backspace deletes the selected centre",
          "pan / zoom": "source, target, obstacles and trajectories"}
 
 
@@ -130,6 +134,14 @@ class SceneEditor(param.Parameterized):
                                    doc="Radius of new obstacles, and of the selected one (polygons: "
                                        "the distance from the centre to the farthest vertex).")
     selected = param.Integer(default=None, allow_None=True, doc="Index of the selected obstacle.")
+    paint_which = param.Selector(default="source", objects=["source", "target"],
+                                 doc="Which points a brush stroke adds (paint mode).")
+    brush_spacing = param.Number(default=0.05, bounds=(1e-3, None), softbounds=(0.01, 0.5),
+                                 doc="Distance between painted points, along and across the stroke "
+                                     "(density 1/spacing² per unit area).")
+    brush_width = param.Number(default=0.15, bounds=(0.0, None), softbounds=(0.0, 1.0),
+                               doc="Width of the painted band (0: one row of points along the stroke).")
+    problem = param.String(default="", doc="A one-line message about the last scene gesture that failed.")
 
     def __init__(self, model: SessionModel, runner: SolveRunner, time: pn.widgets.FloatSlider,
                  **params: Any) -> None:
@@ -138,6 +150,9 @@ class SceneEditor(param.Parameterized):
         self.runner = runner
         self.time = time
         self.live = LiveLayers(model.dim, runner.states, time.value)
+        self._centres: list[tuple[int, np.ndarray]] = []  # (obstacle index, centre) drawn in obstacle mode
+        self._editing = False  # True while a draw-tool event edits the obstacles
+        self.history = SceneHistory(model)
         self.pane = pn.pane.HoloViews(self._build(), css_classes=["scene-plot"], linked_axes=False,
                                       width=SCENE_SIZE + 110, height=SCENE_SIZE + 90, sizing_mode="fixed")
         self.hint = pn.pane.Markdown(f"Mode: **{self.mode}**: {HINTS[self.mode]}", css_classes=["mode-hint"])
@@ -176,17 +191,29 @@ class SceneEditor(param.Parameterized):
         elif self.mode == "edit target" and model.edits_points:
             self._draw = hv.streams.PointDraw(source=target, add=True, drag=True)
             self._draw.add_subscriber(lambda data: self._on_draw("target", data))
+        if self.mode == "paint" and dim >= 2:
+            stroke = hv.Path([], kdims=[kx, ky], label="brush stroke").opts(color="#ff7f0e", line_width=3, alpha=0.6)
+            layers.append(stroke)
+            self._draw = hv.streams.FreehandDraw(source=stroke, num_objects=1)
+            self._draw.add_subscriber(self._on_stroke)
+        centres = None
+        if self.mode == "place obstacles" and dim >= 2:
+            self._centres = [(k, s.center[:2].copy()) for k, s in enumerate(model.obstacle_shapes()) if s is not None]
+            xy = np.array([c for _, c in self._centres]).reshape(-1, 2)
+            centres = hv.Points(xy, kdims=[kx, ky], label="obstacle centres").opts(
+                color="#555555", marker="square", size=9)
+            self._draw = hv.streams.PointDraw(source=centres, add=True, drag=True)
+            self._draw.add_subscriber(self._on_centres)
         obstacles = hv.DynamicMap(
             lambda obstacles, selected: plots.obstacle_polygons(self._outlines(), dim, selected),
             streams=[hv.streams.Params(model, ["obstacles"]), hv.streams.Params(self, ["selected"])])
         self.live.redraw(dim)
         paths = plots.trajectories(None, dim).opts(hooks=[self.live.hook("trajectories")])
         now = plots.particles_at(None, dim, self.time.value).opts(hooks=[self.live.hook("particles")])
-        tap = hv.streams.Tap(source=obstacles, x=None, y=None)
-        tap.add_subscriber(self._on_tap)
-        active = ["point_draw"] if self.mode in ("edit source", "edit target") else ["wheel_zoom"]
+        active = {"paint": ["freehand_draw"], "pan / zoom": ["wheel_zoom"]}.get(self.mode, ["point_draw"])
         title = "Scene: " + HINTS[self.mode]
-        overlay = reduce(operator.mul, layers + [obstacles, paths, source, target, now])
+        overlay = reduce(operator.mul, layers + [obstacles, paths, source, target, now]
+                         + ([centres] if centres is not None else []))
         return overlay.opts(
             hv.opts.Overlay(title=title, xlim=(x0, x1), ylim=(y0, y1), frame_width=SCENE_SIZE,
                             frame_height=SCENE_SIZE, legend_position="top_left", xlabel=kx, ylabel=ky,
@@ -234,15 +261,64 @@ class SceneEditor(param.Parameterized):
         pts = np.column_stack([xs, data.get(ky, [])]) if self.model.dim >= 2 else xs[:, None]
         self.model.set_points(which, pts, external=False)
 
-    def _on_tap(self, x: float | None, y: float | None) -> None:
-        if self.mode != "place obstacles" or x is None or y is None or self.model.dim < 2:
+    def _on_stroke(self, data: dict) -> None:
+        """A finished brush stroke: its points (``brush_points``) join the chosen points, and the
+        scene is redrawn without the stroke."""
+        xs, ys = data.get("xs") or [], data.get("ys") or []
+        if not xs:
             return
-        hit = self.model.obstacle_at(x, y)
-        if hit is None:
-            self.model.add_obstacle(x, y, self.obstacle_radius, self.obstacle_kind)
-            hit = len(self.model.obstacles) - 1
-        self.selected = hit
-        self.table.selection = [hit]
+        stroke = np.column_stack([np.asarray(xs[-1], dtype=float), np.asarray(ys[-1], dtype=float)])
+        try:
+            added = brush_points(stroke, self.brush_spacing, self.brush_width)
+        except ValueError as err:
+            self.problem = str(err)
+            self._rebuild()  # drop the stroke
+            return
+        self.problem = ""
+        current = self.model.source if self.paint_which == "source" else self.model.target_points
+        if self.paint_which == "target" and not self.model.edits_points:
+            current = np.zeros((0, 2))  # painting a target makes it particles
+            self.model.set_target_kind(POINTS_KIND)
+        self.model.set_points(self.paint_which, np.vstack([current, added]) if len(current) else added)
+
+    def _on_centres(self, data: dict) -> None:
+        """The obstacle-centre layer changed in the browser (place-obstacles mode): a click added a
+        centre (a new obstacle, or a selection when it fell inside one), a drag moved one, Backspace
+        deleted one."""
+        kx, ky = plots.scene_axes(self.model.dim)
+        now = np.column_stack([data.get(kx, []), data.get(ky, [])]).astype(float).reshape(-1, 2)
+        drawn = self._centres
+        self._editing = True
+        try:
+            if len(now) == len(drawn) + 1:
+                x, y = now[-1]
+                hit = self.model.obstacle_at(x, y)
+                if hit is None:
+                    self.model.add_obstacle(x, y, self.obstacle_radius, self.obstacle_kind)
+                    hit = len(self.model.obstacles) - 1
+                    self._centres = drawn + [(hit, now[-1].copy())]
+                self._select(hit)
+                if len(self._centres) == len(drawn):  # a click inside an obstacle: drop the extra centre
+                    self._rebuild()
+            elif len(now) == len(drawn):
+                for (k, old), new in zip(drawn, now):
+                    if not np.array_equal(old, new):
+                        self.model.move_obstacle(k, float(new[0]), float(new[1]))
+                        self._select(k)
+                self._centres = [(k, new.copy()) for (k, _), new in zip(drawn, now)]
+            else:
+                kept = {k for k, old in drawn if any(np.array_equal(old, new) for new in now)}
+                for k, _ in reversed(drawn):
+                    if k not in kept:
+                        self.model.remove_obstacle(k)
+                self.selected = None
+                self._rebuild()  # indices shifted: redraw the centres from the model
+        finally:
+            self._editing = False
+
+    def _select(self, index: int) -> None:
+        self.selected = index
+        self.table.selection = [index]
 
     def _outlines(self) -> list[tuple[int, np.ndarray]]:
         """(index, outline) of every valid obstacle, for drawing."""
@@ -271,6 +347,8 @@ class SceneEditor(param.Parameterized):
         self.table.value = self._obstacle_frame()
         if self.selected is not None and self.selected >= len(self.model.obstacles):
             self.selected = None
+        if self.mode == "place obstacles" and not self._editing:
+            self._rebuild()  # a change from elsewhere (table, Delete, undo): the centres follow
 
     def _on_table_edit(self, event: Any) -> None:
         k = int(event.row)

@@ -1,23 +1,21 @@
-"""Live plot panes of one session: energies, loss landscape and Fig. 6, the 1-D acceleration views,
-and the lazily mounted distributed-control tab."""
+"""Live plot panes of one session: energies, the loss landscape beside the scene, Fig. 6, the 1-D
+acceleration views, and tabs built when first opened (``lazy_tab``)."""
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, Callable
 
+import contourpy
 import holoviews as hv
 import numpy as np
 import panel as pn
+from panel.io.document import unlocked
 
 import solver
 from solver.landscape import fig6_markers, fig6_problem, shows_fig6, terminal_landscape
 
 from . import plots
-from .distributed_tab import distributed_tab
 from .model import SessionModel
 from .runner import SolveRunner
-
-DISTRIBUTED_TAB = "Distributed control"
-
 
 def energy_plot(runner: SolveRunner) -> pn.pane.HoloViews:
     """Energy curves (total, kinetic, nonlocal, obstacle; log scale), streamed from the runner."""
@@ -26,13 +24,81 @@ def energy_plot(runner: SolveRunner) -> pn.pane.HoloViews:
     return pn.pane.HoloViews(dmap, css_classes=["energy-plot"], min_width=380)
 
 
-def _landscape(data: dict | None) -> hv.Overlay:
-    if not data or "error" in data:
+class LandscapeLayers:
+    """The live landscape plot, written straight into its Bokeh models (as the scene's
+    ``LiveLayers``): a slice comes once a second during a solve, and a HoloViews re-render of the
+    image, its contours and the path costs ~150 ms of the server's event loop, which the trajectory
+    updates need. ``element()`` is drawn once; ``show(data)`` (on the event loop) writes the image,
+    the contour lines (``contourpy``), the iterate's path, the colour range, the axes' ranges and the
+    title. The runner's landscape Pipe calls it."""
+
+    KEYS = ("image", "contours", "path")
+
+    def __init__(self) -> None:
+        self.handles: dict[str, Any] = {}
+        self.data: dict | None = None
+
+    def element(self) -> hv.Overlay:
         zero = np.linspace(-1.0, 1.0, 3)
-        title = (f"Loss landscape unavailable: {data['error']}" if data else
-                 "Loss landscape: appears a few seconds into a solve")
-        return plots.landscape(zero, zero, np.zeros((3, 3)), None, title=title)
-    return plots.landscape(data["a"], data["b"], data["E"], data["path"])
+        overlay = plots.landscape(zero, zero, np.zeros((3, 3)), None, title=LANDSCAPE_WAITING)
+        image, lines, trail, here = overlay.values()
+        return (image.opts(hooks=[self._hook("image")]) * lines.opts(hooks=[self._hook("contours")])
+                * trail.opts(hooks=[self._hook("path")]) * here).opts(
+            hv.opts.Overlay(height=330, responsive=True, title=LANDSCAPE_WAITING))
+
+    def _hook(self, key: str) -> Callable[[Any, hv.Element], None]:
+        def record(plot: Any, element: hv.Element) -> None:
+            self.handles[key] = plot.handles
+            if key == "path" and self.data is not None:  # drawn again (tab shown again): refill
+                self.show(self.data)
+        return record
+
+    def show(self, data: dict | None) -> None:
+        """Write a slice {"a", "b", "E", "path"} (or an {"error": ...} / None) into the plot."""
+        if not all(k in self.handles for k in self.KEYS):
+            self.data = data
+            return
+        self.data = data
+        figure = self.handles["image"]["plot"]
+        with unlocked():
+            if not data or "error" in data:
+                figure.title.text = (f"Loss landscape unavailable: {data['error']}" if data else LANDSCAPE_WAITING)
+                return
+            a, b, E = np.asarray(data["a"]), np.asarray(data["b"]), np.asarray(data["E"])
+            image = self.handles["image"]
+            glyph = image["glyph"]
+            image["source"].data = {glyph.image: [E], glyph.x: [a[0]], glyph.y: [b[0]],
+                                    glyph.dw: [a[-1] - a[0]], glyph.dh: [b[-1] - b[0]]}
+            finite = E[np.isfinite(E)]
+            if len(finite):
+                image["color_mapper"].update(low=float(finite.min()), high=float(finite.max()))
+            lines = contour_path(a, b, E, levels=12)
+            glyph = self.handles["contours"]["glyph"]
+            self.handles["contours"]["source"].data = {glyph.xs: [lines[:, 0]], glyph.ys: [lines[:, 1]]}
+            path = np.zeros((0, 2)) if data.get("path") is None else np.asarray(data["path"], dtype=float)
+            glyph = self.handles["path"]["glyph"]
+            self.handles["path"]["source"].data = {glyph.xs: [path[:, 0]], glyph.ys: [path[:, 1]]}
+            figure.x_range.update(start=float(a[0]), end=float(a[-1]))
+            figure.y_range.update(start=float(b[0]), end=float(b[-1]))
+            figure.title.text = LANDSCAPE_TITLE
+
+
+LANDSCAPE_WAITING = "Loss landscape: shown during a solve"
+LANDSCAPE_TITLE = "Loss landscape at the iterate"
+
+
+def contour_path(a: np.ndarray, b: np.ndarray, E: np.ndarray, levels: int) -> np.ndarray:
+    """Contour lines of E[j, i] = E(a[i], b[j]) at ``levels`` evenly spaced values strictly inside its
+    range, as one (n, 2) polyline with NaN rows between the lines (empty for a flat or invalid E)."""
+    finite = E[np.isfinite(E)]
+    if len(finite) == 0 or finite.max() <= finite.min():
+        return np.zeros((0, 2))
+    generator = contourpy.contour_generator(a, b, np.where(np.isfinite(E), E, np.nan))
+    pieces = []
+    for level in np.linspace(finite.min(), finite.max(), levels + 2)[1:-1]:
+        for line in generator.lines(level):
+            pieces += [line, np.full((1, 2), np.nan)]
+    return np.vstack(pieces) if pieces else np.zeros((0, 2))
 
 
 def fig6_view(model: SessionModel, runner: SolveRunner, n: int = 61) -> hv.Overlay:
@@ -60,10 +126,19 @@ def fig6_view(model: SessionModel, runner: SolveRunner, n: int = 61) -> hv.Overl
         hv.opts.Overlay(width=520, height=460))
 
 
-def landscape_tab(model: SessionModel, runner: SolveRunner) -> pn.Row:
-    """Live plane landscape (refreshed by the runner) and the Fig. 6 terminal-point landscape."""
-    live = plots.live(hv.DynamicMap(_landscape, streams=[runner.landscape])).opts(
-        hv.opts.Overlay(width=560, height=480))
+def landscape_plot(runner: SolveRunner) -> pn.pane.HoloViews:
+    """The live loss-landscape slice around the current iterate, with the iterate's path (streamed
+    by the runner; shown beside the scene)."""
+    layers = LandscapeLayers()
+    runner.landscape.add_subscriber(layers.show)
+    pane = pn.pane.HoloViews(layers.element(), css_classes=["landscape-plot"], min_width=340)
+    pane.layers = layers  # for tests
+    return pane
+
+
+def fig6_tab(model: SessionModel, runner: SolveRunner) -> pn.Column:
+    """The Fig. 6 terminal-point landscape (computed when built: the app builds this tab only when it
+    is first opened), recomputed on request and after a two-particle solve."""
     fig6_pane = pn.pane.HoloViews(fig6_view(model, runner), css_classes=["fig6-plot"])
     button = pn.widgets.Button(name="Recompute Fig. 6 (current eps / problem)", css_classes=["fig6-button"])
     button.on_click(lambda _e: setattr(fig6_pane, "object", fig6_view(model, runner)))
@@ -73,10 +148,9 @@ def landscape_tab(model: SessionModel, runner: SolveRunner) -> pn.Row:
             fig6_pane.object = fig6_view(model, runner)
 
     runner.param.watch(finished, "final_status")
-    return pn.Row(pn.pane.HoloViews(live, css_classes=["landscape-plot"]),
-                  pn.Column(fig6_pane, button, pn.pane.Markdown(
-                      "Markers: **+** source order, **x** target, **hexagon** the flipped "
-                      "(crossing) assignment, **dot** the paper's initial guess (both at the target's mean).")))
+    return pn.Column(fig6_pane, button, pn.pane.Markdown(
+        "Markers: **+** source order, **x** target, **hexagon** the flipped "
+        "(crossing) assignment, **dot** the paper's initial guess (both at the target's mean)."))
 
 
 def acceleration_tab(runner: SolveRunner) -> pn.Column:
@@ -93,16 +167,16 @@ def acceleration_tab(runner: SolveRunner) -> pn.Column:
                pn.pane.HoloViews(right, css_classes=["phase-plot"])))
 
 
-def lazy_distributed_tab(tabs: pn.Tabs) -> None:
-    """Append the 'Distributed control' tab; its content (and its worker thread) is built when the tab
-    is first opened."""
-    holder = pn.Column(pn.pane.Markdown("Loading ..."), css_classes=["distributed-holder"])
-    tabs.append((DISTRIBUTED_TAB, holder))
+def lazy_tab(tabs: pn.Tabs, title: str, build: Callable[[], pn.viewable.Viewable], css: str) -> None:
+    """Append a tab whose content (and any worker it starts) is built when the tab is first opened:
+    a new browser tab opens faster, and work nobody looks at is never done."""
+    holder = pn.Column(pn.pane.Markdown("Loading ..."), css_classes=[css], sizing_mode="stretch_width")
+    tabs.append((title, holder))
     index, loaded = len(tabs) - 1, []
 
     def opened(event: Any) -> None:
         if event.new == index and not loaded:
             loaded.append(True)
-            holder.objects = [distributed_tab()]
+            holder.objects = [build()]
 
     tabs.param.watch(opened, "active")

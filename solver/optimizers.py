@@ -34,7 +34,7 @@ from typing import Callable, Generator, Iterator, TypeVar
 import numpy as np
 
 from .assignment import EXACT_PAIRS
-from .init import OTStart, around_obstacles, blob_quantized, paths_to, target_size
+from .init import DETOUR_MARGIN, OTStart, around_obstacles, blob_quantized, paths_to, target_size
 from .kernels import second_order
 from .lazy import ot, torch
 from .objective import Objective
@@ -510,15 +510,17 @@ def _working(objective: Objective) -> tuple[Objective | ReducedObjective, bool]:
 def local(objective: Objective, x0: torch.Tensor, spec: OptimizerSpec) -> Iterator[Step]:
     """``robust``'s local solve and OT reassignment from the given start alone (no OT start, no check
     start): the continuation a warm start or a live change of eps, delta, obstacles or points needs
-    (``solver.warm``). Paths a change left inside an obstacle are first bent around it
-    (``around_obstacles``, terminal states kept)."""
+    (``solver.warm``). Paths a change left deeper than ``DETOUR_MARGIN`` times the smallest obstacle
+    inside one (an obstacle moved onto them) are first bent around it (``around_obstacles``, terminal
+    states kept)."""
     p = objective.problem
     work, reduced = _working(objective)
     x = x0.detach().clone()
     if p.obstacles is not None and p.dynamics.dim >= 2:
         pos = objective.positions(x).detach().numpy()
-        if (p.obstacles.path_depth(pos) if p.obstacles.segments else p.obstacles.depth(pos).max()) > 0:
-            x = around_obstacles(work, x)
+        depth = p.obstacles.path_depth(pos) if p.obstacles.segments else p.obstacles.depth(pos).max()
+        if depth > DETOUR_MARGIN * min(shape.size for shape in p.obstacles.shapes):
+            x = around_obstacles(work, x)  # (not for the slight depths the smoothed penalty allows)
     if reduced:
         x = work.variables_from_positions(objective.positions(x))
     counters = [0, 0]

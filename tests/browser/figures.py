@@ -1,4 +1,7 @@
-"""What the browser draws: a Bokeh figure's ranges and drawable glyph rows, read from its models."""
+"""What the browser draws, read from Bokeh's models in the page: a figure's ranges, drawable rows and
+data columns, and where a data point lands on the screen. A figure is found by the start of its title;
+when a plot was rebuilt (a preset, a mode change) its old models can stay in the document, so the
+newest match is used."""
 from __future__ import annotations
 
 
@@ -15,8 +18,10 @@ _FIGURE_STATE = """(prefix) => {
     }
     return numeric ? n : null;
   };
-  for (const doc of Bokeh.documents) for (const m of doc._all_models.values()) {
-    if (m.x_range === undefined || !m.title || !m.title.text || !m.title.text.startsWith(prefix)) continue;
+  let found = null;
+  for (const doc of Bokeh.documents) for (const m of doc._all_models.values())
+    if (m.x_range !== undefined && m.title && m.title.text && m.title.text.startsWith(prefix)) found = m;
+  if (found) { const m = found;
     const drawn = [];
     for (const r of m.renderers) {
       if (!r.data_source) continue;
@@ -32,3 +37,49 @@ _FIGURE_STATE = """(prefix) => {
 def figure_state(page, title_prefix: str) -> dict | None:
     """Ranges and drawable rows per renderer of the figure whose title starts with ``title_prefix``."""
     return page.evaluate(_FIGURE_STATE, title_prefix)
+
+
+_FIGURE_COLUMN = """([prefix, column]) => {
+  let found = null;
+  for (const doc of Bokeh.documents) for (const m of doc._all_models.values())
+    if (m.x_range !== undefined && m.title && m.title.text && m.title.text.startsWith(prefix)) found = m;
+  if (found) { const m = found;
+    return m.renderers.filter(r => r.data_source).map(r => {
+      const col = r.data_source.get_column(column);
+      if (col == null) return null;
+      const flat = [];
+      for (const v of col) {
+        if (v != null && typeof v === 'object' && typeof v.length === 'number') { for (const w of v) flat.push(w); }
+        else flat.push(v);
+      }
+      return flat.map(v => (typeof v === 'number' && Number.isFinite(v)) ? v : null);
+    });
+  }
+  return null;
+}"""
+
+
+def figure_column(page, title_prefix: str, column: str) -> list[list[float | None]] | None:
+    """One data column of every renderer of the figure whose title starts with ``title_prefix``
+    (nested arrays flattened, non-finite values as None; None for a renderer without the column)."""
+    return page.evaluate(_FIGURE_COLUMN, [title_prefix, column])
+
+
+_DATA_TO_CANVAS = """([prefix, x, y]) => {
+  let found = null;
+  for (const doc of Bokeh.documents) for (const m of doc._all_models.values())
+    if (m.x_range !== undefined && m.title && m.title.text && m.title.text.startsWith(prefix)) found = m;
+  if (found) { const m = found;
+    const view = Bokeh.index.find_one(m);
+    if (view) return [view.frame.x_scale.compute(x), view.frame.y_scale.compute(y)];
+  }
+  return null;
+}"""
+
+
+def data_to_page(page, title_prefix: str, canvas_css: str, x: float, y: float) -> tuple[float, float]:
+    """Page pixel of the data point (x, y) in the figure whose title starts with ``title_prefix``, drawn
+    on the first canvas matching ``canvas_css`` (Bokeh's own scales, so clicks land where a person aims)."""
+    cx, cy = page.evaluate(_DATA_TO_CANVAS, [title_prefix, x, y])
+    box = page.locator(canvas_css).first.bounding_box()
+    return box["x"] + cx, box["y"] + cy

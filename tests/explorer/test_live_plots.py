@@ -3,6 +3,7 @@ frames through its stream and check the figure's ranges and renderers. (Issue 11
 its first, empty frame's axes 0..1 while its sources held the curves.)"""
 from __future__ import annotations
 
+import time
 from types import SimpleNamespace
 
 import holoviews as hv
@@ -13,7 +14,7 @@ import pytest
 from explorer import plots
 from explorer.distributed_tab import _draw_curves, _draw_graph, _draw_marginals, _draw_paths
 from explorer.runner import ENERGY_COLUMNS
-from explorer.views import _landscape
+from explorer.views import LandscapeLayers, contour_path
 
 hv.extension("bokeh")
 
@@ -47,12 +48,41 @@ def test_energy_plot_axes_follow_the_solve_and_skip_zero_terms():
     assert lengths == [len(it)] * 4
 
 
-def test_landscape_axes_follow_the_slice():
-    fig, pipe = render(_landscape, None)
-    a = np.linspace(-0.3, 0.3, 11)
-    b = np.linspace(-2.0, 5.0, 13)
-    pipe.send({"a": a, "b": b, "E": np.add.outer(b, a) ** 2, "path": np.array([[0.1, 4.0], [0.0, 0.0]])})
+def test_landscape_writes_the_slice_into_its_plot_quickly():
+    layers = LandscapeLayers()
+    fig = hv.renderer("bokeh").get_plot(layers.element()).state
+    assert fig.title.text.startswith("Loss landscape: shown during")
+    a = np.linspace(-0.3, 0.3, 21)
+    b = np.linspace(-2.0, 5.0, 21)
+    E = np.add.outer(b, 2 * a) ** 2 + 1.0  # E[j, i] at (a[i], b[j])
+    path = np.array([[0.1, 4.0], [0.05, 2.0], [0.0, 0.0]])
+    started = time.perf_counter()
+    layers.show({"a": a, "b": b, "E": E, "path": path})
+    took = time.perf_counter() - started
+    print(f"one landscape update: {1000 * took:.1f} ms on the event loop")
     assert covers(fig.x_range, a) and covers(fig.y_range, b)
+    assert fig.title.text == "Loss landscape at the iterate"
+    image = layers.handles["image"]
+    assert np.array_equal(image["source"].data["image"][0], E)
+    assert (image["color_mapper"].low, image["color_mapper"].high) == (E.min(), E.max())
+    contours = layers.handles["contours"]["source"].data
+    assert np.isfinite(np.asarray(contours["xs"][0], dtype=float)).sum() > 50  # the level lines
+    trail = layers.handles["path"]["source"].data
+    assert np.array_equal(trail["xs"][0], path[:, 0]) and np.array_equal(trail["ys"][0], path[:, 1])
+    layers.show({"error": "ValueError: no"})
+    assert fig.title.text == "Loss landscape unavailable: ValueError: no"
+
+
+def test_contour_lines_lie_on_their_levels():
+    a = np.linspace(-1.0, 1.0, 41)
+    E = np.add.outer(a**2, a**2)  # E = a² + b²: circles
+    lines = contour_path(a, a, E, levels=3)
+    radii = np.hypot(lines[:, 0], lines[:, 1])
+    radii = radii[np.isfinite(radii)]
+    levels = np.linspace(0.0, 2.0, 5)[1:-1]  # 0.5, 1, 1.5: circles of radius sqrt(level) where inside
+    nearest = np.abs(radii[:, None] ** 2 - levels[None, :]).min(axis=1)
+    assert nearest.max() < 2e-3  # linear interpolation on a 0.05 grid: error ~ h²/4 of E's curvature
+    assert len(contour_path(a, a, np.ones((41, 41)), levels=3)) == 0  # a flat slice has no lines
 
 
 def test_distributed_graph_is_framed_around_its_players():

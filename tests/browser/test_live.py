@@ -1,0 +1,140 @@
+"""The live explorer in headless Chromium (issue 11): plots that show their data, a parameter change
+that reaches the running solve, the landscape beside the scene streaming during a solve."""
+from __future__ import annotations
+
+import re
+import time
+
+import pytest
+
+from tests.browser.figures import data_to_page, figure_column, figure_state
+from tests.browser.test_explorer import choose_preset, open_app, set_number, text, wait_text
+
+pytestmark = pytest.mark.browser
+
+
+def image_sum(page) -> float | None:
+    """Sum of the live landscape image's values (changes when the slice is recomputed)."""
+    images = figure_column(page, "Loss landscape at", "image")
+    values = [v for r in images or [] if r for v in r if v is not None]
+    return sum(values) if values else None
+
+
+def test_eps_change_reaches_the_running_solve_and_the_landscape_streams(app_url, browser_page):
+    page = browser_page
+    open_app(page, app_url)
+    choose_preset(page, "fig4_obstacles")  # the paper's obstacle scene: a solve of ~20 s
+    wait_text(page, ".scene-summary", r"25 source points.*2 obstacles")
+    page.locator(".run-button button").click()
+    wait_text(page, ".status-bar", r"iteration [1-9]\d* .*eps = 0\.1 ", timeout=30)
+    # the landscape beside the scene is drawn and recomputed during the solve
+    seen = set()
+    deadline = time.monotonic() + 15
+    while len(seen) < 3 and time.monotonic() < deadline:
+        value = image_sum(page)
+        if value is not None:
+            seen.add(round(value, 9))
+        time.sleep(0.25)
+    assert len(seen) >= 3, f"the landscape showed {len(seen)} different slices in 15 s"
+    state = figure_state(page, "Loss landscape at")
+    assert state["x"][1] > state["x"][0] and min(state["drawn"][:1]) > 0, state
+    # a live change of eps: the status line shows the running solve using it
+    before = int(re.search(r"iteration (\d+)", text(page, ".status-bar")).group(1))
+    t0 = time.monotonic()
+    set_number(page, ".eps-input", "0.05")
+    wait_text(page, ".status-bar", r"^iteration \d+ .*eps = 0\.05", timeout=10)
+    delay = time.monotonic() - t0
+    print(f"eps change reached the running solve's status line in {delay:.2f} s")
+    assert delay < 2.0, f"the eps change took {delay:.2f} s to reach the solve"
+    wait_text(page, ".iteration", r"Iteration \d+", timeout=5)
+    time.sleep(2.0)
+    assert "running" in text(page, ".iteration") or "finished" in text(page, ".iteration")
+    # it continued from the current iterate: no energy after the change is near the start's
+    iterations, totals = figure_column(page, "Energies", "iteration")[0], figure_column(page, "Energies", "energy")[0]
+    start = totals[0]
+    after = [e for i, e in zip(iterations, totals) if i is not None and e is not None and i > before]
+    assert after, "no energies were drawn after the change"
+    assert max(after) < 0.5 * start, (start, max(after))
+    assert int(re.search(r"iteration (\d+)", text(page, ".status-bar")).group(1)) > before
+    page.locator(".stop-button button").click()
+    wait_text(page, ".iteration", "finished", timeout=20)
+
+
+def obstacle_cell(page, row: int, field: str) -> float:
+    return float(page.locator(".obstacle-table .tabulator-row").nth(row)
+                 .locator(f".tabulator-cell[tabulator-field={field}]").inner_text())
+
+
+def wait_for(condition, message: str, timeout: float = 10.0) -> None:
+    deadline = time.monotonic() + timeout
+    while not condition():
+        assert time.monotonic() < deadline, message
+        time.sleep(0.2)
+
+
+def test_drag_an_obstacle_mid_solve_then_undo(app_url, browser_page):
+    page = browser_page
+    open_app(page, app_url)
+    choose_preset(page, "playful/mixture_with_obstacles")  # 3 obstacles; a solve that runs for seconds
+    wait_text(page, ".scene-summary", "3 obstacles")
+    page.locator(".mode-select button", has_text="place obstacles").click()
+    wait_text(page, ".mode-hint", "drag its centre")
+    page.locator(".scene-plot canvas").first.wait_for(state="visible")
+    time.sleep(1.0)
+    x0, y0 = obstacle_cell(page, 0, "x"), obstacle_cell(page, 0, "y")
+    page.locator(".run-button button").click()
+    wait_text(page, ".iteration", r"Iteration [1-9]\d* .*running", timeout=30)
+    # drag the first obstacle's centre 0.4 up, like a person: press, move in steps, release
+    px, py = data_to_page(page, "Scene", ".scene-plot canvas", x0, y0)
+    qx, qy = data_to_page(page, "Scene", ".scene-plot canvas", x0, y0 + 0.4)
+    page.mouse.move(px, py)
+    page.mouse.down()
+    for k in range(1, 11):
+        page.mouse.move(px + (qx - px) * k / 10, py + (qy - py) * k / 10)
+        time.sleep(0.03)
+    page.mouse.up()
+    wait_for(lambda: obstacle_cell(page, 0, "y") > y0 + 0.3, "the drag did not move the obstacle")
+    assert obstacle_cell(page, 0, "x") == pytest.approx(x0, abs=0.05)
+    wait_text(page, ".note", "obstacles changed during the solve", timeout=5)
+    time.sleep(3.0)  # the solve re-routes around the obstacle's new place
+    page.locator(".stop-button button").click()
+    wait_text(page, ".iteration", "finished", timeout=30)
+    depth = re.search(r"deepest inside an obstacle: (\S+) at the time points", text(page, ".status-bar"))
+    assert depth and float(depth.group(1)) < 0.05, text(page, ".status-bar")  # against the moved obstacle
+    page.locator(".undo-button button").click()  # the whole drag is one step
+    wait_for(lambda: abs(obstacle_cell(page, 0, "y") - y0) < 1e-6, "undo did not put the obstacle back")
+    assert obstacle_cell(page, 0, "x") == pytest.approx(x0)
+    assert "3 obstacles" in text(page, ".scene-summary")
+
+
+def source_count(page) -> int:
+    return int(re.search(r"(\d+) source points", text(page, ".scene-summary")).group(1))
+
+
+def test_a_brush_stroke_adds_points_and_undo_restores_the_scene(app_url, browser_page):
+    page = browser_page
+    open_app(page, app_url)
+    start = source_count(page)
+    page.locator(".mode-select button", has_text="paint").click()
+    wait_text(page, ".mode-hint", "brush stroke")
+    page.locator(".scene-plot canvas").first.wait_for(state="visible")
+    time.sleep(1.0)
+    set_number(page, ".brush-width", "0")
+    set_number(page, ".brush-spacing", "0.1")
+    time.sleep(0.5)
+    # a stroke from (1.6, 0) to (1.6, 1): about 11 points 0.1 apart on that line
+    ax, ay = data_to_page(page, "Scene", ".scene-plot canvas", 1.6, 0.0)
+    bx, by = data_to_page(page, "Scene", ".scene-plot canvas", 1.6, 1.0)
+    page.mouse.move(ax, ay)
+    page.mouse.down()
+    for k in range(1, 21):
+        page.mouse.move(ax + (bx - ax) * k / 20, ay + (by - ay) * k / 20)
+        time.sleep(0.02)
+    page.mouse.up()
+    wait_for(lambda: source_count(page) > start, "the stroke added no points")
+    added = source_count(page) - start
+    assert 9 <= added <= 12, added  # the pointer's pixels round the stroke's ends
+    page.locator(".undo-button button").click()
+    wait_for(lambda: source_count(page) == start, "undo did not remove the painted points")
+    page.locator(".redo-button button").click()
+    wait_for(lambda: source_count(page) == start + added, "redo did not bring them back")
