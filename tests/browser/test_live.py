@@ -65,6 +65,19 @@ def obstacle_cell(page, row: int, field: str) -> float:
                  .locator(f".tabulator-cell[tabulator-field={field}]").inner_text())
 
 
+def drag(page, start: tuple[float, float], end: tuple[float, float], steps: int) -> None:
+    """Press at the scene's data point ``start``, move to ``end`` in ``steps`` steps, release (a person's
+    drag, or a brush stroke)."""
+    ax, ay = data_to_page(page, "Scene", ".scene-plot canvas", *start)
+    bx, by = data_to_page(page, "Scene", ".scene-plot canvas", *end)
+    page.mouse.move(ax, ay)
+    page.mouse.down()
+    for k in range(1, steps + 1):
+        page.mouse.move(ax + (bx - ax) * k / steps, ay + (by - ay) * k / steps)
+        time.sleep(0.02)
+    page.mouse.up()
+
+
 def wait_for(condition, message: str, timeout: float = 10.0) -> None:
     deadline = time.monotonic() + timeout
     while not condition():
@@ -85,14 +98,7 @@ def test_drag_an_obstacle_mid_solve_then_undo(app_url, browser_page):
     page.locator(".run-button button").click()
     wait_text(page, ".iteration", r"Iteration [1-9]\d* .*running", timeout=30)
     # drag the first obstacle's centre 0.4 up, like a person: press, move in steps, release
-    px, py = data_to_page(page, "Scene", ".scene-plot canvas", x0, y0)
-    qx, qy = data_to_page(page, "Scene", ".scene-plot canvas", x0, y0 + 0.4)
-    page.mouse.move(px, py)
-    page.mouse.down()
-    for k in range(1, 11):
-        page.mouse.move(px + (qx - px) * k / 10, py + (qy - py) * k / 10)
-        time.sleep(0.03)
-    page.mouse.up()
+    drag(page, (x0, y0), (x0, y0 + 0.4), steps=10)
     wait_for(lambda: obstacle_cell(page, 0, "y") > y0 + 0.3, "the drag did not move the obstacle")
     assert obstacle_cell(page, 0, "x") == pytest.approx(x0, abs=0.05)
     wait_text(page, ".note", "obstacles changed during the solve", timeout=5)
@@ -123,14 +129,7 @@ def test_a_brush_stroke_adds_points_and_undo_restores_the_scene(app_url, browser
     set_number(page, ".brush-spacing", "0.1")
     time.sleep(0.5)
     # a stroke from (1.6, 0) to (1.6, 1): about 11 points 0.1 apart on that line
-    ax, ay = data_to_page(page, "Scene", ".scene-plot canvas", 1.6, 0.0)
-    bx, by = data_to_page(page, "Scene", ".scene-plot canvas", 1.6, 1.0)
-    page.mouse.move(ax, ay)
-    page.mouse.down()
-    for k in range(1, 21):
-        page.mouse.move(ax + (bx - ax) * k / 20, ay + (by - ay) * k / 20)
-        time.sleep(0.02)
-    page.mouse.up()
+    drag(page, (1.6, 0.0), (1.6, 1.0), steps=20)
     wait_for(lambda: source_count(page) > start, "the stroke added no points")
     added = source_count(page) - start
     assert 9 <= added <= 12, added  # the pointer's pixels round the stroke's ends
