@@ -16,6 +16,7 @@ if __package__ in (None, ""):  # `panel serve explorer/app.py` runs this file as
 import holoviews as hv  # noqa: E402
 import panel as pn  # noqa: E402
 
+from explorer.animation import AnimationJob  # noqa: E402
 from explorer.controls import Messages, build_sidebar, run_bar  # noqa: E402
 from explorer.help import help_panel  # noqa: E402
 from explorer.model import SessionModel  # noqa: E402
@@ -42,7 +43,8 @@ def create_app() -> pn.template.FastListTemplate:
                                          sizing_mode="fixed")
     scene = SceneEditor(model, runner, time_slider)
     messages = Messages(model)
-    sidebar = build_sidebar(model, runner, scene, messages)
+    animation = AnimationJob()
+    sidebar = build_sidebar(model, runner, scene, messages, animation)
     player = pn.widgets.Player(name="play", start=0, end=50, value=50, interval=80, loop_policy="once",
                                show_loop_controls=False, width=220, height=80, sizing_mode="fixed",
                                css_classes=["time-player"], visible_buttons=["play", "pause", "first"])
@@ -59,7 +61,8 @@ def create_app() -> pn.template.FastListTemplate:
     lazy_tab(tabs, "Fig. 6 landscape", lambda: fig6_tab(model, runner), "fig6-holder")
     lazy_tab(tabs, "Distributed control", distributed_tab, "distributed-holder")
     pn.state.add_periodic_callback(runner.flush, period=int(runner.push_interval * 1000))
-    pn.state.on_session_destroyed(lambda _ctx: runner.close(timeout=2.0))
+    pn.state.add_periodic_callback(animation.poll, period=200)
+    pn.state.on_session_destroyed(lambda _ctx: (runner.close(timeout=2.0), animation.close(timeout=2.0)))
     return pn.template.FastListTemplate(
         title="MFC Explorer: the blob method for mean-field control", sidebar=sidebar,
         main=[pn.Column(messages.view, run_bar(model, runner, messages), sizing_mode="stretch_width"), tabs], sidebar_width=390, accent="#1f77b4",

@@ -16,6 +16,7 @@ import param
 import solver
 from solver.io import session_from_json, session_to_json, terminal_csv, trajectories_csv
 
+from .animation import FORMATS as ANIMATION_FORMATS, AnimationJob
 from .exports import scene_png
 from .generators import GENERATORS
 from .model import SessionModel
@@ -185,6 +186,32 @@ def scene_widgets(model: SessionModel, scene: SceneEditor, messages: Messages) -
     )
 
 
+def animation_widgets(model: SessionModel, runner: SolveRunner, job: AnimationJob) -> pn.Column:
+    """Export the solve as a GIF or MP4: Make renders it in the background (progress bar), then the
+    download button holds the file."""
+    fmt = pn.widgets.RadioButtonGroup(options=list(ANIMATION_FORMATS), value="gif", css_classes=["animation-format"])
+    make = pn.widgets.Button(name="Make animation", button_type="primary", css_classes=["make-animation"],
+                             disabled=runner.states is None)
+    bar = pn.indicators.Progress(value=0, max=100, height=16, css_classes=["animation-progress"])
+    status = pn.pane.Markdown("", css_classes=["animation-status"])
+    download = pn.widgets.FileDownload(callback=lambda: io.BytesIO(job.result or b""), filename=job.filename,
+                                       label="Download animation", css_classes=["download-animation"],
+                                       button_type="success", disabled=True)
+    make.on_click(lambda _e: job.start(model, runner.states, fmt.value))
+    runner.param.watch(lambda *_: setattr(make, "disabled", runner.states is None or job.running),
+                       ["state", "pushes"])
+
+    def update(*_: Any) -> None:
+        bar.value, status.object = job.progress, job.status
+        make.disabled = job.running or runner.states is None
+        download.filename = job.filename
+        download.disabled = job.result is None
+
+    job.param.watch(update, ["progress", "status", "running", "result"])
+    return pn.Column(pn.pane.Markdown("**Animation of the solve** (t from 0 to 1):"), pn.Row(fmt, make),
+                     bar, status, download)
+
+
 def export_widgets(model: SessionModel, runner: SolveRunner, messages: Messages) -> pn.Column:
     """Downloads (trajectories CSV, terminal CSV, session JSON, scene PNG) and session import."""
     def result() -> tuple[solver.Problem, Any]:
@@ -325,7 +352,7 @@ def share_link(model: SessionModel) -> pn.widgets.TextInput:
 
 
 def build_sidebar(model: SessionModel, runner: SolveRunner, scene: SceneEditor,
-                  messages: Messages) -> list:
+                  messages: Messages, animation: AnimationJob) -> list:
     """The sidebar: preset, scene editing, parameters, export / import, shareable link."""
     options = {"(custom scene)": "", **{name: name for name in model.param.preset.objects if name}}
     preset = pn.widgets.Select(name="Preset (paper figures, playful scenes)", options=options,
@@ -349,6 +376,7 @@ def build_sidebar(model: SessionModel, runner: SolveRunner, scene: SceneEditor,
         preset, summary,
         pn.Card(scene_widgets(model, scene, messages), title="Scene", css_classes=["scene-card"]),
         pn.Card(parameter_widgets(model), title="Parameters", css_classes=["parameter-card"]),
-        pn.Card(export_widgets(model, runner, messages), share_link(model), title="Export / import",
+        pn.Card(export_widgets(model, runner, messages), animation_widgets(model, runner, animation),
+                share_link(model), title="Export / import",
                 css_classes=["export-card"]),
     ]

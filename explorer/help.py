@@ -44,8 +44,8 @@ PARAMETERS = """
   iterate's path. The *Fig. 6 landscape* tab shows the objective over the two terminal points of the
   paper's N = 2, M = 2, 1-D problem.
 * **Export**: trajectories and terminal points as CSV (the CLI's columns), the whole session as JSON
-  (load it back to restore it exactly), a PNG of the scene and energies; each plot's toolbar also
-  saves a PNG. The browser's URL (and the shareable link) restores the preset and parameters.
+  (load it back to restore it exactly), a PNG of the scene and energies, the solve as a GIF or MP4
+  animation (Make animation, then Download); each plot's toolbar also saves a PNG. The browser's URL (and the shareable link) restores the preset and parameters.
 """
 
 

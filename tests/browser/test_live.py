@@ -1,9 +1,11 @@
-"""The live explorer in headless Chromium (issue 11): plots that show their data, a parameter change
-that reaches the running solve, the landscape beside the scene streaming during a solve."""
+"""The live explorer in headless Chromium (issue 11): a parameter change that reaches the running solve,
+the landscape beside the scene streaming during a solve, an obstacle dragged mid-solve, a brush
+stroke, undo / redo, and the solve exported as GIF and MP4."""
 from __future__ import annotations
 
 import re
 import time
+from pathlib import Path
 
 import pytest
 
@@ -137,3 +139,27 @@ def test_a_brush_stroke_adds_points_and_undo_restores_the_scene(app_url, browser
     wait_for(lambda: source_count(page) == start, "undo did not remove the painted points")
     page.locator(".redo-button button").click()
     wait_for(lambda: source_count(page) == start + added, "redo did not bring them back")
+
+
+def test_export_the_solve_as_gif_and_mp4(app_url, browser_page, tmp_path):
+    import imageio.v2 as imageio
+
+    page = browser_page
+    open_app(page, app_url)
+    choose_preset(page, "fig1_pot_comparison")
+    wait_text(page, ".scene-summary", "30 source points")
+    page.locator(".run-button button").click()
+    wait_text(page, ".iteration", "finished", timeout=60)
+    card = page.locator(".card-header", has_text="Export / import").first
+    if not page.locator(".make-animation button").is_visible():
+        card.click()
+    for fmt in ("gif", "mp4"):
+        page.locator(".animation-format button", has_text=fmt).click()
+        page.locator(".make-animation button").click()
+        wait_text(page, ".animation-status", f"{fmt.upper()} ready", timeout=60)
+        with page.expect_download() as info:
+            page.locator(".download-animation button").click()
+        path = tmp_path / f"solve.{fmt}"
+        path.write_bytes(Path(info.value.path()).read_bytes())
+        first = imageio.get_reader(str(path), format="GIF" if fmt == "gif" else "FFMPEG").get_data(0)
+        assert first.shape[0] == first.shape[1] == 640 and first[..., :3].std() > 5  # a picture, decoded
