@@ -127,6 +127,14 @@ def scene_widgets(model: SessionModel, scene: SceneEditor, messages: Messages) -
     width = pn.widgets.FloatInput.from_param(scene.param.brush_width, name="brush width", step=0.05,
                                              css_classes=["brush-width"], description=scene.param.brush_width.doc)
     scene.param.watch(lambda e: messages.error(e.new), "problem")
+    delete_points = pn.widgets.Button(name="Delete selected points", css_classes=["delete-points"])
+
+    def remove_points(_e: Any) -> None:
+        count = scene.delete_selected_points()
+        messages.note(f"Deleted {count} selected points." if count else
+                      "No points selected: choose the box-select tool in the plot's toolbar and drag a box.")
+
+    delete_points.on_click(remove_points)
     history = scene.history
     undo = pn.widgets.Button(name="↶ Undo", css_classes=["undo-button"], disabled=not history.can_undo)
     redo = pn.widgets.Button(name="↷ Redo", css_classes=["redo-button"], disabled=not history.can_redo)
@@ -173,7 +181,7 @@ def scene_widgets(model: SessionModel, scene: SceneEditor, messages: Messages) -
     clear_source.on_click(lambda _e: model.set_points("source", model.source[:0]))
     return pn.Column(
         pn.pane.Markdown("**Click on the scene to**"), mode, scene.hint, pn.Row(undo, redo),
-        pn.Row(shape, radius), delete,
+        delete_points, pn.Row(shape, radius), delete,
         pn.Card(paint_which, pn.Row(spacing, width), title="Brush (paint mode)", collapsed=False,
                 css_classes=["brush-card"]),
         pn.Card(which, pn.Row(kind, count), pn.Row(seed, scale), pn.Row(cx, cy), generate,

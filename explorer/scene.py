@@ -34,8 +34,8 @@ from .runner import SolveRunner
 
 MODES = ["edit source", "edit target", "paint", "place obstacles", "pan / zoom"]
 SCENE_SIZE = 540
-HINTS = {"edit source": "click to add source points, drag to move, Backspace deletes",
-         "edit target": "click to add target points, drag to move, Backspace deletes",
+HINTS = {"edit source": "click to add source points, drag to move, Backspace deletes; box-select + Delete points",
+         "edit target": "click to add target points, drag to move, Backspace deletes; box-select + Delete points",
          "paint": "drag a brush stroke: it becomes points of the chosen kind at the brush's spacing",
          "place obstacles": "click to place an obstacle, click one to select it, drag its centre to move it, "
                             "Backspace deletes the selected centre",
@@ -154,7 +154,7 @@ class SceneEditor(param.Parameterized):
         self._editing = False  # True while a draw-tool event edits the obstacles
         self.history = SceneHistory(model)
         self.pane = pn.pane.HoloViews(self._build(), css_classes=["scene-plot"], linked_axes=False,
-                                      width=SCENE_SIZE + 110, height=SCENE_SIZE + 90, sizing_mode="fixed")
+                                      width=SCENE_SIZE + 140, height=SCENE_SIZE + 90, sizing_mode="fixed")
         self.hint = pn.pane.Markdown(f"Mode: **{self.mode}**: {HINTS[self.mode]}", css_classes=["mode-hint"])
         self.table = pn.widgets.Tabulator(self._obstacle_frame(), css_classes=["obstacle-table"],
                                           show_index=True, selectable=1, height=170,
@@ -185,12 +185,13 @@ class SceneEditor(param.Parameterized):
             target = plots.scene_points(np.zeros((0, dim)), dim, "target", plots.TARGET_COLOR, t=1.0).opts(
                 show_legend=False)  # the density image stands for the target
             layers.append(self._density((x0, x1, y0, y1)))
-        if self.mode == "edit source":
-            self._draw = hv.streams.PointDraw(source=source, add=True, drag=True)
-            self._draw.add_subscriber(lambda data: self._on_draw("source", data))
-        elif self.mode == "edit target" and model.edits_points:
-            self._draw = hv.streams.PointDraw(source=target, add=True, drag=True)
-            self._draw.add_subscriber(lambda data: self._on_draw("target", data))
+        self._selection = None
+        if self.mode == "edit source" or (self.mode == "edit target" and model.edits_points):
+            which, edited = ("source", source) if self.mode == "edit source" else ("target", target)
+            edited.opts(tools=["box_select"], nonselection_alpha=0.35)
+            self._draw = hv.streams.PointDraw(source=edited, add=True, drag=True)
+            self._draw.add_subscriber(lambda data: self._on_draw(which, data))
+            self._selection = hv.streams.Selection1D(source=edited)
         if self.mode == "paint" and dim >= 2:
             stroke = hv.Path([], kdims=[kx, ky], label="brush stroke").opts(color="#ff7f0e", line_width=3, alpha=0.6)
             layers.append(stroke)
@@ -217,7 +218,7 @@ class SceneEditor(param.Parameterized):
         return overlay.opts(
             hv.opts.Overlay(title=title, xlim=(x0, x1), ylim=(y0, y1), frame_width=SCENE_SIZE,
                             frame_height=SCENE_SIZE, legend_position="top_left", xlabel=kx, ylabel=ky,
-                            active_tools=active, toolbar="above", show_grid=True,
+                            active_tools=active, toolbar="right", show_grid=True,
                             backend_opts={"plot.toolbar.autohide": False}))
 
     def _density(self, bounds: tuple[float, float, float, float]) -> hv.Element:
@@ -254,6 +255,17 @@ class SceneEditor(param.Parameterized):
     def _on_states(self, data: np.ndarray | None) -> None:
         """New trajectories from the runner (or None after a reset): write the live layers."""
         self.live.show(data)
+
+    def delete_selected_points(self) -> int:
+        """Delete the points selected with the box-select tool (edit source / edit target modes);
+        returns how many."""
+        if self._selection is None or not self._selection.index:
+            return 0
+        which = "source" if self.mode == "edit source" else "target"
+        points = self.model.source if which == "source" else self.model.target_points
+        drop = [i for i in self._selection.index if 0 <= i < len(points)]
+        self.model.set_points(which, np.delete(points, drop, axis=0))  # redraws: the selection is gone
+        return len(drop)
 
     def _on_draw(self, which: str, data: dict) -> None:
         kx, ky = plots.scene_axes(self.model.dim)

@@ -163,3 +163,18 @@ def test_export_the_solve_as_gif_and_mp4(app_url, browser_page, tmp_path):
         path.write_bytes(Path(info.value.path()).read_bytes())
         first = imageio.get_reader(str(path), format="GIF" if fmt == "gif" else "FFMPEG").get_data(0)
         assert first.shape[0] == first.shape[1] == 640 and first[..., :3].std() > 5  # a picture, decoded
+
+
+def test_box_select_and_delete_points(app_url, browser_page):
+    page = browser_page
+    open_app(page, app_url)  # the default scene: a 7 x 7 grid of source points on [-0.21, 0.21]^2
+    start = source_count(page)
+    page.locator(".scene-plot .bk-tool-icon-box-select").first.click()
+    time.sleep(0.3)
+    drag(page, (-0.3, -0.3), (0.0, 0.3), steps=8)  # a box over the left columns of the grid
+    page.locator(".delete-points button").click()
+    wait_text(page, ".note", r"Deleted \d+ selected points", timeout=10)
+    deleted = int(re.search(r"Deleted (\d+)", text(page, ".note")).group(1))
+    assert 7 <= deleted < start and source_count(page) == start - deleted
+    page.locator(".undo-button button").click()
+    wait_for(lambda: source_count(page) == start, "undo did not bring the deleted points back")

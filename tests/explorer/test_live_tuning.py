@@ -174,3 +174,21 @@ def test_painting_adds_points_to_the_scene_and_undo_removes_them():
     assert np.allclose(model.source[-6:], np.column_stack([np.full(6, 2.0), np.linspace(0, 0.5, 6)]))
     editor.history.undo()
     assert np.array_equal(model.source, before)
+
+
+def test_box_selected_points_are_deleted_together():
+    import holoviews as hv
+    import panel as pn
+
+    from explorer.scene import SceneEditor
+
+    hv.extension("bokeh", logo=False)
+    model = SessionModel()
+    editor = SceneEditor(model, SolveRunner(), pn.widgets.FloatSlider(value=1.0))
+    before = model.source.copy()
+    assert editor.delete_selected_points() == 0  # nothing selected
+    editor._selection.event(index=[0, 3, 5])  # what the browser's box-select tool sends
+    assert editor.delete_selected_points() == 3
+    assert np.array_equal(model.source, np.delete(before, [0, 3, 5], axis=0))
+    editor.history.undo()
+    assert np.array_equal(model.source, before)
