@@ -7,6 +7,7 @@ from typing import Any, Callable
 import contourpy
 import holoviews as hv
 import numpy as np
+import pandas as pd
 import panel as pn
 from panel.io.document import unlocked
 
@@ -15,13 +16,64 @@ from solver.landscape import fig6_markers, fig6_problem, shows_fig6, terminal_la
 
 from . import plots
 from .model import SessionModel
-from .runner import SolveRunner
+from .runner import ENERGY_COLUMNS, SolveRunner
 
 def energy_plot(runner: SolveRunner) -> pn.pane.HoloViews:
     """Energy curves (total, kinetic, nonlocal, obstacle; log scale), streamed from the runner."""
-    dmap = plots.live(hv.DynamicMap(plots.energy_curves, streams=[runner.energies])).opts(
-        hv.opts.Overlay(height=330, responsive=True, show_grid=True))
-    return pn.pane.HoloViews(dmap, css_classes=["energy-plot"], min_width=380)
+    layers = EnergyLayers()
+    runner.energies.add_subscriber(layers.show)
+    layers.show(runner.energies.data)
+    pane = pn.pane.HoloViews(layers.element(), css_classes=["energy-plot"], min_width=380)
+    pane.layers = layers  # for tests
+    return pane
+
+
+class EnergyLayers:
+    """The energy plot, written straight into its Bokeh models: a HoloViews re-render of its four
+    curves costs ~70 ms of the server's event loop, twice a second per solving tab (eight tabs would
+    fill the loop); a write costs a few ms. ``show(data)`` takes the runner's energy frame (columns
+    ``ENERGY_COLUMNS``): each term against the iteration, non-positive values left out (log axis),
+    the axes framed around what is drawn."""
+
+    def __init__(self) -> None:
+        self.handles: dict[str, Any] = {}
+        self.data: pd.DataFrame | None = None
+
+    def element(self) -> hv.Overlay:
+        empty = pd.DataFrame(np.zeros((0, len(ENERGY_COLUMNS))), columns=ENERGY_COLUMNS)
+        curves = plots.energy_curves(empty)
+        hooked = [curve.opts(hooks=[self._hook(term)]) for term, curve in zip(plots.ENERGY_TERMS, curves.values())]
+        return hv.Overlay(hooked).opts(hv.opts.Overlay(height=330, responsive=True, show_grid=True, logy=True,
+                                                       title="Energies (log scale)", legend_position="top_right",
+                                                       xlabel="iteration", ylabel="energy"))
+
+    def _hook(self, term: str) -> Callable[[Any, hv.Element], None]:
+        def record(plot: Any, element: hv.Element) -> None:
+            self.handles[term] = plot.handles
+            if len(self.handles) == len(plots.ENERGY_TERMS) and self.data is not None:
+                self.show(self.data)  # drawn again (its tab shown again): refill
+        return record
+
+    def show(self, data: pd.DataFrame | None) -> None:
+        self.data = data
+        if data is None or len(self.handles) < len(plots.ENERGY_TERMS):
+            return
+        iterations = data["iteration"].to_numpy(dtype=float) if len(data) else np.zeros(0)
+        drawn = []
+        with unlocked():
+            for term in plots.ENERGY_TERMS:
+                values = data[term].to_numpy(dtype=float) if term in data and len(data) else np.zeros(0)
+                values = np.where(values > 0, values, np.nan)
+                drawn.append(values[np.isfinite(values)])
+                glyph = self.handles[term]["glyph"]
+                self.handles[term]["source"].data = {glyph.x: iterations, glyph.y: values}
+            figure = self.handles[plots.ENERGY_TERMS[0]]["plot"]
+            if len(iterations):
+                low, high = float(iterations.min()), float(iterations.max())
+                figure.x_range.update(start=low, end=high if high > low else low + 1.0)
+            positive = np.concatenate(drawn)
+            if len(positive):
+                figure.y_range.update(start=float(positive.min()) / 1.5, end=float(positive.max()) * 1.5)
 
 
 class LandscapeLayers:
