@@ -1,0 +1,111 @@
+"""Many sessions at once (issue 11, items 5 and 7): ``python -m explorer.bench_sessions [--tabs 8]``.
+
+Serves the app (``panel serve`` on a free local port), opens ``--tabs`` browser tabs one after another
+in headless Chromium (Playwright, ``/usr/bin/chromium`` or ``MFC_CHROMIUM``) and reports how long each
+took to become usable (scene drawn, Run button shown); then starts a solve in every tab (the paper's
+gradient descent, so they run for a while) and changes eps in each tab ``--rounds`` times, timing each
+change until its own tab's scene summary shows it. Prints the open times and the round trips' median
+and 95th percentile. A measurement, not a test: it needs the test extras (Playwright) and a browser.
+"""
+from __future__ import annotations
+
+import argparse
+import os
+import socket
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+import urllib.request
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
+                 "--disable-background-networking", "--disable-component-update", "--disable-sync"]
+#: A change not shown within this many seconds counts as this long.
+GIVE_UP = 30.0
+#: An element's text including its open shadow roots (Panel renders panes inside them).
+DEEP_TEXT = """el => { const walk = n => { let t = n.shadowRoot ? walk(n.shadowRoot) : '';
+  for (const c of n.childNodes) t += c.nodeType === 3 ? c.textContent : (c.nodeType === 1 ? walk(c) : '');
+  return t; }; return walk(el); }"""
+
+
+def _serve() -> tuple[subprocess.Popen, str]:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    log = open(Path(tempfile.mkdtemp(prefix="mfc-bench-")) / "panel.log", "w")
+    proc = subprocess.Popen([sys.executable, "-m", "panel", "serve", "explorer/app.py", "--port", str(port),
+                             "--address", "127.0.0.1", f"--allow-websocket-origin=127.0.0.1:{port}"],
+                            cwd=ROOT, stdout=log, stderr=subprocess.STDOUT)
+    url = f"http://127.0.0.1:{port}/app"
+    deadline = time.monotonic() + 90
+    while time.monotonic() < deadline:
+        try:
+            with urllib.request.urlopen(url, timeout=30):
+                return proc, url
+        except OSError:
+            time.sleep(0.5)
+    proc.terminate()
+    raise RuntimeError("panel serve did not start within 90 s")
+
+
+def _summary_shows(page, value: str, started: float) -> float:
+    """Seconds from ``started`` until the tab's scene summary shows ``eps = value`` (GIVE_UP if never)."""
+    while time.monotonic() - started < GIVE_UP:
+        if f"eps = {value}" in page.locator(".scene-summary").first.evaluate(DEEP_TEXT):
+            return time.monotonic() - started
+        time.sleep(0.05)
+    return GIVE_UP
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--tabs", type=int, default=8, help="browser tabs (sessions) at once")
+    parser.add_argument("--rounds", type=int, default=3, help="eps changes per tab")
+    args = parser.parse_args(argv)
+    from playwright.sync_api import sync_playwright
+
+    proc, url = _serve()
+    try:
+        with sync_playwright() as pw:
+            browser = pw.chromium.launch(executable_path=os.environ.get("MFC_CHROMIUM", "/usr/bin/chromium"),
+                                         args=CHROMIUM_ARGS, headless=True)
+            pages, opened = [], []
+            for _ in range(args.tabs):
+                page = browser.new_context(viewport={"width": 1600, "height": 1000}).new_page()
+                page.set_default_timeout(120_000)
+                started = time.monotonic()
+                page.goto(url)
+                page.locator(".scene-plot canvas").first.wait_for(state="visible")
+                page.locator(".run-button button").wait_for(state="visible")
+                opened.append(time.monotonic() - started)
+                pages.append(page)
+            print("tab ready after (s):", " ".join(f"{t:.1f}" for t in opened))
+            for page in pages:
+                page.locator(".method-select select").select_option("gd")
+                page.locator(".run-button button").click()
+            time.sleep(5.0)
+            trips = []
+            for round_ in range(args.rounds):
+                for k, page in enumerate(pages):
+                    value = f"0.0{round_ + 2}{k}"
+                    box = page.locator(".eps-input input").first
+                    started = time.monotonic()
+                    box.fill(value)
+                    box.press("Enter")
+                    trips.append(_summary_shows(page, f"{float(value):g}", started))
+            trips.sort()
+            p95 = trips[min(len(trips) - 1, int(0.95 * len(trips)))]
+            print(f"{args.tabs} tabs solving: eps change -> own tab's summary: median "
+                  f"{statistics.median(trips):.2f} s, 95th percentile {p95:.2f} s, "
+                  f"{sum(t >= GIVE_UP for t in trips)} of {len(trips)} not shown within {GIVE_UP:.0f} s")
+            browser.close()
+    finally:
+        proc.terminate()
+        proc.wait(timeout=15)
+
+
+if __name__ == "__main__":
+    main()
