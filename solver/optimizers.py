@@ -462,6 +462,13 @@ def exact_energies(objective: Objective, step: Step) -> dict[str, float]:
                 objective=step.energies["objective"] + change)
 
 
+def reported(objective: Objective, work: Objective | ReducedObjective, step: Step) -> Step:
+    """``step`` of a local solve on ``work`` as the run reports it: in full trajectories (a reduced
+    iterate mapped back), with the exact eq. (59) energies, its status cleared (the caller decides)."""
+    variables = work.full_variables(step.variables) if isinstance(work, ReducedObjective) else step.variables
+    return dataclasses.replace(step, status=None, energies=exact_energies(objective, step), variables=variables)
+
+
 def prepared(make: Callable[[threading.Event], T], waiting: Step | None) -> Generator[Step, None, T]:
     """Compute ``make(cancel)`` (e.g. a start that needs a long blob quantization) in a worker thread
     while yielding ``waiting`` every ``HEARTBEAT`` seconds: the caller keeps reporting and can pause,
@@ -527,8 +534,7 @@ def local(objective: Objective, x0: torch.Tensor, spec: OptimizerSpec) -> Iterat
     best_objective, outcome, last = math.inf, "stalled", None
     for step in _polished(work, x, spec, "local", counters, rough=False):
         ended = step.status
-        last = dataclasses.replace(step, status=None, energies=exact_energies(objective, step),
-                                   variables=work.full_variables(step.variables) if reduced else step.variables)
+        last = reported(objective, work, step)
         yield last
         if ended is not None and last.energies["objective"] <= best_objective:
             best_objective, outcome = last.energies["objective"], ended
@@ -595,8 +601,7 @@ def robust(objective: Objective, x0: torch.Tensor, spec: OptimizerSpec) -> Itera
         recent: list[float] = []
         for step in _polished(work, x, spec, label, counters, rough):
             ended = step.status
-            last = dataclasses.replace(step, status=None, energies=exact_energies(objective, step),
-                                       variables=work.full_variables(step.variables) if reduced else step.variables)
+            last = reported(objective, work, step)
             yield last
             f = last.energies["objective"]
             if ended is not None and f <= best_objective:
