@@ -18,7 +18,7 @@ from solver.io import session_from_json, session_to_json, terminal_csv, trajecto
 
 from .animation import FORMATS as ANIMATION_FORMATS, AnimationJob
 from .exports import scene_png
-from .generators import GENERATORS
+from solver.generators import GENERATORS
 from .model import SessionModel
 from .runner import SolveRunner
 from .scene import SceneEditor

@@ -25,7 +25,7 @@ from solver.problem import auto_delta
 from solver.reading import Context
 from solver.targets import ParticleTarget
 
-from .generators import generate
+from solver.generators import generate
 
 ROOT = Path(__file__).resolve().parent.parent
 ASSETS = ROOT / "assets"

@@ -28,7 +28,7 @@ from solver.targets import smoothed_density
 
 from . import plots
 from .edits import SceneHistory
-from .generators import brush_points
+from solver.generators import brush_points
 from .model import POINTS as POINTS_KIND, SessionModel
 from .runner import SolveRunner
 

@@ -34,3 +34,10 @@ scipy_linalg = LazyModule("scipy.linalg")
 scipy_optimize = LazyModule("scipy.optimize")
 scipy_spatial = LazyModule("scipy.spatial")
 numba = LazyModule("numba")
+
+
+def load(*modules: LazyModule) -> None:
+    """Import ``modules`` now (e.g. before a solve starts its clock: loading POT, which imports
+    scipy.stats, takes about a second and is not the solver's time)."""
+    for module in modules:
+        LazyModule.__getattr__(module, "__name__")  # imports it and fills the stand-in

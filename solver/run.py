@@ -20,7 +20,7 @@ import numpy as np
 from .budget import DEFAULT_BUDGET, check
 from .history import ThinnedHistory
 from .init import Cancelled, PaperStart, initial_variables, target_size
-from .lazy import numba, torch
+from .lazy import load, numba, ot, torch
 from .objective import Objective
 from .steps import Step
 from .problem import Problem
@@ -148,6 +148,7 @@ def solve_iter(problem: Problem, control: SolveControl | None = None, every: int
     ``memory``: the budget in bytes; a larger problem raises ``ProblemError`` before any allocation.
     """
     check(problem, memory)
+    load(torch, ot)  # library loading (seconds on a first solve) is not counted as solver time
     spec = problem.optimizer
     objective = Objective(problem)
     x0 = _start_variables(objective, problem, resume, control)

@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 
 import solver
-from explorer.generators import GENERATORS, generate
+from solver.generators import GENERATORS, generate
 from explorer.model import SessionModel, list_presets
 from explorer.runner import SolveRunner
 

@@ -136,7 +136,7 @@ def test_a_drag_is_one_undo_step():
 
 
 def test_a_brush_stroke_becomes_a_lattice_band_along_it():
-    from explorer.generators import brush_points
+    from solver.generators import brush_points
 
     stroke = np.array([[0.0, 0.0], [0.5, 0.0], [1.0, 0.0]])
     line = brush_points(stroke, spacing=0.1, width=0.0)

@@ -1,9 +1,9 @@
-"""Seeded point generators for the scene editor (pure numpy).
+"""Seeded point generators (pure numpy): the explorer's scene editor and sweep files use the same ones.
 
 Every generator returns an (n, 2) array; ``generate`` dispatches by name and places the cloud at
 ``center`` with a length ``scale`` (the side of the square, the radius of the ring, ...). The shapes
 follow the paper's examples: a grid on a square (Figs. 1-4), Gaussian samples (Fig. 2), mixtures,
-a ring and two moons.
+a ring, two moons, and evenly spaced points on a segment, ends included (Fig. 9's uniform grids).
 """
 from __future__ import annotations
 
@@ -58,9 +58,16 @@ def two_moons(n: int, rng: np.random.Generator) -> np.ndarray:
     return 0.4 * pts + rng.normal(0.0, 0.03 * 0.4, size=(n, 2))
 
 
+def line(n: int, rng: np.random.Generator) -> np.ndarray:
+    """n evenly spaced points from -1/2 to 1/2 on the first axis, both ends included (Fig. 9: with
+    ``dim`` 1, centre 0.5 and scale 1 this is {0, 1/(n-1), ..., 1})."""
+    x = np.linspace(-0.5, 0.5, n) if n > 1 else np.zeros(n)
+    return np.column_stack([x, np.zeros(n)])
+
+
 GENERATORS: dict[str, Generator] = {
     "grid": grid_square, "uniform": uniform_square, "gaussian": gaussian,
-    "mixture": mixture, "ring": ring, "two moons": two_moons,
+    "mixture": mixture, "ring": ring, "two moons": two_moons, "line": line,
 }
 
 
