@@ -1,4 +1,5 @@
-"""Command line: ``python -m solver solve PROBLEM.json --out DIR``, ``reproduce FIG``, ``distributed CASE.json``.
+"""Command line: ``python -m solver solve PROBLEM.json --out DIR``, ``reproduce FIG``, ``distributed CASE.json``,
+``sweep SWEEP.json --store DIR`` and ``runs list | show | compare | export | report`` (``solver.study``).
 
 Bad input exits with code 2 and one line on stderr naming the field and the fix (no traceback). The
 problem is validated before torch is loaded (``solver.lazy``), so such errors come at once; for the
@@ -21,6 +22,9 @@ from .io import trajectories_csv
 from .problem import ProblemError, load_problem
 from .registry import OPTIMIZERS
 from .run import solve, threads_for, use_threads
+
+#: The run store used when ``--store`` is not given.
+DEFAULT_STORE = os.environ.get("MFC_STORE", "mfc-runs")
 
 
 def _solve(args: argparse.Namespace) -> int:
@@ -47,6 +51,11 @@ def _solve(args: argparse.Namespace) -> int:
 
     result = solve(problem, callback=progress, memory=int(args.memory * 2**30))
     bar.close()
+    if args.store:
+        from .study.execute import record_from_result  # deliberate lazy import: only with --store
+        from .study.store import RunStore
+
+        RunStore(args.store).put(record_from_result(result, origin="cli"))
     (out / "problem.json").write_text(json.dumps(problem.to_spec(), indent=1) + "\n")
     (out / "trajectories.csv").write_text(trajectories_csv(problem, result.states))
     info = summary(result)
@@ -67,6 +76,26 @@ def _reproduce(args: argparse.Namespace) -> int:
     return 0
 
 
+def _sweep(args: argparse.Namespace) -> int:
+    from .study.execute import run_sweep  # deliberate lazy import: dask only for sweeps
+    from .study.store import RunStore
+    from .study.sweep import load_sweep
+
+    sweep = load_sweep(args.sweep)  # every run validated before anything starts
+    store = RunStore(args.store)
+    outcome = run_sweep(sweep, store, workers=args.workers, scheduler=args.scheduler,
+                        progress=False if args.quiet else None)
+    print(f"sweep {sweep.name}: {outcome.total} runs, {outcome.skipped} already stored, {outcome.computed} "
+          f"computed, {outcome.errors} errors -> {store.folder}")
+    return 1 if outcome.errors else 0
+
+
+def _runs(args: argparse.Namespace) -> int:
+    from .study import runs_cli  # deliberate lazy import
+
+    return runs_cli.main(args)
+
+
 def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else argv
     if argv and argv[0] == "distributed":
@@ -84,12 +113,24 @@ def main(argv: list[str] | None = None) -> int:
     s.add_argument("--quiet", action="store_true", help="no progress bar or final line")
     s.add_argument("--memory", type=float, default=DEFAULT_BUDGET / 2**30, metavar="GB",
                    help=f"memory budget; larger problems are refused at once (default {DEFAULT_BUDGET / 2**30:g})")
+    s.add_argument("--store", metavar="DIR", help="also keep the run in this run store (python -m solver runs)")
     s.set_defaults(run=_solve)
     r = sub.add_parser("reproduce", help="regenerate a paper figure (PNG) and its numbers")
     r.add_argument("figure", help="fig1 .. fig9")
     r.add_argument("--out", default="out", help="output directory (default: out)")
     r.set_defaults(run=_reproduce)
     sub.add_parser("distributed", help="values and bounds of the distributed-control lab (CASE.json)")
+    w = sub.add_parser("sweep", help="solve every problem of a sweep file on dask and keep them in a run store")
+    w.add_argument("sweep", help="sweep JSON file (format: README, 'Sweeps')")
+    w.add_argument("--store", default=DEFAULT_STORE, metavar="DIR", help=f"run store folder (default {DEFAULT_STORE})")
+    w.add_argument("--workers", type=int, default=os.cpu_count() or 1,
+                   help="worker processes of the local dask cluster (default: one per core)")
+    w.add_argument("--scheduler", metavar="tcp://HOST:PORT", help="use this dask scheduler instead of a local cluster")
+    w.add_argument("--quiet", action="store_true", help="no progress bar")
+    w.set_defaults(run=_sweep)
+    from .study.runs_cli import add_parser as add_runs_parser  # argparse only: no heavy imports
+
+    add_runs_parser(sub, DEFAULT_STORE).set_defaults(run=_runs)
     args = parser.parse_args(argv)
     try:
         return args.run(args)
