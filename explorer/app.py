@@ -3,7 +3,7 @@
 Every browser tab gets its own ``SessionModel`` (scene and parameters), ``SolveRunner`` (background
 solve) and ``SceneEditor`` (main plot); closing the tab stops its solve. The layout is a sidebar of
 controls and a main area of tabs (scene and energies, loss landscape, the 1-D acceleration views,
-help, distributed control).
+help, distributed control, the run store's runs).
 """
 from __future__ import annotations
 
@@ -21,6 +21,7 @@ from explorer.controls import Messages, build_sidebar, run_bar  # noqa: E402
 from explorer.help import help_panel  # noqa: E402
 from explorer.model import SessionModel  # noqa: E402
 from explorer.runner import SolveRunner  # noqa: E402
+from explorer.runs_tab import RunsTab, default_store  # noqa: E402
 from explorer.scene import SceneEditor  # noqa: E402
 from explorer.distributed_tab import distributed_tab  # noqa: E402
 from explorer.views import acceleration_tab, energy_plot, fig6_tab, landscape_plot, lazy_tab  # noqa: E402
@@ -37,7 +38,8 @@ hv.renderer("bokeh").webgl = False  # canvas rendering: WebGL without a GPU cost
 def create_app() -> pn.template.FastListTemplate:
     """Build one session's app (called once per browser tab)."""
     model = SessionModel()
-    runner = SolveRunner()
+    store = default_store()
+    runner = SolveRunner(store=store)
     time_slider = pn.widgets.FloatSlider(name="time t (scrub the trajectories)", start=0.0, end=1.0,
                                          step=0.01, value=1.0, css_classes=["time-slider"], width=380, height=50,
                                          sizing_mode="fixed")
@@ -60,6 +62,13 @@ def create_app() -> pn.template.FastListTemplate:
                    dynamic=True, css_classes=["main-tabs"], sizing_mode="stretch_width")
     lazy_tab(tabs, "Fig. 6 landscape", lambda: fig6_tab(model, runner), "fig6-holder")
     lazy_tab(tabs, "Distributed control", distributed_tab, "distributed-holder")
+
+    def runs_tab() -> pn.Column:
+        tab = RunsTab(store, model, runner)
+        pn.state.add_periodic_callback(tab.poll, period=1000)
+        return tab.view
+
+    lazy_tab(tabs, "Runs", runs_tab, "runs-holder")
     pn.state.add_periodic_callback(runner.flush, period=int(runner.push_interval * 1000))
     pn.state.add_periodic_callback(animation.poll, period=200)
     pn.state.on_session_destroyed(lambda _ctx: (runner.close(timeout=2.0), animation.close(timeout=2.0)))

@@ -32,6 +32,8 @@ from solver.diagnostics import obstacle_depths, w2sq_terminal
 from solver.history import ThinnedHistory
 from solver.init import target_size
 from solver.landscape import path_landscape
+from solver.study.execute import record_from_result
+from solver.study.store import RunStore
 from solver.warm import carry_over, continuation_method
 
 ENERGY_PERIOD = 0.5  # seconds between energy-plot updates (the trajectories update faster)
@@ -99,10 +101,13 @@ class SolveRunner(param.Parameterized):
     iteration = param.Integer(default=0)
     progress = param.Number(default=0.0, bounds=(0.0, 100.0))
     pushes = param.Integer(default=0, doc="Trajectory updates sent to the plots in this solve.")
+    stored = param.Integer(default=0, doc="Runs of this session written to the run store.")
 
     def __init__(self, push_interval: float = 0.1, landscape_interval: float = 0.5,
-                 landscape_budget: float = 0.4, **params: Any) -> None:
+                 landscape_budget: float = 0.4, store: RunStore | None = None, **params: Any) -> None:
         super().__init__(**params)
+        self.store = store
+        self.store_error = ""
         self.push_interval = push_interval
         self.landscape_interval = landscape_interval
         self.landscape_budget = landscape_budget
@@ -396,6 +401,18 @@ class SolveRunner(param.Parameterized):
             self.status += (f" · deepest inside an obstacle: {depths['max_obstacle_depth']:.2g} at the time "
                             f"points, {depths['max_obstacle_depth_segments']:.2g} along the paths")
         self.state = "finished"
+        if self.store is not None and self.problem is not None and snap.states is not None:
+            threading.Thread(target=self._keep, args=(solver.Result(self.problem, snap),), daemon=True,
+                             name="mfc-store-run").start()
+
+    def _keep(self, result: solver.Result) -> None:
+        """Write a finished or stopped solve to the run store (summary numbers include an exact OT
+        diagnostic, so this runs off the event loop)."""
+        try:
+            self.store.put(record_from_result(result, origin="app"))
+            self.stored += 1
+        except Exception as err:  # a full disk must not take the session down; the Runs tab shows it
+            self.store_error = f"Could not keep the run in the store: {type(err).__name__}: {err}"
 
     # ----------------------------------------------------------------------------- landscape
     def _landscape_loop(self, control: solver.SolveControl) -> None:

@@ -89,7 +89,19 @@ def _default_x(axes: dict[str, list]) -> str:
 
 def report(store: RunStore, sweep: str, out: str | Path, x: str | None = None,
            quantities: list[str] | None = None) -> dict[str, Any]:
-    """Draw and fit the sweep (see the module docstring); returns what ``report.json`` holds."""
+    """Draw and fit the sweep (see the module docstring) into ``out``; returns what ``report.json`` holds."""
+    result = study(store, sweep, x, quantities)
+    out = Path(out)
+    out.mkdir(parents=True, exist_ok=True)
+    _draw(result, out / "report.png")
+    (out / "report.json").write_text(json.dumps({k: v for k, v in result.items() if k != "table"}, indent=1) + "\n")
+    _table(result["table"], result["axes"], out / "report.csv")
+    return result
+
+
+def study(store: RunStore, sweep: str, x: str | None = None, quantities: list[str] | None = None) -> dict[str, Any]:
+    """The sweep's series and fits for each quantity against ``x`` (the report's content, no files):
+    ``{"sweep", "x", "axes", "runs", "quantities": {q: {"scale", "series": [...], "reference"}}, "table"}``."""
     spec = store.sweep_spec(sweep)
     from .sweep import expand  # the axes as the sweep file gives them (no solving)
 
@@ -109,9 +121,8 @@ def report(store: RunStore, sweep: str, out: str | Path, x: str | None = None,
             known = sorted(k for k, v in runs[0]["summary"].items() if _numeric(v))
             raise ProblemError("--y", f"no run has a number {q!r}; summary numbers: {', '.join(known)}")
     others = [a for a in axes if a != x and not (x == "N" and a.endswith(".N")) and len({json.dumps(v) for v in axes[a]}) > 1]
-    out = Path(out)
-    out.mkdir(parents=True, exist_ok=True)
-    result: dict[str, Any] = {"sweep": sweep, "x": x, "runs": len(runs), "quantities": {}}
+    result: dict[str, Any] = {"sweep": sweep, "x": x, "axes": list(axes), "runs": len(runs), "quantities": {},
+                              "table": runs}
     for q in quantities:
         series: dict[str, list[tuple[float, float]]] = {}
         for r in runs:
@@ -133,10 +144,13 @@ def report(store: RunStore, sweep: str, out: str | Path, x: str | None = None,
             entry["reference"] = {"label": reference.get("label", "reference"), "x": reference["x"], "y": reference["y"],
                                   "fit": power_law_fit(reference["x"], reference["y"]).as_dict()}
         result["quantities"][q] = entry
-    _draw(result, out / "report.png")
-    (out / "report.json").write_text(json.dumps(result, indent=1) + "\n")
-    _table(runs, list(axes), out / "report.csv")
     return result
+
+
+def quantities_of(store: RunStore, sweep: str) -> list[str]:
+    """The summary numbers the sweep's finished runs report (what can be plotted)."""
+    runs = [r for r in store.summaries(sweep) if r["status"] not in INCOMPLETE]
+    return sorted({k for r in runs for k, v in r["summary"].items() if _numeric(v)})
 
 
 def describe(result: dict[str, Any]) -> list[str]:

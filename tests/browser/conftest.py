@@ -60,12 +60,13 @@ def _wait_until_up(url: str, proc: subprocess.Popen, log: Path, timeout: float =
 def app_url() -> Iterator[str]:
     """URL of the explorer served by ``panel serve`` for this test session (log checked at the end)."""
     port = _free_port()
-    log = Path(tempfile.mkdtemp(prefix="mfc-explorer-")) / "panel.log"
-    with open(log, "w") as out:
+    folder = Path(tempfile.mkdtemp(prefix="mfc-explorer-"))
+    log = folder / "panel.log"
+    with open(log, "w") as out:  # the app keeps its runs in a store of its own (not the user's)
         proc = subprocess.Popen(
             [sys.executable, "-m", "panel", "serve", "explorer/app.py", "--port", str(port),
              "--address", "127.0.0.1", f"--allow-websocket-origin=127.0.0.1:{port}"],
-            cwd=ROOT, stdout=out, stderr=subprocess.STDOUT)
+            cwd=ROOT, stdout=out, stderr=subprocess.STDOUT, env=dict(os.environ, MFC_STORE=str(folder / "store")))
     url = f"http://127.0.0.1:{port}/app"
     try:
         _wait_until_up(url, proc, log)
