@@ -22,6 +22,10 @@ from .io import trajectories_csv
 from .problem import ProblemError, load_problem
 from .registry import OPTIMIZERS
 from .run import solve, threads_for, use_threads
+from .study import runs_cli
+from .study.execute import record_from_result, run_sweep
+from .study.store import RunStore
+from .study.sweep import load_sweep
 
 #: The run store used when ``--store`` is not given.
 DEFAULT_STORE = os.environ.get("MFC_STORE", "mfc-runs")
@@ -52,9 +56,6 @@ def _solve(args: argparse.Namespace) -> int:
     result = solve(problem, callback=progress, memory=int(args.memory * 2**30))
     bar.close()
     if args.store:
-        from .study.execute import record_from_result  # deliberate lazy import: only with --store
-        from .study.store import RunStore
-
         RunStore(args.store).put(record_from_result(result, origin="cli"))
     (out / "problem.json").write_text(json.dumps(problem.to_spec(), indent=1) + "\n")
     (out / "trajectories.csv").write_text(trajectories_csv(problem, result.states))
@@ -77,10 +78,6 @@ def _reproduce(args: argparse.Namespace) -> int:
 
 
 def _sweep(args: argparse.Namespace) -> int:
-    from .study.execute import run_sweep  # deliberate lazy import: dask only for sweeps
-    from .study.store import RunStore
-    from .study.sweep import load_sweep
-
     sweep = load_sweep(args.sweep)  # every run validated before anything starts
     store = RunStore(args.store)
     outcome = run_sweep(sweep, store, workers=args.workers, scheduler=args.scheduler,
@@ -91,8 +88,6 @@ def _sweep(args: argparse.Namespace) -> int:
 
 
 def _runs(args: argparse.Namespace) -> int:
-    from .study import runs_cli  # deliberate lazy import
-
     return runs_cli.main(args)
 
 
@@ -128,9 +123,7 @@ def main(argv: list[str] | None = None) -> int:
     w.add_argument("--scheduler", metavar="tcp://HOST:PORT", help="use this dask scheduler instead of a local cluster")
     w.add_argument("--quiet", action="store_true", help="no progress bar")
     w.set_defaults(run=_sweep)
-    from .study.runs_cli import add_parser as add_runs_parser  # argparse only: no heavy imports
-
-    add_runs_parser(sub, DEFAULT_STORE).set_defaults(run=_runs)
+    runs_cli.add_parser(sub, DEFAULT_STORE).set_defaults(run=_runs)
     args = parser.parse_args(argv)
     try:
         return args.run(args)

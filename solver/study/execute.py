@@ -15,6 +15,8 @@ import time
 from dataclasses import dataclass
 from typing import Any, Callable
 
+from tqdm import tqdm
+
 from ..diagnostics import summary
 from ..errors import ProblemError
 from ..problem import problem_from_dict
@@ -67,7 +69,7 @@ def start_client(workers: int = 2, scheduler: str | None = None) -> Any:
 
     if scheduler:
         try:
-            return Client(scheduler, timeout="20s")
+            return Client(scheduler, timeout="10s")
         except (OSError, TimeoutError) as err:
             raise ProblemError("--scheduler", f"cannot reach {scheduler} ({one_line(err)}); start it with "
                                               "`dask scheduler` and check the address") from None
@@ -82,7 +84,6 @@ def run_sweep(sweep: Sweep, store: RunStore, client: Any = None, workers: int = 
     """Compute the sweep's missing runs on ``client`` (or a new one, see ``start_client``) and store
     them. ``progress``: a tqdm bar (default: when stderr is a terminal)."""
     from dask.distributed import as_completed  # deliberate lazy import
-    from tqdm import tqdm
 
     store.add_sweep(sweep.name, sweep.spec, [(run.key, run.params) for run in sweep.runs])
     missing = set(store.missing([run.key for run in sweep.runs]))

@@ -12,6 +12,10 @@ from pathlib import Path
 from typing import Any
 
 from ..errors import ProblemError
+from ..io import trajectories_csv
+from ..problem import problem_from_dict
+from .report import describe, report
+from .store import RunStore
 
 #: Characters of a key shown by ``list`` (enough to be unique in any store people keep).
 SHORT_KEY = 12
@@ -59,8 +63,6 @@ def _table(header: list[str], rows: list[list[Any]]) -> str:
 
 
 def main(args: argparse.Namespace) -> int:
-    from .store import RunStore
-
     if not Path(args.store).exists():
         raise ProblemError("--store", f"no run store at {args.store}; give the folder a sweep or solve --store wrote")
     store = RunStore(args.store)
@@ -74,11 +76,11 @@ def _list(store: Any, args: argparse.Namespace) -> int:
         print(_table(["sweep", "runs", "finished", "defined"], rows))
         return 0
     runs = store.list(args.sweep)
-    head = ["id", "name", "status", "objective", "seconds", "iterations", "N", "M", "eps", "method", "origin"]
     axes = list(runs[0]["params"]) if args.sweep and runs else []
-    rows = [[r["key"][:SHORT_KEY], r["name"], r["status"], r["objective"], r["seconds"], r["iterations"], r["N"],
-             r["M"], r["eps"], r["method"], r["origin"], *(json.dumps(r["params"][a]) for a in axes)] for r in runs]
-    print(_table(head + axes, rows))
+    head = [c for c in ("name", "status", "objective", "seconds", "iterations", "N", "M", "eps", "method", "origin")
+            if c not in axes]  # a sweep's axes come last, once
+    rows = [[r["key"][:SHORT_KEY], *(r[c] for c in head), *(json.dumps(r["params"][a]) for a in axes)] for r in runs]
+    print(_table(["id", *head, *axes], rows))
     return 0
 
 
@@ -123,9 +125,6 @@ def _short(value: Any) -> str:
 
 
 def _export(store: Any, args: argparse.Namespace) -> int:
-    from ..io import trajectories_csv
-    from ..problem import problem_from_dict
-
     r = store.get(args.id)
     out = Path(args.out)
     try:
@@ -144,8 +143,6 @@ def _export(store: Any, args: argparse.Namespace) -> int:
 
 
 def _report(store: Any, args: argparse.Namespace) -> int:
-    from .report import describe, report
-
     result = report(store, args.sweep, args.out, args.x, args.y)
     for line in describe(result):
         print(line)

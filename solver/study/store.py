@@ -26,6 +26,7 @@ import tempfile
 import time
 import uuid
 from contextlib import contextmanager
+from importlib.metadata import PackageNotFoundError, version
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Iterator
@@ -58,8 +59,6 @@ COLUMNS = ("key", "name", "status", "objective", "seconds", "iterations", "N", "
 @functools.lru_cache(maxsize=1)
 def solver_version() -> str:
     """The package version, plus the git commit of the checkout it runs from (when there is one)."""
-    from importlib.metadata import PackageNotFoundError, version
-
     try:
         base = version("mfc-explorer")
     except PackageNotFoundError:

@@ -192,6 +192,7 @@ def expand(spec: Any, folder: Path | None = None) -> Sweep:
             raise ProblemError("base", f"{where} is not valid JSON (line {err.lineno}: {err.msg})") from None
     if not isinstance(base, dict):
         raise ProblemError("base", "must be a problem object or the path of a problem file")
+    spec = dict(spec, base=copy.deepcopy(base))  # kept with its base inline: a store needs no other file
     base = copy.deepcopy(base)
     axes = _axes(spec, base)
     mode = spec.get("mode", "grid")
