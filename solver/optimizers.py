@@ -27,8 +27,6 @@ from __future__ import annotations
 import dataclasses
 import math
 import threading
-import time
-from dataclasses import dataclass
 from typing import Callable, Generator, Iterator, TypeVar
 
 import numpy as np

@@ -12,7 +12,6 @@ never waits for torch (``solver.lazy``).
 from __future__ import annotations
 
 import copy
-import json
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -22,7 +21,7 @@ import numpy as np
 from .costs import CONTROL_COSTS, INTERACTIONS, POTENTIALS, Obstacles
 from .dynamics import DYNAMICS
 from .errors import ProblemError
-from .reading import Context, check_keys, mapping, number
+from .reading import Context, check_keys, json_file, mapping, number
 from .registry import INITS, OPTIMIZERS
 from .targets import TARGETS
 
@@ -215,15 +214,4 @@ def problem_from_dict(spec: Any) -> Problem:
 
 def load_problem(path: str | Path) -> Problem:
     """Read and validate a problem JSON file."""
-    path = Path(path)
-    try:
-        spec = json.loads(path.read_text())
-    except FileNotFoundError:
-        raise ProblemError("problem", f"file {path} not found; check the path") from None
-    except IsADirectoryError:
-        raise ProblemError("problem", f"{path} is a directory; give a problem JSON file") from None
-    except UnicodeDecodeError:
-        raise ProblemError("problem", f"{path} is not a text file; give a problem JSON file") from None
-    except json.JSONDecodeError as err:
-        raise ProblemError("problem", f"{path} is not valid JSON (line {err.lineno}: {err.msg})") from None
-    return problem_from_dict(spec)
+    return problem_from_dict(json_file(path, "problem"))

@@ -9,8 +9,10 @@ dynamics (and so the dimensions of positions and states), N, M, h and eps.
 """
 from __future__ import annotations
 
+import json
 import math
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -132,3 +134,19 @@ def covariance(value: Any, where: str, dim: int) -> np.ndarray:
 def floats(arr: np.ndarray) -> Any:
     """An array as nested lists of Python floats (what ``to_spec`` writes)."""
     return np.asarray(arr, dtype=np.float64).tolist()
+
+
+def json_file(path: str | Path, where: str, what: str = "a problem JSON file") -> Any:
+    """The parsed content of the JSON file ``path``; a missing, binary or malformed file is a
+    ``ProblemError`` at ``where`` (e.g. "problem", "sweep", "base") saying what to give instead."""
+    path = Path(path)
+    try:
+        return json.loads(path.read_text())
+    except FileNotFoundError:
+        raise ProblemError(where, f"file {path} not found; check the path") from None
+    except IsADirectoryError:
+        raise ProblemError(where, f"{path} is a directory; give {what}") from None
+    except UnicodeDecodeError:
+        raise ProblemError(where, f"{path} is not a text file; give {what}") from None
+    except json.JSONDecodeError as err:
+        raise ProblemError(where, f"{path} is not valid JSON (line {err.lineno}: {err.msg})") from None

@@ -27,8 +27,6 @@ from __future__ import annotations
 import math
 from typing import Iterator
 
-import numpy as np
-
 from .lazy import torch
 from .problem import OptimizerSpec
 from .reduced import ReducedObjective

@@ -35,7 +35,7 @@ from typing import Any
 from ..errors import ProblemError
 from ..generators import GENERATORS, generate
 from ..problem import Problem, problem_from_dict
-from ..reading import check_keys
+from ..reading import check_keys, json_file
 
 SWEEP_KEYS = ("name", "description", "base", "axes", "mode", "reference")
 GENERATOR_KEYS = ("generate", "N", "seed", "center", "scale", "dim", "kind", "weights")
@@ -162,12 +162,7 @@ def _axes(spec: dict[str, Any], base: dict[str, Any]) -> dict[str, list]:
 def load_sweep(path: str | Path) -> Sweep:
     """Read and validate a sweep file (``expand``); the base path is relative to the file."""
     path = Path(path)
-    try:
-        spec = json.loads(path.read_text())
-    except FileNotFoundError:
-        raise ProblemError("sweep", f"file {path} not found; check the path") from None
-    except json.JSONDecodeError as err:
-        raise ProblemError("sweep", f"{path} is not valid JSON (line {err.lineno}, column {err.colno}: {err.msg})") from None
+    spec = json_file(path, "sweep", "a sweep JSON file")
     if isinstance(spec, dict):
         spec.setdefault("name", path.stem)
     return expand(spec, path.parent)
@@ -183,13 +178,7 @@ def expand(spec: Any, folder: Path | None = None) -> Sweep:
         raise ProblemError("name", "must be a non-empty string naming the sweep")
     base = spec.get("base")
     if isinstance(base, str):
-        where = (folder or Path(".")) / base
-        try:
-            base = json.loads(where.read_text())
-        except FileNotFoundError:
-            raise ProblemError("base", f"file {where} not found; give a path relative to the sweep file") from None
-        except json.JSONDecodeError as err:
-            raise ProblemError("base", f"{where} is not valid JSON (line {err.lineno}: {err.msg})") from None
+        base = json_file((folder or Path(".")) / base, "base", "a problem file, its path relative to the sweep file")
     if not isinstance(base, dict):
         raise ProblemError("base", "must be a problem object or the path of a problem file")
     spec = dict(spec, base=copy.deepcopy(base))  # kept with its base inline: a store needs no other file

@@ -13,7 +13,6 @@ import pytest
 
 from explorer import plots
 from explorer.distributed_tab import _draw_curves, _draw_graph, _draw_marginals, _draw_paths
-from explorer.runner import ENERGY_COLUMNS
 from explorer.views import EnergyLayers, LandscapeLayers, contour_path
 
 hv.extension("bokeh")
