@@ -56,17 +56,19 @@ class DistributedCase(param.Parameterized):
         U = {"kind": self.U, "a": self.a, "b": self.b, **({"c": self.c} if self.U == "logcosh" else {})}
         return {"n": self.n, "T": self.T, "U": U, "K": {"kind": self.K, "kappa": self.kappa},
                 "J": {"graph": self.graph, "normalize": self.normalize, "d": self.d, "p": self.p, "seed": self.seed},
-                "options": {"ais_particles": 600, "ais_temperatures": 100, "seed": self.seed}}
+                "options": {"ais_particles": 500, "ais_target_se": 1e-4, "ais_seconds": 8, "seed": self.seed}}
 
 
 def results_html(res: dict[str, Any]) -> str:
     """The results table as HTML (one row per quantity, error estimates beside values)."""
     body = "".join(
         f"<tr><td>{label}</td><td data-key='{key}'>{res[key]:.10g}</td>"
-        f"<td>{'' if err is None else ('exact' if res[err] == 0 else f'± {res[err]:.2g}')}</td></tr>"
+        f"<td>{'' if err is None else ('exact' if res[err] == 0 else f'± {res[err]:.2g}')}</td>"
+        f"<td>{res.get(key + '_method', '').replace('_', ' ')}</td></tr>"
         for label, key, err in ROWS)
     meta = f"{res['graph']}, n = {res['n']}, method for V: {res['V_method']}"
-    return f"<table><caption>{meta}</caption><tr><th>quantity</th><th>value</th><th>error</th></tr>{body}</table>"
+    return (f"<table><caption>{meta}</caption><tr><th>quantity</th><th>value</th><th>error</th><th>method</th></tr>"
+            f"{body}</table>")
 
 
 def node_positions(kind: str, n: int) -> np.ndarray:
@@ -157,13 +159,15 @@ def _draw_curves(data: Any) -> hv.Overlay:
     curves would be drawn as new, separate renderers)."""
     ns, gap, bound = (np.array([1.0, 2.0]), np.full(2, np.nan), np.full(2, np.nan)) if data is None else (
         data.ns, data.gap, data.bound)
+    how = "" if data is None else {"closed_form": " (closed forms)", "elimination": " (V exact by elimination)",
+                                   "quadratic_twin": " (quadratic twin)"}[data.method]
     values = np.concatenate([gap, bound])
     values = values[values > 0]
     ylim = (values.min() / 2, values.max() * 2) if len(values) else (1e-3, 1.0)
     return (hv.Curve((ns, gap), "n", "value", label="V_dstr - V")
             * hv.Curve((ns, bound), "n", "value", label="bound").opts(line_dash="dashed")
             ).opts(hv.opts.Curve(logx=True, logy=True),
-                   hv.opts.Overlay(**PLOT, title="gap and bound vs n (quadratic twin)", ylim=ylim,
+                   hv.opts.Overlay(**PLOT, title="gap and bound vs n" + how, ylim=ylim,
                                    xlim=(ns.min() / 1.2, ns.max() * 1.2),
                                    legend_position="bottom_left", logx=True, logy=True))
 

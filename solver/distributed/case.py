@@ -7,10 +7,15 @@ field and the fix.
      "J": [[...], ...]                                         (full n x n matrix)
         | {"edges": [[i, j, w], ...]}                          (0-based i < j, J_ij = J_ji = w)
         | {"file": "J.csv" | "J.json"}                         (matrix file, relative to CASE.json)
-        | {"graph": "complete" | "ring" | "regular" | "erdos_renyi" | "star" | "lattice",
+        | {"graph": "complete" | "ring" | "path" | "tree" | "regular" | "erdos_renyi" | "star" | "lattice",
            "normalize": "none" | "row" | "1/n" | "1/(n-1)", "weight": 1.0,
            "d": 3, "p": 0.1, "rows": 5, "periodic": true, "seed": 0},
-     "options": {"seed": 0, "ais_particles": 2000, "ais_temperatures": 300}}
+     "options": {"seed": 0, "ais_particles": 2000, "ais_target_se": 2e-5, "ais_seconds": 60}}
+
+V is exact where the graph allows (closed form for quadratic U and K; variable elimination on a grid
+for paths, trees, stars, rings and other graphs eliminable with two neighbours at a time); elsewhere AIS
+adds particles until its standard error is ``ais_target_se`` (null: one batch of ``ais_particles``)
+or ``ais_seconds`` are spent.
 """
 from __future__ import annotations
 
@@ -36,7 +41,8 @@ class CaseError(ValueError):
 class Options:
     seed: int = 0
     ais_particles: int = 2000
-    ais_temperatures: int = 300
+    ais_target_se: float | None = 2e-5
+    ais_seconds: float = 60.0
 
 
 @dataclass(frozen=True)
@@ -147,8 +153,9 @@ def parse_case(obj: Any, base: Path = Path(".")) -> Case:
     o = obj.get("options", {})
     if not isinstance(o, dict):
         raise CaseError("options must be an object")
-    opts = Options(_int(o, "seed", "options", 0), _int(o, "ais_particles", "options", 2000, 10),
-                   _int(o, "ais_temperatures", "options", 300, 1))
+    target = None if o.get("ais_target_se", 2e-5) is None else _num(o, "ais_target_se", "options", 2e-5, positive=True)
+    opts = Options(_int(o, "seed", "options", 0), _int(o, "ais_particles", "options", 2000, 10), target,
+                   _num(o, "ais_seconds", "options", 60.0, positive=True))
     return Case(Model(T, U, K, graph), opts)
 
 

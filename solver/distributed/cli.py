@@ -2,7 +2,8 @@
 results as one JSON object (``explore.explore``, the same iterator the explorer's tab reads).
 
 With the default ``--stages values`` the object is the values of ``values.compute`` (V, V_dstr, V_det,
-the bounds, methods and errors); further stages add ``gap_curve`` ({"n", "gap", "bound"} lists), ``paths``
+the bounds, methods and errors); further stages add ``gap_curve`` ({"n", "gap", "gap_err", "bound"} lists
+and the ``method``), ``paths``
 (the final positions of player 1 under both controls) and ``projection`` (times and mean W2^2).
 Exit codes: 0 on success; 2 with one line on stderr for a bad case.
 """
@@ -27,7 +28,8 @@ def as_json(stage: Stage) -> Any:
         return stage.data
     if stage.name == "gap":
         c = stage.data
-        return None if c is None else {"n": c.ns.tolist(), "gap": c.gap.tolist(), "bound": c.bound.tolist()}
+        return None if c is None else {"n": c.ns.tolist(), "gap": c.gap.tolist(), "gap_err": c.gap_err.tolist(),
+                                       "bound": c.bound.tolist(), "method": c.method}
     if stage.name == "paths":
         t, full, dstr = stage.data
         return {"T": float(t[-1]), "full_information_final": full[-1].tolist(), "distributed_final": dstr[-1].tolist()}

@@ -3,9 +3,10 @@
 ``explore(case)`` yields ``Stage``s in the order a reader wants them, each as soon as it is computed:
 
 1. ``values``: V, V_dstr, V_det, the bounds and the methods and errors of each value (``values.compute``);
-2. ``gap``: V_dstr - V and the bound against n for the case's graph family, on the quadratic twin of
-   the case (U = a x^2/2 - b x, K = kappa z^2/2, closed forms; ``sweep.gap_curve``); None for a graph
-   given as a matrix or an edge list, which has no family;
+2. ``gap``: V_dstr - V and the bound against n for the case's graph family (``sweep.gap_curve``:
+   closed forms for quadratic cases, exact by elimination for log cosh cases on paths, trees, stars and
+   rings, else on the quadratic twin); None for a graph given as a matrix or an edge list, which has
+   no family;
 3. ``paths``: sample paths of player 1 under the full-information and the distributed optimal controls
    (the full-information control in closed form for quadratic cases, by quadrature for n <= 3, else
    left out);
@@ -62,7 +63,7 @@ def family_gap(case: Case, ns: tuple[int, ...] = GAP_NS) -> Any:
         params = {}  # each n gets its own near-square lattice
     sizes = sorted({max(4, x) for x in ns} | {max(4, m.n)})
     try:
-        return gap_curve(kind, sizes, T=m.T, a=m.U.a, b=m.U.b, kappa=m.K.kappa, normalize_mode=normalize, **params)
+        return gap_curve(kind, sizes, m.U, m.K, T=m.T, normalize_mode=normalize, **params)
     except ValueError:  # e.g. a d-regular graph that does not exist for some n
         return None
 

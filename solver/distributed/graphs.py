@@ -22,7 +22,7 @@ import scipy.sparse as sp
 from numpy.typing import NDArray
 
 NORMALIZATIONS = ("none", "row", "1/n", "1/(n-1)")
-GRAPH_KINDS = ("complete", "ring", "regular", "erdos_renyi", "star", "lattice")
+GRAPH_KINDS = ("complete", "ring", "path", "tree", "regular", "erdos_renyi", "star", "lattice")
 
 
 @dataclass(frozen=True)
@@ -76,6 +76,22 @@ def ring_adjacency(n: int) -> sp.csr_matrix:
         raise ValueError("ring needs n >= 3")
     i = np.arange(n)
     return _from_pairs(n, i, (i + 1) % n)
+
+
+def path_adjacency(n: int) -> sp.csr_matrix:
+    """0 - 1 - ... - (n-1)."""
+    if n < 2:
+        raise ValueError("path needs n >= 2")
+    i = np.arange(n - 1)
+    return _from_pairs(n, i, i + 1)
+
+
+def tree_adjacency(n: int) -> sp.csr_matrix:
+    """The complete binary tree in breadth-first order: node i's parent is (i - 1) // 2."""
+    if n < 2:
+        raise ValueError("tree needs n >= 2")
+    j = np.arange(1, n)
+    return _from_pairs(n, (j - 1) // 2, j)
 
 
 def star_adjacency(n: int) -> sp.csr_matrix:
@@ -167,11 +183,16 @@ def normalize(A: sp.csr_matrix, mode: str, weight: float = 1.0) -> sp.csr_matrix
 def named_graph(kind: str, n: int, *, normalize_mode: str = "none", weight: float = 1.0,
                 d: int = 3, p: float = 0.1, rows: int | None = None, periodic: bool = True,
                 seed: int = 0) -> Graph:
-    """Build a named graph: complete, ring, regular (d, seed), erdos_renyi (p, seed), star, lattice (rows)."""
+    """Build a named graph: complete, ring, path, tree (binary), regular (d, seed), erdos_renyi (p, seed),
+    star, lattice (rows)."""
     if kind == "complete":
         A = complete_adjacency(n)
     elif kind == "ring":
         A = ring_adjacency(n)
+    elif kind == "path":
+        A = path_adjacency(n)
+    elif kind == "tree":
+        A = tree_adjacency(n)
     elif kind == "regular":
         A = random_regular_adjacency(n, d, seed)
     elif kind == "erdos_renyi":

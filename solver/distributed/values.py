@@ -1,4 +1,11 @@
-"""All values of one case: exact in the quadratic case, numerical (with error estimates) otherwise."""
+"""All values of one case, each with its method and error estimate.
+
+| value | quadratic U and K | otherwise |
+|---|---|---|
+| V | closed form (error 0) | variable elimination on a grid when the graph allows (``elimination``: paths, trees, stars, rings, ...; error: the grid-refinement difference, ~1e-15); else AIS (``ais``: standard error, at most ``ais_target_se`` within ``ais_seconds``) |
+| V_dstr | closed form | CAVI on a grid (``cavi_grid``; error: the grid-refinement difference) |
+| V_det | closed form | convex optimization (error 0 to solver tolerance) |
+"""
 from __future__ import annotations
 
 from typing import Any
@@ -11,7 +18,7 @@ from .case import Case
 from .cavi import cavi, mean_field_value
 from .deterministic import value_det
 from .quadratic import gaussian_values
-from .quadrature import MAX_N, value_quadrature
+from .elimination import eliminable, elimination_value
 
 
 def compute(case: Case) -> dict[str, Any]:
@@ -29,12 +36,14 @@ def compute(case: Case) -> dict[str, Any]:
         fine, coarse = cavi(m, points_per_sd=6.0), cavi(m, points_per_sd=4.0)
         out.update(V_dstr=fine.V_dstr, V_dstr_err=abs(fine.V_dstr - coarse.V_dstr), V_dstr_method="cavi_grid",
                    cavi_sweeps=fine.sweeps)
-        if m.n <= MAX_N:
-            v = value_quadrature(m)
-            out.update(V=v, V_err=abs(v - value_quadrature(m, points_per_sd=3.0)), V_method="quadrature")
+        if eliminable(m.graph):
+            e = elimination_value(m)
+            out.update(V=e.V, V_err=e.V_err, V_method="elimination", elimination_width=e.width)
         else:
-            a = ais_value(m, fine.means, fine.variances, o.ais_particles, o.ais_temperatures, seed=o.seed)
-            out.update(V=a.V, V_err=a.V_se, V_method="ais", ais_ess=a.ess, ais_acceptance=a.acceptance)
+            a = ais_value(m, o.ais_particles, o.seed, o.ais_target_se, o.ais_seconds)
+            out.update(V=a.V, V_err=a.V_se, V_method="ais", ais_particles=a.particles,
+                       ais_temperatures=a.temperatures, ais_ess=a.ess, ais_acceptance=a.acceptance,
+                       ais_seconds=a.seconds)
         vd, _ = value_det(m)
         out.update(V_det=vd, V_det_err=0.0, V_det_method="convex_optimization",
                    V_mf=mean_field_value(m.T, m.U, m.K))

@@ -42,13 +42,25 @@ def test_matrix_and_edges_agree(tmp_path, capsys):
 
 
 def test_non_quadratic_case_reports_error_estimates(tmp_path, capsys):
+    """A complete graph of 6 players cannot be eliminated two neighbours at a time: AIS, with its se."""
     case = {"n": 6, "T": 1.0, "U": {"kind": "quadratic", "a": 1.0}, "K": {"kind": "logcosh", "kappa": 1.5},
-            "J": {"graph": "ring"}, "options": {"ais_particles": 500, "ais_temperatures": 50}}
+            "J": {"graph": "complete"}, "options": {"ais_particles": 500, "ais_target_se": None}}
     code, out, _ = run(tmp_path, case, capsys)
     res = json.loads(out)
-    assert code == 0 and res["V_method"] == "ais" and res["V_err"] > 0
+    assert code == 0 and res["V_method"] == "ais" and res["V_err"] > 0 and res["ais_particles"] == 500
     assert res["V_dstr_method"] == "cavi_grid"
     assert res["V"] - 3 * res["V_err"] <= res["V_dstr"] <= res["V_det"]  # V <= V_dstr <= V_det within 3 se
+
+
+def test_log_cosh_ring_is_exact_by_elimination(tmp_path, capsys):
+    """The issue's ring of 10 (T = 2, a = 0.5, kappa = 2, J = 1/2 per edge): V = 0.7673911 by a transfer
+    matrix on a fine grid; elimination's grid-refinement error is at rounding level."""
+    case = {"n": 10, "T": 2.0, "U": {"kind": "quadratic", "a": 0.5}, "K": {"kind": "logcosh", "kappa": 2.0},
+            "J": {"graph": "ring", "weight": 0.5}}
+    code, out, _ = run(tmp_path, case, capsys)
+    res = json.loads(out)
+    assert code == 0 and res["V_method"] == "elimination" and res["V_err"] < 1e-12
+    assert res["V"] == pytest.approx(0.7673911, abs=5e-8)  # the issue's 7 digits
 
 
 @pytest.mark.parametrize("patch,field", [

@@ -101,8 +101,9 @@ def test_distributed_gap_plot_draws_its_two_curves_in_place():
     fig, pipe = render(_draw_curves, None)
     count = len(fig.renderers)
     ns = np.array([2.0, 4.0, 8.0, 16.0])
-    pipe.send(SimpleNamespace(ns=ns, gap=0.1 / ns, bound=0.3 / ns))
+    pipe.send(SimpleNamespace(ns=ns, gap=0.1 / ns, bound=0.3 / ns, method="elimination"))
     assert len(fig.renderers) == count == 2
+    assert fig.title.text == "gap and bound vs n (V exact by elimination)"
     assert covers(fig.x_range, ns) and covers(fig.y_range, np.r_[0.1 / ns, 0.3 / ns])
     assert [list(r.data_source.data["n"]) for r in fig.renderers] == [list(ns)] * 2
 
