@@ -16,11 +16,11 @@ torch is loaded at the first computation, not here (``solver.lazy``).
 """
 from . import init, optimizers  # noqa: F401  (they register the initializations and the methods)
 from .objective import Objective
-from .problem import Problem, ProblemError, load_problem, problem_from_dict
+from .problem import Problem, ProblemError, load_problem, problem_from_dict, problem_warnings
 from .registry import (CONTROL_COSTS, DRIFTS, DYNAMICS, INITS, INTERACTIONS, OBSTACLES, OPTIMIZERS,
                        POTENTIALS, TARGETS)
 from .run import Result, Snapshot, SolveControl, solve, solve_iter
 
 __all__ = ["CONTROL_COSTS", "DRIFTS", "DYNAMICS", "INITS", "INTERACTIONS", "OBSTACLES", "OPTIMIZERS",
            "Objective", "POTENTIALS", "Problem", "ProblemError", "Result", "Snapshot", "SolveControl",
-           "TARGETS", "load_problem", "problem_from_dict", "solve", "solve_iter"]
+           "TARGETS", "load_problem", "problem_from_dict", "problem_warnings", "solve", "solve_iter"]

@@ -11,6 +11,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import signal
 import sys
 from pathlib import Path
 
@@ -18,10 +19,10 @@ from tqdm import tqdm
 
 from .budget import DEFAULT_BUDGET, check
 from .diagnostics import summary
-from .io import trajectories_csv
-from .problem import ProblemError, load_problem
+from .io import trajectories_csv, write_atomic
+from .problem import ProblemError, load_problem, problem_warnings
 from .registry import OPTIMIZERS
-from .run import solve, threads_for, use_threads
+from .run import SolveControl, solve, threads_for, use_threads
 from .study import runs_cli
 from .study.execute import record_from_result, run_sweep
 from .study.store import RunStore
@@ -44,6 +45,8 @@ def _solve(args: argparse.Namespace) -> int:
     except OSError as err:
         raise ProblemError("--out", f"cannot create directory {out} ({err.strerror}); choose a writable path")
     check(problem, int(args.memory * 2**30))  # before anything large is allocated
+    for line in problem_warnings(problem):
+        print(f"warning: {line}", file=sys.stderr)
     use_threads(threads_for(problem, os.cpu_count() or 1))
     bar = tqdm(total=problem.optimizer.max_iter, unit="it", disable=not sys.stderr.isatty() or args.quiet,
                desc=problem.name[:40])
@@ -53,18 +56,36 @@ def _solve(args: argparse.Namespace) -> int:
         bar.set_postfix(objective=f"{snap.objective:.6g}", phase=snap.phase, refresh=False)
         bar.refresh()
 
-    result = solve(problem, callback=progress, memory=int(args.memory * 2**30))
+    control, received = SolveControl(), []
+
+    def on_signal(signum: int, _frame: object) -> None:
+        """Ctrl-C or SIGTERM: end the solve at its next report and keep its best iterate (a second
+        signal gives up at once)."""
+        if received:
+            raise KeyboardInterrupt
+        received.append(signum)
+        control.stop()
+
+    previous = {sig: signal.signal(sig, on_signal) for sig in (signal.SIGINT, signal.SIGTERM)}
+    try:
+        result = solve(problem, control=control, callback=progress, memory=int(args.memory * 2**30))
+    finally:
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
     bar.close()
     if args.store:
         RunStore(args.store).put(record_from_result(result, origin="cli"))
-    (out / "problem.json").write_text(json.dumps(problem.to_spec(), indent=1) + "\n")
-    (out / "trajectories.csv").write_text(trajectories_csv(problem, result.states))
+    write_atomic(out / "problem.json", json.dumps(problem.to_spec(), indent=1) + "\n")
+    write_atomic(out / "trajectories.csv", trajectories_csv(problem, result.states))
     info = summary(result)
-    (out / "summary.json").write_text(json.dumps(info, indent=1) + "\n")
+    write_atomic(out / "summary.json", json.dumps(info, indent=1) + "\n")
     if not args.quiet:
         print(f"{info['status']}: objective {info['objective']:.8g} (kinetic {info['kinetic']:.6g}, "
               f"nonlocal {info['nonlocal']:.6g}, potential {info['potential']:.3g}) after "
               f"{info['iterations']} iterations, {info['seconds']:.1f} s -> {out}")
+    if received:
+        print(f"stopped by {signal.Signals(received[0]).name}: the best iterate so far is in {out}", file=sys.stderr)
+        return 128 + received[0]
     return 0
 
 

@@ -20,6 +20,7 @@ from .init import source_states
 from .lazy import ot, scipy_linalg
 from .problem import Problem
 from .run import Result
+from .version import solver_version
 
 
 def w2sq(x: np.ndarray, y: np.ndarray, a: np.ndarray | None = None, b: np.ndarray | None = None) -> float:
@@ -96,7 +97,7 @@ def summary(result: Result) -> dict:
     out = {"name": p.name, **snap.energies, "iterations": snap.iteration, "evaluations": snap.evaluations,
            "seconds": snap.elapsed, "status": snap.status, "N": p.N, "M": p.M, "eps": p.eps,
            "delta": p.delta, "method": p.optimizer.method, "dynamics": p.dynamics.kind,
-           "target": p.target.kind, "grad_norm": snap.grad_norm}
+           "target": p.target.kind, "grad_norm": snap.grad_norm, "seed": p.seed, "solver_version": solver_version()}
     if p.target.empirical is not None:
         points, weights = p.target.empirical
         for key, x in (("w2sq_exact", source_states(p)), ("w2sq_terminal", snap.states[:, -1])):

@@ -1,5 +1,8 @@
 """Reading and writing runs: trajectories CSV, summary JSON, and whole sessions (problem + result).
 
+Files are written atomically (``write_atomic``): to a temporary file in the same folder, flushed to
+disk, then renamed into place, so a killed process leaves the old file or the new one, never half of one.
+
 Trajectories CSV: one row per particle and time point, columns ``particle,step,t,x0,..,x{d-1}``
 (and ``v0,..`` under acceleration control); step 0 is the initial point, t = step h.
 """
@@ -7,11 +10,29 @@ from __future__ import annotations
 
 import io
 import json
+import os
+import tempfile
+from pathlib import Path
 from typing import Any
 
 import numpy as np
 
 from .problem import Problem, ProblemError, problem_from_dict
+
+
+def write_atomic(path: str | Path, data: str | bytes) -> None:
+    """Write ``data`` (text as UTF-8) to ``path`` atomically."""
+    path = Path(path)
+    fd, tmp = tempfile.mkstemp(prefix=".tmp-", suffix=path.suffix, dir=path.parent)
+    try:
+        with os.fdopen(fd, "wb") as f:
+            f.write(data.encode() if isinstance(data, str) else data)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
 
 
 def trajectory_columns(problem: Problem) -> list[str]:

@@ -26,7 +26,7 @@ from .registry import INITS, OPTIMIZERS
 from .targets import TARGETS
 
 __all__ = ["DELTA_EXPONENT", "OptimizerSpec", "Problem", "ProblemError", "auto_delta", "load_problem",
-           "problem_from_dict"]
+           "problem_from_dict", "problem_warnings"]
 
 DELTA_EXPONENT = 0.99  # k in delta = N^(-k/d), eq. (58)
 #: Keys that describe a problem without changing it (kept by ``to_spec``, left out of run hashes).
@@ -210,6 +210,26 @@ def problem_from_dict(spec: Any) -> Problem:
                    control_cost=control_cost, obstacles=obstacles, potentials=potentials,
                    interactions=interactions, optimizer=optimizer, init=init, seed=seed,
                    delta_spec=delta_spec, delta_exponent=exponent, metadata=metadata)
+
+
+def problem_warnings(problem: Problem) -> list[str]:
+    """One line per combination that is valid but probably not what was meant (solved anyway): source
+    or target points inside an obstacle (the penalty (59) pushes a source point out before it moves on;
+    no terminal state may rest inside one)."""
+    out = []
+    obstacles = problem.obstacles
+    if obstacles is None:
+        return out
+    points = [("source", problem.source[:, : problem.dynamics.dim])]
+    if problem.target.empirical is not None:
+        points.append(("target", problem.target.empirical[0][:, : problem.dynamics.dim]))
+    for where, pts in points:
+        inside = int((obstacles.depth(pts) > 0).sum())
+        if inside:
+            fix = "the penalty pushes them out first" if where == "source" else "the terminal states cannot reach them"
+            out.append(f"{where}: {inside} of {len(pts)} points lie inside an obstacle; {fix} "
+                       "(move them out to solve the problem as drawn)")
+    return out
 
 
 def load_problem(path: str | Path) -> Problem:

@@ -93,10 +93,13 @@ class Registry(Generic[T]):
         kind = spec.get("kind", self.default) if isinstance(spec, dict) else spec
         if kind is None:
             raise ProblemError(f"{where}.kind", f"is required; use one of {', '.join(self.kinds())}")
+        field = f"{where}.kind" if isinstance(spec, dict) else where
+        if not isinstance(kind, str):
+            raise ProblemError(field, f"must be the name of a {self.sort} (got {kind!r}); use one of "
+                                      f"{', '.join(self.kinds())}")
         if kind not in self._items:
-            raise ProblemError(f"{where}.kind" if isinstance(spec, dict) else where,
-                               f"unknown {self.sort} {kind!r}{suggestion(kind, self.kinds())}; "
-                               f"use one of {', '.join(self.kinds())}")
+            raise ProblemError(field, f"unknown {self.sort} {kind!r}{suggestion(kind, self.kinds())}; "
+                                      f"use one of {', '.join(self.kinds())}")
         return kind
 
 

@@ -73,7 +73,7 @@ def complete_adjacency(n: int) -> sp.csr_matrix:
 
 def ring_adjacency(n: int) -> sp.csr_matrix:
     if n < 3:
-        raise ValueError("ring needs n >= 3")
+        raise ValueError("a ring needs n >= 3; use more players or another graph")
     i = np.arange(n)
     return _from_pairs(n, i, (i + 1) % n)
 
@@ -81,7 +81,7 @@ def ring_adjacency(n: int) -> sp.csr_matrix:
 def path_adjacency(n: int) -> sp.csr_matrix:
     """0 - 1 - ... - (n-1)."""
     if n < 2:
-        raise ValueError("path needs n >= 2")
+        raise ValueError("a path needs n >= 2; use more players")
     i = np.arange(n - 1)
     return _from_pairs(n, i, i + 1)
 
@@ -89,14 +89,14 @@ def path_adjacency(n: int) -> sp.csr_matrix:
 def tree_adjacency(n: int) -> sp.csr_matrix:
     """The complete binary tree in breadth-first order: node i's parent is (i - 1) // 2."""
     if n < 2:
-        raise ValueError("tree needs n >= 2")
+        raise ValueError("a tree needs n >= 2; use more players")
     j = np.arange(1, n)
     return _from_pairs(n, (j - 1) // 2, j)
 
 
 def star_adjacency(n: int) -> sp.csr_matrix:
     if n < 2:
-        raise ValueError("star needs n >= 2")
+        raise ValueError("a star needs n >= 2; use more players")
     j = np.arange(1, n)
     return _from_pairs(n, np.zeros_like(j), j)
 
@@ -104,10 +104,10 @@ def star_adjacency(n: int) -> sp.csr_matrix:
 def lattice_adjacency(n: int, rows: int, periodic: bool = True) -> sp.csr_matrix:
     """2-D grid of rows x (n / rows) nodes, node (p, q) -> p * cols + q; torus if periodic."""
     if rows < 1 or n % rows:
-        raise ValueError(f"lattice rows={rows} must divide n={n}")
+        raise ValueError(f"lattice rows = {rows} must divide n = {n}; choose rows that divide n")
     cols = n // rows
     if periodic and min(rows, cols) < 3:
-        raise ValueError("periodic lattice needs rows >= 3 and cols >= 3")
+        raise ValueError("a periodic lattice needs rows >= 3 and cols >= 3; use more players or periodic: false")
     p, q = np.divmod(np.arange(n), cols)
     pairs = []
     for dp, dq in ((0, 1), (1, 0)):
@@ -124,7 +124,7 @@ def lattice_adjacency(n: int, rows: int, periodic: bool = True) -> sp.csr_matrix
 def erdos_renyi_adjacency(n: int, p: float, seed: int) -> sp.csr_matrix:
     """G(n, p): each pair i < j is an edge independently with probability p."""
     if not 0.0 <= p <= 1.0:
-        raise ValueError("erdos_renyi p must lie in [0, 1]")
+        raise ValueError("erdos_renyi p must lie in [0, 1]; give a probability")
     rng = np.random.default_rng(seed)
     i, j = np.triu_indices(n, k=1)
     keep = rng.random(len(i)) < p
@@ -135,7 +135,7 @@ def random_regular_adjacency(n: int, d: int, seed: int, sweeps: int = 10) -> sp.
     """Random simple d-regular graph: circulant start, then sweeps * n * d / 2 degree-preserving
     double-edge swaps {a-b, c-e} -> {a-c, b-e} (rejected if they create a loop or a multi-edge)."""
     if not 0 < d < n or (n * d) % 2:
-        raise ValueError(f"regular needs 0 < d < n and n*d even (n={n}, d={d})")
+        raise ValueError(f"a d-regular graph needs 0 < d < n and n d even (n = {n}, d = {d}); change d or n")
     base = np.arange(n)
     us = [base for _ in range(1, d // 2 + 1)]
     vs = [(base + k) % n for k in range(1, d // 2 + 1)]
@@ -177,7 +177,7 @@ def normalize(A: sp.csr_matrix, mode: str, weight: float = 1.0) -> sp.csr_matrix
         return (weight / n * A).tocsr()
     if mode == "1/(n-1)":
         return (weight / max(n - 1, 1) * A).tocsr()
-    raise ValueError(f"normalize must be one of {NORMALIZATIONS}, got {mode!r}")
+    raise ValueError(f"normalize {mode!r} is unknown; use one of {', '.join(NORMALIZATIONS)}")
 
 
 def named_graph(kind: str, n: int, *, normalize_mode: str = "none", weight: float = 1.0,
@@ -203,7 +203,7 @@ def named_graph(kind: str, n: int, *, normalize_mode: str = "none", weight: floa
         r = rows if rows is not None else int(round(np.sqrt(n)))
         A = lattice_adjacency(n, r, periodic)
     else:
-        raise ValueError(f"graph must be one of {GRAPH_KINDS}, got {kind!r}")
+        raise ValueError(f"graph {kind!r} is unknown; use one of {', '.join(GRAPH_KINDS)}")
     params = {"graph": kind, "n": n, "normalize": normalize_mode, "weight": weight}
     params.update({"regular": {"d": d, "seed": seed}, "erdos_renyi": {"p": p, "seed": seed},
                    "lattice": {"rows": rows, "periodic": periodic}}.get(kind, {}))
@@ -214,7 +214,7 @@ def from_matrix(M: NDArray[np.float64] | list) -> Graph:
     """User matrix (any square array); kept as given, symmetrized only inside the cost."""
     J = np.asarray(M, dtype=np.float64)
     if J.ndim != 2 or J.shape[0] != J.shape[1]:
-        raise ValueError(f"matrix of shape {J.shape} is not square: give n rows of n numbers")
+        raise ValueError(f"matrix of shape {J.shape} is not square; give n rows of n numbers")
     return Graph("matrix", sp.csr_matrix(J), {"graph": "matrix"})
 
 
@@ -223,7 +223,7 @@ def from_edges(n: int, edges: list | NDArray[np.float64]) -> Graph:
     E = np.asarray(edges, dtype=np.float64).reshape(-1, 3)
     i, j, w = E[:, 0].astype(np.int64), E[:, 1].astype(np.int64), E[:, 2]
     if len(E) and (np.any(i != E[:, 0]) or np.any(j != E[:, 1]) or np.any(i >= j) or i.min() < 0 or j.max() >= n):
-        raise ValueError(f"edges need integer 0 <= i < j < n={n}")
+        raise ValueError(f"edges need integers 0 <= i < j < n = {n}; fix the edge list")
     J = sp.coo_matrix((np.r_[w, w], (np.r_[i, j], np.r_[j, i])), shape=(n, n)).tocsr()
     return Graph("edges", J, {"graph": "edges"})
 

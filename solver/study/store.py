@@ -16,17 +16,13 @@ count as *missing*, so rerunning a sweep computes exactly those and the runs nev
 """
 from __future__ import annotations
 
-import functools
+import io
 import json
-import os
 import socket
 import sqlite3
-import subprocess
-import tempfile
 import time
 import uuid
 from contextlib import contextmanager
-from importlib.metadata import PackageNotFoundError, version
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Iterator
@@ -34,6 +30,8 @@ from typing import Any, Iterator
 import numpy as np
 
 from ..errors import ProblemError
+from ..io import write_atomic
+from ..version import solver_version
 
 #: Statuses of runs that did not finish; a sweep computes them again.
 INCOMPLETE = ("error", "stopped")
@@ -54,21 +52,6 @@ CREATE TABLE IF NOT EXISTS sweep_runs (
 #: Columns of ``RunStore.list`` rows, in order.
 COLUMNS = ("key", "name", "status", "objective", "seconds", "iterations", "N", "M", "eps", "delta", "method",
            "origin", "host", "version", "created", "error")
-
-
-@functools.lru_cache(maxsize=1)
-def solver_version() -> str:
-    """The package version, plus the git commit of the checkout it runs from (when there is one)."""
-    try:
-        base = version("mfc-explorer")
-    except PackageNotFoundError:
-        base = "unknown"
-    try:
-        commit = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=Path(__file__).parent,
-                                capture_output=True, text=True, timeout=5).stdout.strip()
-    except (OSError, subprocess.SubprocessError):
-        commit = ""
-    return f"{base}+{commit}" if commit else base
 
 
 @dataclass
@@ -156,17 +139,9 @@ class RunStore:
 
     @staticmethod
     def _write_states(path: Path, states: np.ndarray) -> None:
-        """Write to a temporary file in the same folder, flush it to disk, rename into place."""
-        fd, tmp = tempfile.mkstemp(prefix=".tmp-", suffix=".npz", dir=path.parent)
-        try:
-            with os.fdopen(fd, "wb") as f:
-                np.savez(f, states=np.asarray(states, dtype=np.float64))
-                f.flush()
-                os.fsync(f.fileno())
-            os.replace(tmp, path)
-        except BaseException:
-            Path(tmp).unlink(missing_ok=True)
-            raise
+        buffer = io.BytesIO()
+        np.savez(buffer, states=np.asarray(states, dtype=np.float64))
+        write_atomic(path, buffer.getvalue())
 
     def add_sweep(self, name: str, spec: dict[str, Any], members: list[tuple[str, dict[str, Any]]]) -> None:
         """Record a sweep (its file's spec) and its members (key, axis values), replacing an older

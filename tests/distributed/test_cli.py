@@ -72,7 +72,8 @@ def test_log_cosh_ring_is_exact_by_elimination(tmp_path, capsys):
 def test_bad_cases_one_line_exit_2(tmp_path, capsys, patch, field):
     code, out, err = run(tmp_path, {**Q, "n": 3, "J": {"graph": "ring"}, **patch}, capsys)
     assert code == 2 and out == ""
-    assert err.count("\n") == 1 and err.startswith("error: ") and field in err
+    assert err.count("\n") == 1 and err.startswith(f"error: {field}: ")
+    assert ";" in err  # what is wrong; then how to fix it
 
 
 def test_parse_errors_are_case_errors(tmp_path):
