@@ -18,8 +18,9 @@ install: $(BIN)/python
 install-browser:
 	@command -v chromium >/dev/null 2>&1 || (apt-get update && apt-get install -y chromium)
 
+# Served on this machine only (127.0.0.1); README "Robustness" says how to serve it on a network.
 app: install
-	$(BIN)/panel serve explorer/app.py --show
+	$(BIN)/panel serve explorer/app.py --address 127.0.0.1 --port 5006 --allow-websocket-origin=127.0.0.1:5006 --allow-websocket-origin=localhost:5006 --show
 
 test: install install-browser
 	$(BIN)/python -m pytest -q

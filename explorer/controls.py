@@ -54,13 +54,34 @@ class Messages:
         self._show(self.info, "")
 
 
+#: Largest file a browser may upload (points CSV, session JSON): 20,000 points or a session of a few
+#: thousand particles' trajectories fit well under it.
+MAX_UPLOAD_BYTES = 5 * 2**20
+
+
+def uploaded_text(data: bytes, what: str) -> str:
+    """An uploaded file's text, or a one-line ProblemError when it is too large or not UTF-8 text."""
+    if len(data) > MAX_UPLOAD_BYTES:
+        raise solver.ProblemError(what, f"the file has {len(data) / 2**20:.1f} MB, over the upload limit of "
+                                        f"{MAX_UPLOAD_BYTES / 2**20:.0f} MB; load a smaller file (or solve it "
+                                        "with python -m solver solve)")
+    try:
+        return data.decode("utf-8")
+    except UnicodeDecodeError:
+        raise solver.ProblemError(what, "is not a text file (UTF-8); give a CSV or JSON file") from None
+
+
 def _guard(messages: Messages, action: Callable[..., Any]) -> Callable[..., None]:
-    """Run ``action``; a ProblemError or ValueError becomes a visible message instead of a traceback."""
+    """Run ``action``; any error becomes a visible one-line message instead of a traceback: the
+    session and the server go on, and the scene is left as it was (actions validate before they
+    change anything)."""
     def wrapped(*args: Any) -> None:
         try:
             action(*args)
-        except (solver.ProblemError, ValueError, UnicodeDecodeError) as err:
+        except (solver.ProblemError, ValueError) as err:
             messages.error(str(err).splitlines()[0])
+        except Exception as err:  # an input no check foresaw: report it, keep the session alive
+            messages.error(f"Could not do that: {type(err).__name__}: {str(err).splitlines()[0] if str(err) else ''}")
         else:
             messages.error("")
     return wrapped
@@ -158,7 +179,7 @@ def scene_widgets(model: SessionModel, scene: SceneEditor, messages: Messages) -
 
     def upload(which_points: str) -> Callable[[param.parameterized.Event], None]:
         return _guard(messages, lambda e: e.new is not None and model.load_points_csv(
-            which_points, e.new.decode("utf-8")))
+            which_points, uploaded_text(e.new, f"{which_points} CSV")))
 
     source_csv = pn.widgets.FileInput(accept=".csv,.txt", css_classes=["source-csv"], name="source CSV")
     target_csv = pn.widgets.FileInput(accept=".csv,.txt", css_classes=["target-csv"], name="target CSV")
@@ -262,7 +283,7 @@ def export_widgets(model: SessionModel, runner: SolveRunner, messages: Messages)
     def load_session(event: param.parameterized.Event) -> None:
         if event.new is None:
             return
-        problem, states, summary = session_from_json(event.new.decode("utf-8"))
+        problem, states, summary = session_from_json(uploaded_text(event.new, "session"))  # all checked first
         runner.load_result(problem, states, summary)
         model.preset = ""
         model.load_spec(problem.spec)

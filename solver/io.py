@@ -106,4 +106,15 @@ def session_from_json(text: str) -> tuple[Problem, np.ndarray | None, dict[str, 
     result = doc.get("result")
     if not result:
         return problem, None, None
-    return problem, np.asarray(result["states"], dtype=np.float64), result.get("summary")
+    if not isinstance(result, dict) or "states" not in result:
+        raise ProblemError("session.result", 'must be {"states": [...], "summary": {...}}; export the session again')
+    shape = (problem.N, problem.M, problem.dynamics.state_dim)
+    try:
+        states = np.asarray(result["states"], dtype=np.float64)
+    except (TypeError, ValueError):
+        raise ProblemError("session.result.states", f"must be numbers of shape (N, M, D) = {shape}") from None
+    if states.shape != shape or not np.all(np.isfinite(states)):
+        raise ProblemError("session.result.states", f"must be finite numbers of shape (N, M, D) = {shape} "
+                                                    f"(got {states.shape}); export the session again")
+    summary = result.get("summary")
+    return problem, states, summary if isinstance(summary, dict) else None

@@ -1,0 +1,38 @@
+"""Uploads: size limit, non-text files and malformed sessions give one line and leave the scene as it was."""
+import json
+
+import numpy as np
+import pytest
+
+import solver
+from explorer.controls import MAX_UPLOAD_BYTES, uploaded_text
+from explorer.model import SessionModel
+from solver.io import session_from_json, session_to_json
+
+
+def test_an_oversized_or_binary_upload_is_refused_in_one_line():
+    with pytest.raises(solver.ProblemError, match=r"^session: the file has 6\.0 MB, over the upload limit of 5 MB"):
+        uploaded_text(b"x" * (6 * 2**20), "session")
+    with pytest.raises(solver.ProblemError, match=r"^source CSV: is not a text file"):
+        uploaded_text(b"\xff\xfe\x00", "source CSV")
+    assert uploaded_text(b"0,1\n", "source CSV") == "0,1\n" and MAX_UPLOAD_BYTES == 5 * 2**20
+
+
+@pytest.mark.parametrize("break_it, field", [
+    (lambda d: d["result"].update(states=[[[0.0]]]), "session.result.states"),  # wrong shape
+    (lambda d: d["result"].update(states="abc"), "session.result.states"),
+    (lambda d: d.update(result=[1, 2]), "session.result"),
+    (lambda d: d["problem"].update(eps=-1), "eps"),
+])
+def test_a_malformed_session_is_refused_before_anything_changes(break_it, field):
+    """session_from_json checks everything the app's load applies (problem, states' shape); the load
+    handler parses before it changes the scene, so a refused file leaves the scene as it was."""
+    model = SessionModel()
+    problem = model.build_problem()
+    states = np.zeros((problem.N, problem.M, problem.dynamics.state_dim))
+    doc = json.loads(session_to_json(problem, states, {"status": "converged"}))
+    session_from_json(json.dumps(doc))  # the intact session reads back
+    break_it(doc)
+    with pytest.raises(solver.ProblemError) as err:
+        session_from_json(json.dumps(doc))
+    assert err.value.field == field and "\n" not in str(err.value)
