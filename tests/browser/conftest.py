@@ -57,20 +57,28 @@ def _wait_until_up(url: str, proc: subprocess.Popen, log: Path, timeout: float =
 
 
 @pytest.fixture(scope="session")
-def app_url() -> Iterator[str]:
+def app_url(app_server) -> str:
     """URL of the explorer served by ``panel serve`` for this test session (log checked at the end)."""
+    return app_server[0]
+
+
+@pytest.fixture(scope="session")
+def app_server() -> Iterator[tuple[str, subprocess.Popen]]:
+    """(URL, process) of ``panel serve explorer/app.py``; closed sessions are destroyed within about a
+    second (Bokeh's default keeps them for 15 s), so leak checks need not wait."""
     port = _free_port()
     folder = Path(tempfile.mkdtemp(prefix="mfc-explorer-"))
     log = folder / "panel.log"
     with open(log, "w") as out:  # the app keeps its runs in a store of its own (not the user's)
         proc = subprocess.Popen(
             [sys.executable, "-m", "panel", "serve", "explorer/app.py", "--port", str(port),
-             "--address", "127.0.0.1", f"--allow-websocket-origin=127.0.0.1:{port}"],
+             "--address", "127.0.0.1", f"--allow-websocket-origin=127.0.0.1:{port}",
+             "--check-unused-sessions", "500", "--unused-session-lifetime", "500"],
             cwd=ROOT, stdout=out, stderr=subprocess.STDOUT, env=dict(os.environ, MFC_STORE=str(folder / "store")))
     url = f"http://127.0.0.1:{port}/app"
     try:
         _wait_until_up(url, proc, log)
-        yield url
+        yield url, proc
     finally:
         proc.terminate()
         try:
