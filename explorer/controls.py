@@ -320,6 +320,9 @@ def run_bar(model: SessionModel, runner: SolveRunner, messages: Messages) -> pn.
             messages.error(f"Cannot run: {err}")
             return
         messages.clear()
+        warnings = solver.problem_warnings(problem)  # solved anyway, as on the command line
+        if warnings:
+            messages.note("Warning: " + " · ".join(warnings))
         runner.start(problem, warm=warm.value)
 
     run.on_click(on_run)

@@ -1,7 +1,9 @@
-"""Uploads: size limit, non-text files and malformed sessions give one line and leave the scene as it was."""
+"""Guards in the app: uploads (size, text), malformed sessions refused before anything changes, and the
+warning Run gives for points inside obstacles."""
 import json
 
 import numpy as np
+import panel as pn
 import pytest
 
 import solver
@@ -36,3 +38,21 @@ def test_a_malformed_session_is_refused_before_anything_changes(break_it, field)
     with pytest.raises(solver.ProblemError) as err:
         session_from_json(json.dumps(doc))
     assert err.value.field == field and "\n" not in str(err.value)
+
+
+def test_run_warns_about_source_points_inside_an_obstacle():
+    """As on the command line: the scene is solved, and the note says which points lie inside."""
+    from explorer.controls import Messages, run_bar
+    from explorer.runner import SolveRunner
+
+    model, runner = SessionModel(), SolveRunner()
+    messages = Messages(model)
+    x, y = model.source[0]
+    model.add_obstacle(float(x), float(y), 0.05)
+    bar = run_bar(model, runner, messages)
+    run = next(w for w in bar.select(pn.widgets.Button) if "run-button" in w.css_classes)
+    run.clicks += 1
+    assert messages.info.visible and messages.info.object.startswith(
+        f"Warning: source: 1 of {model.N} points lie inside an obstacle; the penalty pushes them out first")
+    assert runner.state in ("running", "finished")
+    runner.close()
