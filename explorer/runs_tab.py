@@ -21,7 +21,7 @@ import panel as pn
 import solver
 from solver.study.report import quantities_of, study
 from solver.study.store import RunStore
-from solver.study.sweep import expand
+from solver.study.sweep import sweep_axes
 
 from . import plots
 from .model import SessionModel
@@ -142,7 +142,7 @@ class RunsTab:
             self.x.options, self.y.options = [], []
             return
         spec = self.store.sweep_spec(self.sweep.value)
-        axes = list(expand(spec).axes)
+        axes = list(sweep_axes(spec))
         self.x.options = axes
         self.y.options = quantities_of(self.store, self.sweep.value)
         reference = spec.get("reference") or {}

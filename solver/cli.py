@@ -45,6 +45,7 @@ def _solve(args: argparse.Namespace) -> int:
     except OSError as err:
         raise ProblemError("--out", f"cannot create directory {out} ({err.strerror}); choose a writable path")
     check(problem, int(args.memory * 2**30))  # before anything large is allocated
+    store = RunStore(args.store) if args.store else None  # a bad store path is refused before the solve
     for line in problem_warnings(problem):
         print(f"warning: {line}", file=sys.stderr)
     use_threads(threads_for(problem, os.cpu_count() or 1))
@@ -73,12 +74,12 @@ def _solve(args: argparse.Namespace) -> int:
         for sig, handler in previous.items():
             signal.signal(sig, handler)
     bar.close()
-    if args.store:
-        RunStore(args.store).put(record_from_result(result, origin="cli"))
     write_atomic(out / "problem.json", json.dumps(problem.to_spec(), indent=1) + "\n")
     write_atomic(out / "trajectories.csv", trajectories_csv(problem, result.states))
     info = summary(result)
     write_atomic(out / "summary.json", json.dumps(info, indent=1) + "\n")
+    if store is not None:
+        store.put(record_from_result(result, origin="cli", numbers=info))
     if not args.quiet:
         print(f"{info['status']}: objective {info['objective']:.8g} (kinetic {info['kinetic']:.6g}, "
               f"nonlocal {info['nonlocal']:.6g}, potential {info['potential']:.3g}) after "

@@ -68,17 +68,15 @@ def eliminable(graph: Graph) -> bool:
     return elimination_order(graph)[1] <= MAX_WIDTH
 
 
-def log_partition(model: Model, points_per_sd: float) -> tuple[float, int]:
-    """log Z on the grid of the given density, by elimination; returns (log Z, grid points)."""
+def log_partition(model: Model, points_per_sd: float, order: list[int]) -> tuple[float, int]:
+    """log Z on the grid of the given density, eliminating players in ``order`` (``elimination_order``,
+    of width at most ``MAX_WIDTH``); returns (log Z, grid points)."""
     U, K = model.U, model.K
     prec_max = 1.0 / model.T + U.hess_sup + K.hess_sup * float(model.degrees.max(initial=0.0))
     grid = make_grid(model.T, U, prec_max, points_per_sd)
     x = grid.x
     m = len(x)
     Kmat = K.value(x[:, None] - x[None, :])
-    order, width = elimination_order(model.graph)
-    if width > MAX_WIDTH:
-        raise ValueError(f"elimination needs at most {MAX_WIDTH} neighbours per eliminated player (got {width})")
     log_scale = 0.0
     log_unary = grid.log_ref - U.value(x)
     shift = float(log_unary.max())
@@ -119,7 +117,10 @@ def log_partition(model: Model, points_per_sd: float) -> tuple[float, int]:
 
 def elimination_value(model: Model) -> EliminationResult:
     """V = -log Z / n on the fine grid, with the fine-coarse difference as its error estimate."""
-    fine, m = log_partition(model, FINE)
-    coarse, _ = log_partition(model, COARSE)
+    order, width = elimination_order(model.graph)
+    if width > MAX_WIDTH:
+        raise ValueError(f"elimination needs at most {MAX_WIDTH} neighbours per eliminated player (got {width})")
+    fine, m = log_partition(model, FINE, order)
+    coarse, _ = log_partition(model, COARSE, order)
     V, Vc = -fine / model.n, -coarse / model.n
-    return EliminationResult(V, abs(V - Vc), elimination_order(model.graph)[1], m)
+    return EliminationResult(V, abs(V - Vc), width, m)

@@ -35,10 +35,12 @@ class SweepOutcome:
     errors: int
 
 
-def record_from_result(result: Result, origin: str, wall: float | None = None) -> RunRecord:
-    """The store's record of a finished (or stopped) solve."""
-    return RunRecord(run_key(result.problem), result.final.status, result.problem.to_spec(), summary(result),
-                     states=result.states, origin=origin, wall=wall)
+def record_from_result(result: Result, origin: str, wall: float | None = None,
+                       numbers: dict | None = None) -> RunRecord:
+    """The store's record of a finished (or stopped) solve; ``numbers``: its ``summary`` when the caller
+    already has it (it includes an exact OT diagnostic, not worth computing twice)."""
+    return RunRecord(run_key(result.problem), result.final.status, result.problem.to_spec(),
+                     summary(result) if numbers is None else numbers, states=result.states, origin=origin, wall=wall)
 
 
 def one_line(err: BaseException) -> str:
@@ -49,14 +51,13 @@ def one_line(err: BaseException) -> str:
 
 def execute(spec: dict[str, Any], key: str, origin: str = "sweep") -> RunRecord:
     """Solve the problem ``spec`` (on a dask worker, or here) on one thread and return its record; a
-    failure becomes an ``error`` record with a one-line message (a task never raises)."""
+    failure becomes an ``error`` record under ``key`` (the run's key, computed by the client) with a
+    one-line message (a task never raises)."""
     clock = time.perf_counter()
     try:
         problem = problem_from_dict(spec)
         use_threads(1)  # one run per worker process and core
-        record = record_from_result(solve(problem), origin, time.perf_counter() - clock)
-        record.key = key  # (equal to run_key(problem): the client computed it from the same spec)
-        return record
+        return record_from_result(solve(problem), origin, time.perf_counter() - clock)
     except Exception as err:  # stored with the run: one failing run must not stop a sweep
         return RunRecord(key, "error", spec, {}, error=one_line(err), origin=origin,
                          wall=time.perf_counter() - clock)

@@ -21,7 +21,7 @@ import numpy as np
 
 from ..errors import ProblemError
 from .store import INCOMPLETE, RunStore
-from .sweep import expand
+from .sweep import sweep_axes
 
 #: A log scale is used when every value is positive and the axis spans at least this factor.
 LOG_SPAN = 4.0
@@ -104,7 +104,7 @@ def study(store: RunStore, sweep: str, x: str | None = None, quantities: list[st
     """The sweep's series and fits for each quantity against ``x`` (the report's content, no files):
     ``{"sweep", "x", "axes", "runs", "quantities": {q: {"scale", "series": [...], "reference"}}, "table"}``."""
     spec = store.sweep_spec(sweep)
-    axes = expand(spec).axes  # the axes as the sweep file gives them (no solving)
+    axes = sweep_axes(spec)
     runs = [r for r in store.summaries(sweep) if r["status"] not in INCOMPLETE]
     if not runs:
         raise ProblemError("SWEEP", f"sweep {sweep!r} has no finished runs yet; run it with python -m solver sweep")

@@ -137,7 +137,13 @@ def _set(spec: dict[str, Any], path: str, value: Any) -> None:
     node[keys[-1]] = value
 
 
+def sweep_axes(spec: dict[str, Any]) -> dict[str, list]:
+    """The axes of a stored sweep (its spec with the base inline), read without building its runs."""
+    return _axes(spec, copy.deepcopy(spec.get("base") or {}))
+
+
 def _axes(spec: dict[str, Any], base: dict[str, Any]) -> dict[str, list]:
+    """Axis name -> values; an axis written as a generator spec puts its fixed fields into ``base``."""
     raw = spec.get("axes")
     if not isinstance(raw, dict) or not raw:
         raise ProblemError("axes", 'must be an object of lists, e.g. {"eps": [0.1, 0.01], "N": [50, 100]}')
