@@ -52,17 +52,16 @@ def a_round(browser, url: str, pid: int, tabs: int = TABS) -> tuple[int, float]:
     return busy
 
 
-def test_closed_sessions_leave_no_threads_and_no_growing_memory(app_server, _browser):
+def test_closed_sessions_leave_no_threads_and_no_growing_memory(app_server, _browser, measured):
     url, proc = app_server
     a_round(_browser, url, proc.pid, tabs=1)  # warm-up: imports, compiled kernels, the first session's caches
     time.sleep(3.0)
-    threads0, rss0 = settle(proc.pid, 10**6, timeout=0)
-    threads0, rss0 = settle(proc.pid, threads0)
+    threads0, rss0 = server_figures(proc.pid)
     figures, busy = [], []
     for _ in range(ROUNDS):
         busy.append(a_round(_browser, url, proc.pid))
         figures.append(settle(proc.pid, threads0))
-    print(f"server after a warm-up tab: {threads0} threads, {rss0:.0f} MB; after each further round of "
+    measured(f"server after a warm-up tab: {threads0} threads, {rss0:.0f} MB; after each further round of "
           f"{TABS} solving tabs opened and closed: " + ", ".join(f"{t} threads, {r:.0f} MB" for t, r in figures)
           + "; with the tabs open: " + ", ".join(f"{t} threads, {(r - rss0) / TABS:.0f} MB per session" for t, r in busy))
     assert all(t <= threads0 for t, _ in figures)  # every session's solver and landscape threads ended

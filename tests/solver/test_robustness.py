@@ -113,7 +113,7 @@ def cli(*args: str, timeout: float = 60.0) -> subprocess.CompletedProcess:
     (json.dumps(dict(VALID, M=1_000_000_000)), "problem"),  # 44.7 GiB before the budget
     (json.dumps(dict(VALID, eps=float("nan"))), "eps"),  # NaN, which Python's JSON reads
 ])
-def test_the_command_line_answers_bad_files_at_once(tmp_path, content, field):
+def test_the_command_line_answers_bad_files_at_once(tmp_path, content, field, measured):
     """Exit code 2, one line on stderr naming the field, no traceback, within 2 s (torch is not loaded
     before the problem is valid)."""
     path = tmp_path / "p.json"
@@ -124,7 +124,7 @@ def test_the_command_line_answers_bad_files_at_once(tmp_path, content, field):
     lines = done.stderr.strip().splitlines()
     assert done.returncode == 2 and len(lines) == 1 and lines[0].startswith(f"error: {field}: "), done.stderr
     assert "Traceback" not in done.stderr
-    print(f"{field}: {seconds:.2f} s")
+    measured(f"error on {field} after {seconds:.2f} s")
     assert seconds < 2.0
 
 
