@@ -56,7 +56,7 @@ class DistributedCase(param.Parameterized):
         U = {"kind": self.U, "a": self.a, "b": self.b, **({"c": self.c} if self.U == "logcosh" else {})}
         return {"n": self.n, "T": self.T, "U": U, "K": {"kind": self.K, "kappa": self.kappa},
                 "J": {"graph": self.graph, "normalize": self.normalize, "d": self.d, "p": self.p, "seed": self.seed},
-                "options": {"ais_particles": 500, "ais_target_se": 1e-4, "ais_seconds": 8, "seed": self.seed}}
+                "options": {"ais_particles": 500, "ais_target_se": None, "seed": self.seed}}
 
 
 def results_html(res: dict[str, Any]) -> str:
