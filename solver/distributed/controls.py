@@ -16,7 +16,7 @@ Euler-Maruyama X_{k+1} = X_k + alpha(t_k, X_k) dt + dW_k has weak error O(dt) in
 """
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Protocol
 
 import numpy as np
@@ -24,7 +24,9 @@ import scipy.linalg as la
 from numpy.typing import NDArray
 from scipy.special import logsumexp, roots_hermitenorm
 
+from ..lazy import torch
 from .cavi import CaviResult
+from .elimination import MAX_WIDTH, edge_log_factors, eliminate, elimination_order
 from .model import Model
 from .quadratic import laplacian
 
@@ -63,28 +65,53 @@ class GaussianFullInfoDrift:
 
 
 @dataclass(frozen=True)
-class QuadratureFullInfoDrift:
-    """Cole-Hopf drift for any G (n <= 3) by tensor Gauss-Hermite quadrature (q^n nodes), shifted and
-    scaled per path to the Laplace approximation of phi(z) e^{-nG(x + sqrt(tau) z)}: curvature
-    1 + tau h_i with h_i = sup U'' + ||K''|| d_i, centre one Newton step from z = 0."""
+class EliminationFullInfoDrift:
+    """Cole-Hopf drift for any G on a graph that variable elimination can sum (``eliminable``: paths,
+    trees, stars, rings, every graph of n <= 3):
+
+        alpha*(t, x) = grad log h(t, x),  h(t, x) = int N(y; x, tau I) e^{-nG(y)} dy,
+        so alpha*_i(t, x) = (E_post[y_i] - x_i) / tau,  post(y) ∝ N(y; x, tau I) e^{-nG(y)}.
+
+    The integral factorizes over the graph (unary N(y_i; x_i, tau) e^{-U(y_i)}, pairwise
+    e^{-W_ij K(y_i - y_j)}). Per path, y_i = x_i + sqrt(tau) (c_i + s_i z) on q Gauss-Hermite nodes z,
+    centred and scaled to the Laplace approximation (curvature 1 + tau h_i, h_i = sup U'' + ||K''|| d_i,
+    centre one Newton step from y = x), so the rule stays sharp as tau -> 0. ``elimination.eliminate``
+    sums the q^n nodes player by player; the posterior marginals E_post[.] come from its autograd
+    (d log Z / d log phi_i). Cost per call: (paths) x (n) x q^(width+1)."""
 
     model: Model
     q: int = 24
+    chunk: int = 4000  # paths per elimination (memory: chunk x q^2 numbers per edge)
+    order: list[int] = field(init=False, repr=False)
+
+    def __post_init__(self) -> None:
+        order, width = elimination_order(self.model.graph)
+        if width > MAX_WIDTH:
+            raise ValueError(f"graph: elimination needs at most {MAX_WIDTH} neighbours per eliminated player "
+                             f"(got {width}); fix: use a path, tree, star, ring or n <= 3")
+        object.__setattr__(self, "order", order)
 
     def __call__(self, t: float, x: Array) -> Array:
-        n, tau, m = self.model.n, self.model.T - t, self.model
+        m, tau = self.model, self.model.T - t
+        if tau <= 0.0:
+            return -m.n_grad(x)
+        return np.concatenate([self._drift(tau, x[k:k + self.chunk]) for k in range(0, len(x), self.chunk)])
+
+    def _drift(self, tau: float, x: Array) -> Array:
+        m = self.model
         z, lw = _gauss_hermite(self.q)
-        Zeta = np.stack([g.ravel() for g in np.meshgrid(*([z] * n), indexing="ij")], axis=1)
-        LW = sum(np.meshgrid(*([lw] * n), indexing="ij")).ravel()
         curv = 1.0 + tau * (m.U.hess_sup + m.K.hess_sup * m.degrees)
         s = 1.0 / np.sqrt(curv)
         c = -np.sqrt(tau) * m.n_grad(x) / curv
-        zz = c[:, None, :] + s * Zeta[None, :, :]
-        logw = LW + np.sum(-0.5 * zz**2 + 0.5 * Zeta**2 + np.log(s), axis=2)
-        y = x[:, None, :] + np.sqrt(tau) * zz
-        logw = logw - m.n_cost(y)
-        weights = np.exp(logw - logsumexp(logw, axis=1, keepdims=True))
-        return -np.einsum("pk,pki->pi", weights, m.n_grad(y))
+        zz = c[:, :, None] + s[:, None] * z  # (paths, n, q): the node of y_i is x_i + sqrt(tau) zz
+        y = x[:, :, None] + np.sqrt(tau) * zz
+        # log of (Gauss-Hermite weight) x (N(zz) / N(z) / s: the change of variables) x e^{-U(y)}
+        log_unary = lw + (-0.5 * zz**2 + 0.5 * z**2 + np.log(s)[:, None]) - m.U.value(y)
+        nodes = torch.from_numpy(np.ascontiguousarray(y.transpose(1, 0, 2)))
+        L = torch.from_numpy(np.ascontiguousarray(log_unary.transpose(1, 0, 2))).requires_grad_(True)
+        eliminate(L, edge_log_factors(m, nodes), self.order).sum().backward()
+        marginals = L.grad.numpy().transpose(1, 0, 2)  # (paths, n, q), each row sums to 1
+        return np.sum(marginals * zz, axis=2) / np.sqrt(tau)
 
 
 @dataclass(frozen=True)

@@ -24,6 +24,7 @@ from dataclasses import dataclass
 import numpy as np
 from numpy.typing import NDArray
 
+from ..lazy import torch
 from .cavi import make_grid
 from .graphs import Graph
 from .model import Model
@@ -68,51 +69,76 @@ def eliminable(graph: Graph) -> bool:
     return elimination_order(graph)[1] <= MAX_WIDTH
 
 
-def log_partition(model: Model, points_per_sd: float, order: list[int]) -> tuple[float, int]:
-    """log Z on the grid of the given density, eliminating players in ``order`` (``elimination_order``,
-    of width at most ``MAX_WIDTH``); returns (log Z, grid points)."""
-    U, K = model.U, model.K
-    prec_max = 1.0 / model.T + U.hess_sup + K.hess_sup * float(model.degrees.max(initial=0.0))
-    grid = make_grid(model.T, U, prec_max, points_per_sd)
-    x = grid.x
-    m = len(x)
-    Kmat = K.value(x[:, None] - x[None, :])
-    log_scale = 0.0
-    log_unary = grid.log_ref - U.value(x)
-    shift = float(log_unary.max())
-    unary: dict[int, Array] = {i: np.exp(log_unary - shift) for i in range(model.n)}
-    log_scale += model.n * shift
-    # pairwise factors keyed by (a, b), a < b, the matrix indexed [x_a, x_b]
-    pair: dict[tuple[int, int], Array] = {}
-    for i, j, w in model.edges:
-        a, b = int(i), int(j)
-        f = np.exp(-w * Kmat)  # K is even: the same matrix either way round
-        pair[(a, b)] = pair[(a, b)] * f if (a, b) in pair else f
+def eliminate(log_unary: "torch.Tensor", log_pair: dict[tuple[int, int], "torch.Tensor"],
+              order: list[int]) -> "torch.Tensor":
+    """log sum over the nodes of prod_i phi_i(x_i) prod_(a,b) psi_ab(x_a, x_b), batched: ``log_unary``
+    (n, P, m) holds log phi_i at player i's m nodes for each of P problems, ``log_pair[(a, b)]`` (P, m, m)
+    log psi_ab indexed [x_a, x_b] (a < b); players are summed out in ``order`` (width <= MAX_WIDTH).
+    Returns log Z of shape (P,); differentiable (torch autograd), so d log Z / d log_unary[i] is the
+    marginal law of player i's node under the normalized product (what the drift of the full-information
+    control needs). Factors are rescaled by their (detached) maximum as they are formed."""
+    n, P, m = log_unary.shape
+    log_scale = torch.zeros(P, dtype=log_unary.dtype)
+
+    def normalized(log_f: "torch.Tensor") -> "torch.Tensor":
+        nonlocal log_scale
+        top = log_f.detach().reshape(P, -1).amax(dim=1)
+        log_scale = log_scale + top
+        return torch.exp(log_f - top.reshape((P,) + (1,) * (log_f.dim() - 1)))
+
+    unary = {i: normalized(log_unary[i]) for i in range(n)}
+    pair = {key: normalized(f) for key, f in log_pair.items()}
     for v in order:
-        a_v = unary.pop(v, np.ones(m))
-        mats: dict[int, Array] = {}  # other player u -> matrix indexed [x_v, x_u]
+        a_v = unary.pop(v, None)
+        a_v = torch.ones(P, m, dtype=log_unary.dtype) if a_v is None else a_v
+        mats: dict[int, torch.Tensor] = {}  # other player u -> (P, m, m) indexed [x_v, x_u]
         for key in [k for k in pair if v in k]:
             f = pair.pop(key)
-            u, f = (key[1], f) if key[0] == v else (key[0], f.T)
+            u, f = (key[1], f) if key[0] == v else (key[0], f.transpose(1, 2))
             mats[u] = mats[u] * f if u in mats else f
         others = sorted(mats)
         if not others:
-            new, scope = np.array(float(a_v.sum())), ()
+            new, scope = a_v.sum(dim=1), ()
         elif len(others) == 1:
-            new, scope = a_v @ mats[others[0]], (others[0],)
+            new, scope = torch.einsum("pk,pku->pu", a_v, mats[others[0]]), (others[0],)
         else:
             u1, u2 = others
-            new, scope = (a_v[:, None] * mats[u1]).T @ mats[u2], (u1, u2)
-        top = float(np.max(new))
-        if not top > 0:
+            new, scope = torch.bmm((a_v[:, :, None] * mats[u1]).transpose(1, 2), mats[u2]), (u1, u2)
+        top = new.detach().reshape(P, -1).amax(dim=1)
+        if not bool(torch.all(top > 0)):
             raise FloatingPointError("the integrand vanished on the grid (a grid too narrow for this model)")
-        new = new / top
-        log_scale += np.log(top)
+        log_scale = log_scale + torch.log(top)
+        new = new / top.reshape((P,) + (1,) * (new.dim() - 1))
         if len(scope) == 1:
             unary[scope[0]] = unary[scope[0]] * new if scope[0] in unary else new
         elif len(scope) == 2:
             pair[scope] = pair[scope] * new if scope in pair else new
-    return float(log_scale), m
+        else:
+            log_scale = log_scale + torch.log(new)
+    return log_scale
+
+
+def edge_log_factors(model: Model, nodes: "torch.Tensor") -> dict[tuple[int, int], "torch.Tensor"]:
+    """log psi_ab = -sum of W_ab K(x_a - x_b) over the edges (a, b), a < b, at the players' nodes
+    ``nodes`` (n, P, m): a (P, m, m) tensor per connected pair."""
+    pair: dict[tuple[int, int], torch.Tensor] = {}
+    for i, j, w in model.edges:
+        a, b = sorted((int(i), int(j)))
+        diff = (nodes[a][:, :, None] - nodes[b][:, None, :]).numpy()
+        f = torch.from_numpy(-w * model.K.value(diff))  # K is even: either orientation
+        pair[(a, b)] = pair[(a, b)] + f if (a, b) in pair else f
+    return pair
+
+
+def log_partition(model: Model, points_per_sd: float, order: list[int]) -> tuple[float, int]:
+    """log Z on the grid of the given density, eliminating players in ``order`` (``elimination_order``,
+    of width at most ``MAX_WIDTH``); returns (log Z, grid points)."""
+    prec_max = 1.0 / model.T + model.U.hess_sup + model.K.hess_sup * float(model.degrees.max(initial=0.0))
+    grid = make_grid(model.T, model.U, prec_max, points_per_sd)
+    x = torch.from_numpy(grid.x)
+    log_unary = torch.from_numpy(grid.log_ref - model.U.value(grid.x)).expand(model.n, 1, len(x))
+    nodes = x.expand(model.n, 1, len(x))
+    return float(eliminate(log_unary, edge_log_factors(model, nodes), order)[0]), len(x)
 
 
 def elimination_value(model: Model) -> EliminationResult:

@@ -8,8 +8,8 @@
    rings, else on the quadratic twin); None for a graph given as a matrix or an edge list, which has
    no family;
 3. ``paths``: sample paths of player 1 under the full-information and the distributed optimal controls
-   (the full-information control in closed form for quadratic cases, by quadrature for n <= 3, else
-   left out);
+   (the full-information control in closed form for quadratic cases, by elimination where the graph
+   allows, else left out);
 4. ``projection``: the marginals of the uncontrolled particle system dX^i = (-U'(X^i) - sum_j J_ij
    K'(X^i - X^j)) dt + dW^i against its independent projection (``projection.independent_projection``;
    for U = a x^2/2 + c log cosh(x - s) - b x the confinement drift is its quadratic part -a x + b).
@@ -27,12 +27,12 @@ import numpy as np
 
 from .case import Case
 from .cavi import cavi
+from .elimination import eliminable
 from .controls import (GaussianDistributedDrift, GaussianFullInfoDrift, GridDistributedDrift,
-                       QuadratureFullInfoDrift, simulate_paths)
+                       EliminationFullInfoDrift, simulate_paths)
 from .graphs import GRAPH_KINDS
 from .projection import PairDrift, independent_projection
 from .quadratic import gaussian_values
-from .quadrature import MAX_N
 from .sweep import gap_curve
 from .values import compute
 
@@ -70,14 +70,14 @@ def family_gap(case: Case, ns: tuple[int, ...] = GAP_NS) -> Any:
 
 def sample_paths(case: Case, paths: int = 8, steps: int = 100) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """(times, full-information paths, distributed paths) of player 1; the full-information ones are
-    empty when that control has no closed form and n > 3."""
+    empty when that control has no closed form and the graph is too dense for variable elimination."""
     m, seed = case.model, case.options.seed
     if m.quadratic:
         g = gaussian_values(m)
         full = GaussianFullInfoDrift.from_model(m)
         dstr = GaussianDistributedDrift(m.T, np.full(m.n, g.mean), g.var_dstr)
     else:
-        full = QuadratureFullInfoDrift(m) if m.n <= MAX_N else None
+        full = EliminationFullInfoDrift(m) if eliminable(m.graph) else None
         dstr = GridDistributedDrift.from_cavi(m, cavi(m))
     t, xd = simulate_paths(m, dstr, steps=steps, paths=paths, seed=seed)
     xf = simulate_paths(m, full, steps=steps, paths=paths, seed=seed)[1] if full is not None else xd[:, :0]
