@@ -22,7 +22,7 @@ from typing import Protocol
 import numpy as np
 import scipy.linalg as la
 from numpy.typing import NDArray
-from scipy.special import logsumexp, roots_hermitenorm
+from scipy.special import roots_hermitenorm
 
 from ..lazy import torch
 from .cavi import CaviResult
@@ -128,20 +128,33 @@ class GaussianDistributedDrift:
         return (self.mean / self.var - p * x) / (1 + tau * p)
 
 
-def _hermite(values: Array, slopes: Array, x0: float, h: float, y: Array) -> tuple[Array, Array]:
-    """Cubic Hermite interpolation of row i of (values, slopes) on the grid x0 + h k at y[..., i];
-    returns the interpolant and its derivative."""
-    m = values.shape[1]
+def _hermite_basis(x0: float, h: float, m: int, y: Array) -> tuple[Array, Array, Array]:
+    """Where the points y fall on the grid x0 + h k (k = 0..m-1) and the cubic Hermite basis there:
+    (cell index k, basis (4, *y.shape) for p_k, p'_k, p_{k+1}, p'_{k+1}, and its derivative in y)."""
     s = (y - x0) / h
     k = np.clip(np.floor(s).astype(np.int64), 0, m - 2)
     u = s - k
-    i = np.broadcast_to(np.arange(values.shape[0]), y.shape)
-    p0, p1 = values[i, k], values[i, k + 1]
-    d0, d1 = slopes[i, k] * h, slopes[i, k + 1] * h
     u2, u3 = u * u, u * u * u
-    val = (2 * u3 - 3 * u2 + 1) * p0 + (u3 - 2 * u2 + u) * d0 + (-2 * u3 + 3 * u2) * p1 + (u3 - u2) * d1
-    der = ((6 * u2 - 6 * u) * p0 + (3 * u2 - 4 * u + 1) * d0 + (-6 * u2 + 6 * u) * p1 + (3 * u2 - 2 * u) * d1) / h
-    return val, der
+    basis = np.stack([2 * u3 - 3 * u2 + 1, (u3 - 2 * u2 + u) * h, -2 * u3 + 3 * u2, (u3 - u2) * h])
+    slope = np.stack([(6 * u2 - 6 * u) / h, 3 * u2 - 4 * u + 1, (-6 * u2 + 6 * u) / h, 3 * u2 - 2 * u])
+    return k, basis, slope
+
+
+def _hermite(values: Array, slopes: Array, x0: float, h: float, y: Array) -> tuple[Array, Array]:
+    """Cubic Hermite interpolation of row i of (values, slopes) on the grid x0 + h k at y[..., i];
+    returns the interpolant and its derivative."""
+    k, basis, slope = _hermite_basis(x0, h, values.shape[1], y)
+    i = np.broadcast_to(np.arange(values.shape[0]), y.shape)
+    nodes = np.stack([values[i, k], slopes[i, k], values[i, k + 1], slopes[i, k + 1]])
+    return np.sum(basis * nodes, axis=0), np.sum(slope * nodes, axis=0)
+
+
+def _hermite_rows(values: Array, slopes: Array, x0: float, h: float, y: Array) -> tuple[Array, Array]:
+    """``_hermite`` of every row at the same points y: (interpolant, derivative), each (rows, *y.shape)
+    (the cells and the basis are found once for all rows)."""
+    k, basis, slope = _hermite_basis(x0, h, values.shape[1], y)
+    nodes = np.stack([values[:, k], slopes[:, k], values[:, k + 1], slopes[:, k + 1]])
+    return np.einsum("j...,jr...->r...", basis, nodes), np.einsum("j...,jr...->r...", slope, nodes)
 
 
 @dataclass(frozen=True)
@@ -168,12 +181,11 @@ class GridDistributedDrift:
         """alpha_i(t, x_k) for all players i and grid points x_k, shape (n, m)."""
         z, lw = _gauss_hermite(self.q)
         h = float(self.x[1] - self.x[0])
-        y = self.x[None, :, None] + np.sqrt(self.T - t) * z
-        y = np.broadcast_to(y, (self.Phi.shape[0],) + y.shape[1:])
-        val, der = _hermite(self.Phi, self.dPhi, float(self.x[0]), h, np.moveaxis(y, 0, -1))
-        logw = lw[None, :, None] - val
-        w = np.exp(logw - logsumexp(logw, axis=1, keepdims=True))
-        return -np.sum(w * der, axis=1).T
+        y = self.x[:, None] + np.sqrt(self.T - t) * z  # (m, q): the same nodes for every player
+        val, der = _hermite_rows(self.Phi, self.dPhi, float(self.x[0]), h, y)  # (n, m, q)
+        logw = lw - val
+        w = np.exp(logw - logw.max(axis=2, keepdims=True))
+        return -np.sum(w * der, axis=2) / np.sum(w, axis=2)
 
     def __call__(self, t: float, x: Array) -> Array:
         h = float(self.x[1] - self.x[0])
