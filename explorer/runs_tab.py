@@ -52,7 +52,7 @@ class RunsTab:
 
     def __init__(self, store: RunStore, model: SessionModel, runner: SolveRunner) -> None:
         self.store, self.model, self.runner = store, model, runner
-        self._seen = -1
+        self._seen = runner.stored  # the table below already holds every run stored so far
         self.table = pn.widgets.Tabulator(runs_frame(store), selectable="checkbox", show_index=False, disabled=True,
                                           hidden_columns=["key"], pagination="local", page_size=12, height=400,
                                           css_classes=["runs-table"], sizing_mode="stretch_width")
@@ -92,7 +92,11 @@ class RunsTab:
 
     # -- the table -----------------------------------------------------------------------------------
     def refresh(self) -> None:
-        self.table.value = runs_frame(self.store)
+        """Reread the store; ticked runs stay ticked (a run kept while one ticks must not undo it)."""
+        ticked = set(self.selected_keys())
+        frame = runs_frame(self.store)
+        self.table.value = frame
+        self.table.selection = [i for i, key in enumerate(frame["key"]) if key in ticked]
         self.sweep.options = [s["name"] for s in self.store.sweeps()]
         note = self.runner.store_error
         self.message.object = f"**{note}**" if note else f"{len(self.table.value)} runs in the store."

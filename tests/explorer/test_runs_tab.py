@@ -36,6 +36,8 @@ def test_a_finished_solve_is_kept_and_listed(store):
     model, runner = SessionModel(), SolveRunner(store=store)
     tab = RunsTab(store, model, runner)
     assert len(tab.table.value) == 3
+    tab.table.selection = [1]
+    ticked = tab.selected_keys()
     runner.start(model.build_problem())
     runner.wait(60)
     deadline = time.monotonic() + 30
@@ -46,6 +48,11 @@ def test_a_finished_solve_is_kept_and_listed(store):
     frame = tab.table.value
     assert len(frame) == 4 and frame["origin"].iloc[0] == "app" and frame["name"].iloc[0] == "default scene"
     assert frame["objective"].iloc[0] == pytest.approx(runner.summary["energies"]["objective"], rel=1e-12)
+    assert tab.selected_keys() == ticked  # the new run, listed first, did not undo the user's tick
+    fresh = RunsTab(store, model, runner)  # a tab opened after the run was kept: its first poll
+    fresh.table.selection = [2]            # changes nothing (it used to reread the store and drop
+    fresh.poll()                           # the tick made in that second)
+    assert fresh.table.selection == [2] and fresh.message.object == ""
     runner.close()
 
 

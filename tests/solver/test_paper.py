@@ -40,9 +40,10 @@ def test_fig1_kinetic_energy_is_below_the_emd_value(preset):
 # an objective 6.5e-10 above the minimizer's, whose error is 0.005569002; at N = 20 it stops (plateau rule,
 # step 1,160,234) at 0.0019606 (published 0.0019599), 3.6e-9 above the minimum; at N = 100 it reaches the
 # 2e6 cap at 0.00054464 (published 0.00054381), 1.3e-4 above the minimum (README, "A finding on Fig. 9").
-# The minimizer's errors are 0.0001% to 2.3% above the published ones; they are pinned here to 1e-6
-# relative, the accuracy to which Newton's method resolves them (rel 2e-6 below: the 7 digits pinned, plus
-# the spread between runs that stop at slightly different iterates).
+# The minimizer's errors are 0.0001% to 2.3% above the published ones; they are pinned here to 5e-5
+# relative: the objective is flat to float64 rounding along directions in which the error moves, and
+# Newton stops where the model predicts less than the rounding (N = 40: 0.0011083793 with numpy 2.4.6 /
+# POT 0.9.7.post1, 0.001108403 with the packages CI installed at stop 17, 2.1e-5 apart, both "converged").
 MINIMIZER_ERRORS = {5: 0.005569002, 10: 0.002619655, 20: 0.001966644, 40: 0.001108403,
                     80: 0.0006565677, 100: 0.0005562282}
 PUBLISHED_ERRORS = {5: 0.005569, 10: 0.002619, 20: 0.001960, 40: 0.001093, 80: 0.000645, 100: 0.000544}
@@ -54,6 +55,6 @@ def test_fig9_terminal_errors(preset, N):
     r = solve(p)
     err = map_errors(r.positions, 0.5 * p.source + 2.0)["error_terminal"]
     print(f"N={N}: error (65) {err:.10f}, published {PUBLISHED_ERRORS[N]}")
-    assert err == pytest.approx(MINIMIZER_ERRORS[N], rel=2e-6)
+    assert err == pytest.approx(MINIMIZER_ERRORS[N], rel=5e-5)
     assert err <= 1.025 * PUBLISHED_ERRORS[N]
     assert r.final.status == "converged" and r.final.elapsed < 60
