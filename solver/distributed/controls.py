@@ -26,7 +26,7 @@ from scipy.special import roots_hermitenorm
 
 from ..lazy import torch
 from .cavi import CaviResult
-from .elimination import MAX_WIDTH, edge_log_factors, eliminate, elimination_order
+from .elimination import checked_order, edge_log_factors, eliminate
 from .model import Model
 from .quadratic import laplacian
 
@@ -85,11 +85,7 @@ class EliminationFullInfoDrift:
     order: list[int] = field(init=False, repr=False)
 
     def __post_init__(self) -> None:
-        order, width = elimination_order(self.model.graph)
-        if width > MAX_WIDTH:
-            raise ValueError(f"graph: elimination needs at most {MAX_WIDTH} neighbours per eliminated player "
-                             f"(got {width}); fix: use a path, tree, star, ring or n <= 3")
-        object.__setattr__(self, "order", order)
+        object.__setattr__(self, "order", checked_order(self.model.graph)[0])
 
     def __call__(self, t: float, x: Array) -> Array:
         m, tau = self.model, self.model.T - t
@@ -107,9 +103,8 @@ class EliminationFullInfoDrift:
         y = x[:, :, None] + np.sqrt(tau) * zz
         # log of (Gauss-Hermite weight) x (N(zz) / N(z) / s: the change of variables) x e^{-U(y)}
         log_unary = lw + (-0.5 * zz**2 + 0.5 * z**2 + np.log(s)[:, None]) - m.U.value(y)
-        nodes = torch.from_numpy(np.ascontiguousarray(y.transpose(1, 0, 2)))
         L = torch.from_numpy(np.ascontiguousarray(log_unary.transpose(1, 0, 2))).requires_grad_(True)
-        eliminate(L, edge_log_factors(m, nodes), self.order).sum().backward()
+        eliminate(L, edge_log_factors(m, y.transpose(1, 0, 2)), self.order).sum().backward()
         marginals = L.grad.numpy().transpose(1, 0, 2)  # (paths, n, q), each row sums to 1
         return np.sum(marginals * zz, axis=2) / np.sqrt(tau)
 

@@ -69,6 +69,15 @@ def eliminable(graph: Graph) -> bool:
     return elimination_order(graph)[1] <= MAX_WIDTH
 
 
+def checked_order(graph: Graph) -> tuple[list[int], int]:
+    """``elimination_order``, or a one-line ValueError when its width exceeds ``MAX_WIDTH``."""
+    order, width = elimination_order(graph)
+    if width > MAX_WIDTH:
+        raise ValueError(f"graph: elimination needs at most {MAX_WIDTH} neighbours per eliminated player "
+                         f"(got {width}); fix: use a path, tree, star, ring or n <= 3")
+    return order, width
+
+
 def eliminate(log_unary: "torch.Tensor", log_pair: dict[tuple[int, int], "torch.Tensor"],
               order: list[int]) -> "torch.Tensor":
     """log sum over the nodes of prod_i phi_i(x_i) prod_(a,b) psi_ab(x_a, x_b), batched: ``log_unary``
@@ -113,19 +122,18 @@ def eliminate(log_unary: "torch.Tensor", log_pair: dict[tuple[int, int], "torch.
             unary[scope[0]] = unary[scope[0]] * new if scope[0] in unary else new
         elif len(scope) == 2:
             pair[scope] = pair[scope] * new if scope in pair else new
-        else:
+        else:  # a finished component: new / top is 1, but only log(new) carries the gradient (top is detached)
             log_scale = log_scale + torch.log(new)
     return log_scale
 
 
-def edge_log_factors(model: Model, nodes: "torch.Tensor") -> dict[tuple[int, int], "torch.Tensor"]:
+def edge_log_factors(model: Model, nodes: Array) -> dict[tuple[int, int], "torch.Tensor"]:
     """log psi_ab = -sum of W_ab K(x_a - x_b) over the edges (a, b), a < b, at the players' nodes
     ``nodes`` (n, P, m): a (P, m, m) tensor per connected pair."""
     pair: dict[tuple[int, int], torch.Tensor] = {}
     for i, j, w in model.edges:
         a, b = sorted((int(i), int(j)))
-        diff = (nodes[a][:, :, None] - nodes[b][:, None, :]).numpy()
-        f = torch.from_numpy(-w * model.K.value(diff))  # K is even: either orientation
+        f = torch.from_numpy(-w * model.K.value(nodes[a][:, :, None] - nodes[b][:, None, :]))  # K is even
         pair[(a, b)] = pair[(a, b)] + f if (a, b) in pair else f
     return pair
 
@@ -135,17 +143,15 @@ def log_partition(model: Model, points_per_sd: float, order: list[int]) -> tuple
     of width at most ``MAX_WIDTH``); returns (log Z, grid points)."""
     prec_max = 1.0 / model.T + model.U.hess_sup + model.K.hess_sup * float(model.degrees.max(initial=0.0))
     grid = make_grid(model.T, model.U, prec_max, points_per_sd)
-    x = torch.from_numpy(grid.x)
-    log_unary = torch.from_numpy(grid.log_ref - model.U.value(grid.x)).expand(model.n, 1, len(x))
-    nodes = x.expand(model.n, 1, len(x))
-    return float(eliminate(log_unary, edge_log_factors(model, nodes), order)[0]), len(x)
+    m = len(grid.x)
+    log_unary = torch.from_numpy(grid.log_ref - model.U.value(grid.x)).expand(model.n, 1, m)
+    nodes = np.broadcast_to(grid.x, (model.n, 1, m))
+    return float(eliminate(log_unary, edge_log_factors(model, nodes), order)[0]), m
 
 
 def elimination_value(model: Model) -> EliminationResult:
     """V = -log Z / n on the fine grid, with the fine-coarse difference as its error estimate."""
-    order, width = elimination_order(model.graph)
-    if width > MAX_WIDTH:
-        raise ValueError(f"elimination needs at most {MAX_WIDTH} neighbours per eliminated player (got {width})")
+    order, width = checked_order(model.graph)
     fine, m = log_partition(model, FINE, order)
     coarse, _ = log_partition(model, COARSE, order)
     V, Vc = -fine / model.n, -coarse / model.n
