@@ -41,7 +41,7 @@ from .reduced import ReducedObjective, reducible
 from .registry import OPTIMIZERS
 from .steering import KineticPreconditioner, quadratic_structure, steering_cost
 from .steps import Step, per_particle_grad_norm
-from .trust_region import trust_region
+from .trust_region import DENSE_VARS, trust_region
 
 #: Reassignment is skipped above this many particles (an N x N emd would dominate the run).
 REASSIGN_MAX_N = 4000
@@ -246,38 +246,78 @@ def _batched_hessian(f: Callable[[torch.Tensor], torch.Tensor], x: torch.Tensor,
     return Ht
 
 
-def hessian(objective: Objective | ReducedObjective, x: torch.Tensor) -> torch.Tensor:
-    """Dense Hessian of eq. (50) in the variables (n x n, n = N V); in closed form for the terminal
-    states of a ``ReducedObjective``.
-
-    When every term but the nonlocal one is a sum over particles (no interaction, no drift), the
-    Hessian is block-diagonal (V x V blocks B_i, all read off with V batched products, a unit vector in
-    every particle's block at once) plus J^T H_NE J, with H_NE the (N D) x (N D) Hessian of the
-    nonlocal energy in the terminal states and J the shared affine map from a particle's variables to
-    its terminal state. Otherwise all n Hessian-vector products are taken."""
-    if isinstance(objective, ReducedObjective):
-        return objective.hessian(x)
+def separable_parts(objective: Objective, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """(B, J, H_NE): the Hessian of eq. (50) at x when every term but the nonlocal one is a sum over
+    particles (``Problem.separable``) is blockdiag(B_i) + J^T H_NE J, with B_i (V x V) the Hessian of
+    particle i's own terms (``own_hessians``), J (D x V) the shared affine map from a particle's
+    variables to its terminal state, and H_NE ((N, D, N, D)) the Hessian of the nonlocal energy in the
+    terminal states."""
     p = objective.problem
-    N, n = x.shape[0], x.numel()
-    V = n // N
-    if not p.separable:
-        eye = torch.eye(n, dtype=x.dtype).reshape(n, *x.shape)
-        H = _batched_hessian(objective, x, eye).reshape(n, n)
-        return 0.5 * (H + H.T)
+    J = quadratic_structure(objective)[1]
+    H_ne = objective.nonlocal_hessian(p.dynamics.terminal(objective.positions(x.detach()), objective.h))
+    return own_hessians(objective, x), J, H_ne
+
+
+def own_hessians(objective: Objective, x: torch.Tensor) -> torch.Tensor:
+    """B_i (N, V, V): the Hessian of particle i's own terms (control energy, obstacle penalty at the time
+    points and along the segments, potential field) in its V variables, all particles at once.
+
+    When these terms couple variables at most b time steps apart (b = max(``time_coupling``, 1): a
+    segment joins consecutive points), B_i is banded, and a tangent that is 1 in coordinate k at every
+    time step j = c mod (2b + 1) (of every particle) returns, at time step j, column (j', k) of B_i for
+    the one j' = c mod (2b + 1) within b steps of j: (2b + 1) m batched Hessian-vector products give
+    all blocks, m the variables per time step. Otherwise (controls of a linear system reach every later
+    time) V products, a unit vector in every particle's block at once."""
+    N = x.shape[0]
+    V = x.numel() // N
 
     def local(v: torch.Tensor) -> torch.Tensor:
         pos = objective.positions(v)
         return objective.kinetic(pos, v) + objective.obstacle(pos) + objective.potential_field(pos)
 
-    tangents = torch.eye(V, dtype=x.dtype)[:, None, :].expand(V, N, V).reshape(V, *x.shape)
-    blocks = _batched_hessian(local, x, tangents).reshape(V, N, V).permute(1, 2, 0)  # B_i[:, k]
-    J = quadratic_structure(objective)[1]
-    H_ne = objective.nonlocal_hessian(p.dynamics.terminal(objective.positions(x.detach()), objective.h))
+    coupling = objective.problem.dynamics.time_coupling
+    if coupling is None or x.dim() != 3 or 2 * max(coupling, 1) + 1 >= x.shape[1]:
+        tangents = torch.eye(V, dtype=x.dtype)[:, None, :].expand(V, N, V).reshape(V, *x.shape)
+        blocks = _batched_hessian(local, x, tangents).reshape(V, N, V).permute(1, 2, 0)  # B_i[:, k]
+    else:
+        band = max(coupling, 1)
+        colors, (T, m) = 2 * band + 1, x.shape[1:]
+        steps = torch.arange(T)
+        tangents = x.new_zeros(colors, m, N, T, m)
+        for k in range(m):
+            tangents[steps % colors, k, :, steps, k] = 1.0
+        products = _batched_hessian(local, x, tangents.reshape(colors * m, *x.shape)).reshape(colors, m, N, T, m)
+        j, j2 = torch.nonzero((steps[:, None] - steps[None, :]).abs() <= band, as_tuple=True)
+        blocks = x.new_zeros(N, T, m, T, m)
+        blocks[:, j, :, j2, :] = products[j2 % colors, :, :, j, :].permute(0, 2, 3, 1)  # B_i[(j, l), (j2, k)]
+        blocks = blocks.reshape(N, V, V)
+    return 0.5 * (blocks + blocks.transpose(1, 2))
+
+
+def hessian(objective: Objective | ReducedObjective, x: torch.Tensor) -> torch.Tensor:
+    """Dense Hessian of eq. (50) in the variables (n x n, n = N V); in closed form for the terminal
+    states of a ``ReducedObjective``; from ``separable_parts`` when the problem is separable, otherwise
+    from all n Hessian-vector products."""
+    if isinstance(objective, ReducedObjective):
+        return objective.hessian(x)
+    N, n = x.shape[0], x.numel()
+    if not objective.problem.separable:
+        eye = torch.eye(n, dtype=x.dtype).reshape(n, *x.shape)
+        H = _batched_hessian(objective, x, eye).reshape(n, n)
+        return 0.5 * (H + H.T)
+    blocks, J, H_ne = separable_parts(objective, x)
     H = torch.einsum("dv,idke,ew->ivkw", J, H_ne, J)
     idx = torch.arange(N)
     H[idx, :, idx, :] += blocks
     H = H.reshape(n, n)
     return 0.5 * (H + H.T)
+
+
+def trajectory_parts(objective: Objective) -> Callable[[torch.Tensor], tuple[torch.Tensor, torch.Tensor, torch.Tensor]]:
+    """x (N x V) -> ``separable_parts`` at x: the structure ``trust_region`` solves with in full
+    trajectories."""
+    shape = objective.variable_shape
+    return lambda x: separable_parts(objective, x.reshape(shape))
 
 
 @OPTIMIZERS.register(name="newton")
@@ -352,6 +392,8 @@ CHECK_MIN_ITERATIONS = 60
 #: penalty by at most c_Omega tau / 2 per point and lets a point rest at most tau / (2 r) <= 1.25e-3 r_min
 #: inside a disc (r_min: the smallest obstacle).
 OBSTACLE_SMOOTHING = 2.5e-3
+#: ``_structured_newton``'s continuation: the obstacle penalty's smoothing, as multiples of the final one.
+SMOOTHING_CONTINUATION = (30.0, 10.0, 3.0, 1.0)
 #: The check start: the OT start's terminal states pulled back this much toward the sources.
 SHORT = 0.05
 #: The check start is also dropped when it trails the best objective found by more than this many
@@ -363,30 +405,62 @@ def _local(objective: Objective, x: torch.Tensor, spec: OptimizerSpec, phase: st
            evaluations: int, rough: bool = True) -> Iterator[Step]:
     """A local solve. In the terminal states (``ReducedObjective``): trust-region Newton, after L-BFGS
     when the start is ``rough`` (far from a minimum of the nonlocal energy). In full trajectories:
-    L-BFGS until it slows down, then Newton (small problems with a twice differentiable objective: no
-    obstacle, whose penalty (59) has a kink at the edge) or L-BFGS to the final tolerance."""
+    L-BFGS until it slows down, then Newton: saddle-free Newton for small problems with a twice
+    differentiable objective; for larger or obstacle problems whose terms other than the nonlocal one
+    are sums over particles, trust-region Newton on the structured system (``_structured_newton``);
+    otherwise L-BFGS to the final tolerance."""
     reduced = isinstance(objective, ReducedObjective)
+    p = objective.problem
     if reduced and not rough:
-        yield from trust_region(objective, x, spec, objective.problem.delta, phase + "/newton", iterations,
-                                evaluations)
+        yield from trust_region(objective, x, spec, p.delta, phase + "/newton", iterations, evaluations)
         return
-    if not reduced and (x.numel() > NEWTON_MAX_VARS or not objective.problem.smooth):
+    if _structured(objective):
+        yield from _structured_newton(objective, x, spec, phase, iterations, evaluations)
+        return
+    if not reduced and (x.numel() > NEWTON_MAX_VARS or not p.smooth):
         yield from lbfgs(objective, x, spec, phase, iterations, evaluations)
         return
     coarse = dataclasses.replace(spec, rtol=max(spec.rtol, REDUCED_HANDOVER_RTOL if reduced else HANDOVER_RTOL))
-    last = None
-    for last in lbfgs(objective, x, coarse, phase, iterations, evaluations,
-                      precondition=(lambda q: q) if reduced else None):
-        final = last.status
-        last.status = None
+    last = yield from _until_slow(lbfgs(objective, x, coarse, phase, iterations, evaluations,
+                                        precondition=(lambda q: q) if reduced else None))
+    if last.status == "diverged":
         yield last
-        if final == "diverged":
-            last.status = final
+    elif reduced:
+        yield from trust_region(objective, last.variables, spec, p.delta, phase + "/newton", last.iterations,
+                                last.evaluations)
+    else:
+        yield from newton(objective, last.variables, spec, phase + "/newton", last.iterations, last.evaluations)
+
+
+def _until_slow(steps: Generator[Step, None, Step | None] | Iterator[Step],
+                keep_best: bool = False) -> Generator[Step, None, Step]:
+    """The steps of a preliminary solve with their status cleared (the solve goes on); returns the last
+    one (or, with ``keep_best``, what the generator returns) with its status ("diverged" ends the
+    solve)."""
+    last = None
+    statuses: dict[int, str | None] = {}
+    try:
+        while True:
+            last = next(steps)
+            statuses[id(last)], last.status = last.status, None
             yield last
-            return
-    finish = trust_region if reduced else newton
-    extra = (objective.problem.delta,) if reduced else ()
-    yield from finish(objective, last.variables, spec, *extra, phase + "/newton", last.iterations, last.evaluations)
+    except StopIteration as stop:
+        result = stop.value if keep_best and stop.value is not None else last
+    result.status = statuses.get(id(result), result.status)
+    return result
+
+
+def _structured_newton(objective: Objective, x: torch.Tensor, spec: OptimizerSpec, phase: str,
+                       iterations: int, evaluations: int) -> Iterator[Step]:
+    """L-BFGS until it slows down, then trust-region Newton in full trajectories on the structure of a
+    separable problem's Hessian (``separable_parts``, factored as ``trust_region.TrajectorySystem``)."""
+    coarse = dataclasses.replace(spec, rtol=max(spec.rtol, REDUCED_HANDOVER_RTOL))
+    last = yield from _until_slow(lbfgs(objective, x, coarse, phase, iterations, evaluations))
+    if last.status == "diverged":
+        yield last
+        return
+    yield from trust_region(objective, last.variables, spec, max_move(objective), phase + "/newton",
+                            last.iterations, last.evaluations, parts=trajectory_parts(objective))
 
 
 def reassign(objective: Objective | ReducedObjective, variables: torch.Tensor) -> torch.Tensor | None:
@@ -398,7 +472,8 @@ def reassign(objective: Objective | ReducedObjective, variables: torch.Tensor) -
     Particle i is sent to terminal state s(i) along the minimum-energy path (``paths_to``; in the
     terminal states alone the new variables are just the permuted states); with state costs it takes
     the path of particle s(i) shifted by (1 - t)(y_i,0 - y_s(i),0) instead, which starts at its own
-    source and keeps any detour (e.g. around an obstacle)."""
+    source and keeps any detour (e.g. around an obstacle), bent around obstacles where the shift cut
+    into one (``kept_out``)."""
     p = objective.problem
     if p.N * p.N > EXACT_PAIRS:
         return None
@@ -420,13 +495,59 @@ def reassign(objective: Objective | ReducedObjective, variables: torch.Tensor) -
     perm_t = torch.as_tensor(perm)
     t = torch.linspace(0.0, 1.0, p.M, dtype=pos.dtype)[None, :, None]
     shift = (objective.source - objective.source[perm_t])[:, None, : pos.shape[2]]
-    return objective.variables_from_positions(pos[perm_t] + (1.0 - t) * shift)
+    return kept_out(objective, objective.variables_from_positions(pos[perm_t] + (1.0 - t) * shift))
+
+
+def kept_out(objective: Objective, x: torch.Tensor) -> torch.Tensor:
+    """``x``, with its paths bent around the obstacles (``around_obstacles``, terminal states kept) when
+    one reaches deeper than ``DETOUR_MARGIN`` times the smallest obstacle inside one (not for the slight
+    depths the smoothed penalty allows): a shifted path of a reassignment, or an obstacle moved onto
+    the paths, can cut through an obstacle, and where discs overlap the penalty alone cannot push a
+    path out (their gradients cancel at the seam)."""
+    p = objective.problem
+    if p.obstacles is None or p.dynamics.dim < 2:
+        return x
+    pos = objective.positions(x).detach().numpy()
+    depth = p.obstacles.path_depth(pos) if p.obstacles.segments else p.obstacles.depth(pos).max()
+    if depth > DETOUR_MARGIN * min(shape.size for shape in p.obstacles.shapes):
+        return around_obstacles(objective, x)
+    return x
 
 
 def _polished(objective: Objective | ReducedObjective, x: torch.Tensor, spec: OptimizerSpec, label: str,
               counters: list[int], rough: bool = True) -> Iterator[Step]:
     """A local solve, then reassign-and-resume while that lowers the objective. The last step of each
-    local solve carries its status ("converged", "stalled", "diverged", ...)."""
+    local solve carries its status ("converged", "stalled", "diverged", ...).
+
+    Obstacle problems solved by structured Newton go by continuation in the smoothing of the penalty's
+    kink: the rounds run on ``SMOOTHING_CONTINUATION[0]`` times the objective's smoothing (to a loose
+    tolerance), then the best of them is carried through the narrower bands down to the objective's
+    own. Newton's model of the smoothed penalty holds over steps about as long as the band, so with the
+    final, narrow band alone it crawls (hundreds of short steps while contacts come and go); a wide
+    band first, then narrower ones from its minimizer, take a few dozen steps each."""
+    tau = getattr(objective, "obstacle_smoothing", 0.0)
+    if not (tau > 0 and _structured(objective)):
+        yield from _rounds(objective, x, spec, label, counters, rough)
+        return
+    loose = dataclasses.replace(spec, rtol=max(spec.rtol, HANDOVER_RTOL))
+    wide = dataclasses.replace(objective, obstacle_smoothing=tau * SMOOTHING_CONTINUATION[0])
+    best = yield from _until_slow(_rounds(wide, x, loose, label, counters, rough), keep_best=True)
+    for k, factor in enumerate(SMOOTHING_CONTINUATION[1:]):
+        if best.status == "diverged":
+            yield best
+            return
+        final = k == len(SMOOTHING_CONTINUATION) - 2
+        stage = objective if final else dataclasses.replace(objective, obstacle_smoothing=tau * factor)
+        solve = trust_region(stage, best.variables, spec if final else loose, max_move(objective),
+                             f"{label}/narrower", counters[0], counters[1], parts=trajectory_parts(stage))
+        best = yield from (_passed_on(solve) if final else _until_slow(solve))
+        counters[0], counters[1] = best.iterations, best.evaluations
+
+
+def _rounds(objective: Objective | ReducedObjective, x: torch.Tensor, spec: OptimizerSpec, label: str,
+            counters: list[int], rough: bool) -> Generator[Step, None, Step]:
+    """``_polished``'s rounds of local solve and reassignment on one objective; returns the last step of
+    the best round."""
     best: Step | None = None
     rounds = 0
     while x is not None:
@@ -435,11 +556,36 @@ def _polished(objective: Objective | ReducedObjective, x: torch.Tensor, spec: Op
                            iterations=counters[0], evaluations=counters[1], rough=rough and rounds == 0):
             yield last
         counters[0], counters[1] = last.iterations, last.evaluations
-        if last.status == "diverged" or (best is not None and last.energies["objective"] >= best.energies["objective"]):
-            return
+        if last.status == "diverged":
+            return last
+        if best is not None and last.energies["objective"] >= best.energies["objective"]:
+            return best
         best = last
         x = reassign(objective, last.variables)
         rounds += 1
+    return best
+
+
+def _structured(objective: Objective | ReducedObjective) -> bool:
+    """Whether ``_local`` solves ``objective`` by structured trust-region Newton: obstacle problems with
+    whole-path avoidance (``obstacle_segments``), terms other than the nonlocal one summed over
+    particles, at most ``DENSE_VARS`` terminal unknowns. There L-BFGS crawls (the three-disc scene of
+    the obstacle benchmark: 10,000 iterations, still going at its 60 s limit; about 7 s converged this
+    way). Without segments (the paper's Fig. 4) L-BFGS is kept: there the continuation's wide band made
+    the run drop its check start early and end at 16.1036 instead of 16.0969."""
+    if isinstance(objective, ReducedObjective):
+        return False
+    p = objective.problem
+    return (p.obstacles is not None and p.obstacles.segments and p.separable
+            and p.N * p.dynamics.state_dim <= DENSE_VARS)
+
+
+def _passed_on(steps: Iterator[Step]) -> Generator[Step, None, Step]:
+    """The steps unchanged; returns the last."""
+    last = None
+    for last in steps:
+        yield last
+    return last
 
 
 def bent(make: Callable[[threading.Event], torch.Tensor], objective: Objective
@@ -517,15 +663,9 @@ def local(objective: Objective, x0: torch.Tensor, spec: OptimizerSpec) -> Iterat
     start): the continuation a warm start or a live change of eps, delta, obstacles or points needs
     (``solver.warm``). Paths a change left deeper than ``DETOUR_MARGIN`` times the smallest obstacle
     inside one (an obstacle moved onto them) are first bent around it (``around_obstacles``, terminal
-    states kept)."""
-    p = objective.problem
+    states kept: ``kept_out``)."""
     work, reduced = _working(objective)
-    x = x0.detach().clone()
-    if p.obstacles is not None and p.dynamics.dim >= 2:
-        pos = objective.positions(x).detach().numpy()
-        depth = p.obstacles.path_depth(pos) if p.obstacles.segments else p.obstacles.depth(pos).max()
-        if depth > DETOUR_MARGIN * min(shape.size for shape in p.obstacles.shapes):
-            x = around_obstacles(work, x)  # (not for the slight depths the smoothed penalty allows)
+    x = kept_out(work, x0.detach().clone())
     if reduced:
         x = work.variables_from_positions(objective.positions(x))
     counters = [0, 0]

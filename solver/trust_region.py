@@ -1,11 +1,13 @@
-"""Trust-region Newton's method on the reduced objective, for any N.
+"""Trust-region Newton's method on the reduced objective, for any N, and in full trajectories when every
+term but the nonlocal one is a sum over particles (``TrajectorySystem``).
 
 Each iteration minimizes the quadratic model m(p) = g.p + p.H p / 2 over the trust region |p|_M <= radius,
 in the metric M = |B| of the Hessian's D x D diagonal blocks B with their eigenvalues replaced by their
 absolute values (so every particle's step is measured against its own curvature):
 
 * small problems (at most ``DENSE_VARS`` unknowns): exactly (``exact_step``, Moré-Sorensen with
-  Cholesky factorizations of H + mu M);
+  Cholesky factorizations of H + mu M: ``DenseSystem``; in full trajectories through the Schur
+  complement on the terminal states: ``TrajectorySystem``);
 * larger ones: by preconditioned conjugate gradients (Steihaug-Toint), H p from ``Curvature`` (the
   kernels' Hessian-vector products), preconditioner P = M^{-1}; CG stops at the model's minimizer to
   the forcing tolerance min(1/2, sqrt|g|_P) |g|_P (superlinear convergence near a minimum), at the
@@ -16,19 +18,20 @@ shrinks after poor ones.
 
 Stopping rule (``status = "converged"`` only when it truly holds): the gradient is below ``gtol`` per
 particle (N max |dE/dy|), or the model predicts a decrease below the objective's rounding, or (large
-problems) the last step was an interior Newton step that the objective confirmed and the model
-predicts less than ``rtol |E|`` of further decrease (the Newton decrement). Small problems, where
-Newton's quadratic convergence makes the last digits cheap, are solved to ``gtol``.
+problems and full trajectories) the last step was an interior Newton step that the objective confirmed
+and the model predicts less than ``rtol |E|`` of further decrease (the Newton decrement). Small reduced
+problems, where Newton's quadratic convergence makes the last digits cheap, are solved to ``gtol``.
 Otherwise the run ends by its limits, or as ``stalled`` when no step can be found while the
 decrement is still above that level.
 """
 from __future__ import annotations
 
 import math
-from typing import Iterator
+from typing import Callable, Iterator
 
 from .lazy import torch
 from .problem import OptimizerSpec
+from .objective import Objective
 from .reduced import ReducedObjective
 from .steps import Step, per_particle_grad_norm
 
@@ -42,6 +45,11 @@ DENSE_VARS = 1200
 #: Radius updates: grow by GROW after a step that the objective confirmed (rho > GOOD) on the boundary,
 #: shrink by SHRINK after a poor one (rho < POOR) or a rejected one.
 GROW, SHRINK, GOOD, POOR = 2.0, 0.25, 0.75, 0.25
+#: The hard case of the exact step: H + mu M counts as singular when the step is still too short at a
+#: shift mu within this fraction of mu above one where H + mu M is not positive definite: the region's minimizer p + t u then changes the model by at most (mu - mu*) radius^2 / 2, a
+#: hundredth of the shift's own share mu radius^2 / 2. The null direction u is found by
+#: INVERSE_ITERATIONS steps of inverse iteration.
+HARD_CASE, INVERSE_ITERATIONS = 1e-2, 4
 #: Relative floor of the preconditioner's eigenvalues (against the largest block eigenvalue).
 PRECONDITIONER_FLOOR = 1e-10
 #: Relative size of float64 rounding in a sum of O(1) terms: predicted decreases below it are noise.
@@ -60,47 +68,136 @@ def block_metric(blocks: "torch.Tensor", floor: float) -> tuple["torch.Tensor", 
     return f(1.0 / lam), f(lam), f(lam.rsqrt())
 
 
-def exact_step(H: "torch.Tensor", g: "torch.Tensor", M: "torch.Tensor", radius: float,
+class DenseSystem:
+    """The Newton system H + mu M of a dense Hessian H ((N D) x (N D)) and a block-diagonal metric M."""
+
+    def __init__(self, H: "torch.Tensor", M: "torch.Tensor") -> None:
+        self.H, self.Md = H, _block_diagonal(M)
+        self.scale = float(H.abs().sum(0).max()) / max(float(self.Md.abs().sum(1).max()), 1e-300)
+
+    def product(self, v: "torch.Tensor") -> "torch.Tensor":
+        return (self.H @ v.reshape(-1)).reshape(v.shape)
+
+    def factor(self, mu: float) -> Callable[["torch.Tensor"], "torch.Tensor"] | None:
+        """v -> (H + mu M)^{-1} v (Cholesky), or None when H + mu M is not positive definite."""
+        L, info = torch.linalg.cholesky_ex(self.H + mu * self.Md)
+        if int(info) != 0:
+            return None
+        return lambda v: torch.cholesky_solve(v.reshape(-1, 1), L).reshape(v.shape)
+
+
+def exact_step(system: "DenseSystem | TrajectorySystem", g: "torch.Tensor", M: "torch.Tensor", radius: float,
                guess: float = 0.0) -> tuple["torch.Tensor", bool, float]:
-    """The minimizer of g.p + p.H p / 2 over |p|_M <= radius (``M`` the D x D blocks of the metric), and
-    whether it lies on the boundary: p = -(H + mu M)^{-1} g with mu >= 0 such that H + mu M is positive
-    definite and mu (|p|_M - radius) = 0, mu found by Newton's method on 1/|p(mu)|_M = 1/radius
-    (Moré and Sorensen; negative curvature pushes the step to the boundary, so saddle points repel),
-    with Cholesky factorizations, starting from ``guess`` (the last iteration's mu: consecutive steps
-    need similar shifts). Returns (p, on the boundary, mu)."""
-    N, D = g.shape
-    Md = _block_diagonal(M)
-    rhs = -g.reshape(-1, 1)
-    scale = float(H.abs().sum(0).max()) / max(float(M.abs().sum(1).max()), 1e-300)
-    mu, low = 0.0, 0.0
-    L, info = torch.linalg.cholesky_ex(H)
-    if int(info) == 0:
-        p = torch.cholesky_solve(rhs, L)
-        if math.sqrt(max(float(p.T @ (Md @ p)), 0.0)) <= radius:
-            return p.reshape(N, D), False, 0.0
-    mu = guess
-    for _ in range(60):
-        L, info = torch.linalg.cholesky_ex(H + mu * Md)
-        if int(info) != 0:  # not positive definite: more shift
-            low = mu
-            mu = max(2.0 * mu, mu + 1e-3 * scale, 1e-12 * scale)
-            continue
-        p = torch.cholesky_solve(rhs, L)
-        Mp = Md @ p
-        length = math.sqrt(max(float(p.T @ Mp), 0.0))
-        if mu == 0.0 and length <= radius:
-            return p.reshape(N, D), False, 0.0
-        if abs(length - radius) <= 0.1 * radius:  # the region's size is a heuristic: 10 % is plenty
-            break
-        w = torch.linalg.solve_triangular(L, Mp, upper=False)
-        step = (length / radius - 1.0) * length * length / max(float((w * w).sum()), 1e-300)
-        new = mu + step
-        if new <= low:  # Newton left the positive definite range: bisect toward it
-            new = 0.5 * (low + mu)
-        if length < radius:
-            new = max(new, low)
-        mu = max(new, 0.0)
-    return p.reshape(N, D), True, mu
+    """The minimizer of g.p + p.H p / 2 over |p|_M <= radius (``M`` the per-particle blocks of the
+    metric, ``system`` factors H + mu M), and whether it lies on the boundary: p = -(H + mu M)^{-1} g
+    with mu >= 0 such that H + mu M is positive definite and mu (|p|_M - radius) = 0, mu found by
+    Newton's method on 1/|p(mu)|_M = 1/radius (Moré and Sorensen; d|p|^2/dmu = -2 Mp.(H + mu M)^{-1} Mp;
+    negative curvature pushes the step to the boundary, so saddle points repel), starting from ``guess``
+    (the last iteration's mu: consecutive steps need similar shifts). Returns (p, on the boundary, mu)."""
+    rhs = -g
+    # the solution's shift lies in (low, high): below low H + mu M is not positive definite or the step
+    # is too long, above high the step is too short; up to ``singular`` it is not positive definite
+    low, high, singular = 0.0, math.inf, -math.inf
+    mu = 0.0
+    for k in range(60):
+        solve = system.factor(mu)
+        if solve is None:  # not positive definite: more shift
+            low = singular = mu
+            new = 0.5 * (low + high) if math.isfinite(high) else max(2.0 * mu, mu + 1e-3 * system.scale,
+                                                                     1e-12 * system.scale)
+        else:
+            p = solve(rhs)
+            Mp = _apply(M, p)
+            length = math.sqrt(max(_dot(p, Mp), 0.0))
+            if mu == 0.0 and length <= radius:
+                return p, False, 0.0
+            if abs(length - radius) <= 0.1 * radius:  # the region's size is a heuristic: 10 % is plenty
+                return p, True, mu
+            if length < radius:
+                high = mu
+                if mu - singular <= HARD_CASE * mu:
+                    return _hard_case(system, g, M, radius, p, solve), True, mu
+            else:
+                low = mu
+            new = mu + (length / radius - 1.0) * length * length / max(_dot(Mp, solve(Mp)), 1e-300)
+            if not low < new < high:  # Newton left the bracket: bisect it
+                new = 0.5 * (low + high) if math.isfinite(high) else 2.0 * mu
+        mu = guess if k == 0 and low < guess < high else new
+    return p, True, mu
+
+
+def _hard_case(system: "DenseSystem | TrajectorySystem", g: "torch.Tensor", M: "torch.Tensor", radius: float,
+               p: "torch.Tensor", solve: Callable[["torch.Tensor"], "torch.Tensor"]) -> "torch.Tensor":
+    """Moré and Sorensen's hard case: H + mu M is nearly singular (mu just above -lambda_min, the
+    smallest eigenvalue of H in the metric M) and p = -(H + mu M)^{-1} g still lies inside the region,
+    because g is nearly orthogonal to the eigenvector u of lambda_min. Then p + tau u with
+    |p + tau u|_M = radius, the sign of tau giving the lower model value, is the region's minimizer (to
+    the accuracy of mu): without it the steps stay short and the iteration crawls along the negative
+    curvature. u by inverse iteration with the factorization at hand."""
+    u = torch.randn(p.shape, generator=torch.Generator().manual_seed(0), dtype=p.dtype)
+    for _ in range(INVERSE_ITERATIONS):
+        u = solve(_apply(M, u))
+        u = u / math.sqrt(max(_dot(u, _apply(M, u)), 1e-300))
+    b, c = 2.0 * _dot(p, _apply(M, u)), _dot(p, _apply(M, p)) - radius * radius
+    root = math.sqrt(max(b * b - 4.0 * c, 0.0))
+
+    def model(v: "torch.Tensor") -> float:
+        return _dot(g, v) + 0.5 * _dot(v, system.product(v))
+    return min((p + 0.5 * (-b + root) * u, p + 0.5 * (-b - root) * u), key=model)
+
+
+def trajectory_diagonal(blocks: "torch.Tensor", J: "torch.Tensor", H_ne: "torch.Tensor") -> "torch.Tensor":
+    """The V x V diagonal blocks B_i + J^T H_NE[i, i] J of ``TrajectorySystem``'s Hessian."""
+    idx = torch.arange(blocks.shape[0])
+    return blocks + torch.einsum("dv,nde,ew->nvw", J, H_ne[idx, :, idx, :], J)
+
+
+class TrajectorySystem:
+    """The Newton system of eq. (50) in full trajectories when every term but the nonlocal one is a
+    sum over particles (``Problem.separable``): H = blockdiag(B_i) + J^T H_NE J, with B_i (V x V) the
+    Hessian of particle i's own terms (control energy, obstacle penalty, potential field), J (D x V) the
+    shared map from a particle's variables to its terminal state and H_NE ((N D) x (N D)) the nonlocal
+    energy's Hessian in the terminal states. H + mu M (M block-diagonal) is factored through the Schur
+    complement on the terminal states: with A_i = B_i + mu M_i and T_i = (J A_i^{-1} J^T)^{-1},
+
+        H + mu M > 0  <=>  every A_i > 0 and blockdiag(T_i) + H_NE > 0,
+        (H + mu M)^{-1} r = A^{-1} (r - J^T H_NE q),  (blockdiag(T_i) + H_NE) q = blockdiag(T_i) J A^{-1} r,
+
+    so a factorization costs N Choleskys of V x V and one of (N D) x (N D), not one of (N V) x (N V)."""
+
+    def __init__(self, blocks: "torch.Tensor", J: "torch.Tensor", H_ne: "torch.Tensor", M: "torch.Tensor") -> None:
+        self.B, self.J, self.M = blocks, J, M
+        N, D = H_ne.shape[:2]
+        self.H_ne = H_ne.reshape(N * D, N * D)
+        self.scale = float(blocks.abs().sum(2).max() + self.H_ne.abs().sum(1).max() * float(J.abs().sum(1).max()) ** 2
+                           ) / max(float(M.abs().sum(2).max()), 1e-300)
+
+    def product(self, v: "torch.Tensor") -> "torch.Tensor":
+        """H v for v of shape (N, V)."""
+        q = (v @ self.J.T).reshape(-1)
+        return torch.einsum("nvw,nw->nv", self.B, v) + (self.H_ne @ q).reshape(v.shape[0], -1) @ self.J
+
+    def factor(self, mu: float) -> Callable[["torch.Tensor"], "torch.Tensor"] | None:
+        """v -> (H + mu M)^{-1} v, or None when H + mu M is not positive definite."""
+        N, D = self.B.shape[0], self.J.shape[0]
+        L, info = torch.linalg.cholesky_ex(self.B + mu * self.M)
+        if bool((info != 0).any()):
+            return None
+        AJ = torch.cholesky_solve(self.J.T.expand(N, -1, -1), L)  # A_i^{-1} J^T: (N, V, D)
+        T = torch.linalg.inv(self.J @ AJ)  # (N, D, D)
+        K = self.H_ne.clone()
+        K.view(N, D, N, D)[torch.arange(N), :, torch.arange(N), :] += T
+        LK, info = torch.linalg.cholesky_ex(K)
+        if int(info) != 0:
+            return None
+
+        def solve(r: "torch.Tensor") -> "torch.Tensor":
+            Ar = torch.cholesky_solve(r[..., None], L)[..., 0]  # A^{-1} r: (N, V)
+            a = torch.einsum("nde,ne->nd", T, Ar @ self.J.T)
+            q = torch.cholesky_solve(a.reshape(-1, 1), LK)
+            w = (self.H_ne @ q).reshape(N, D)
+            return Ar - torch.einsum("nvd,nd->nv", AJ, w)
+        return solve
 
 
 def _block_diagonal(blocks: "torch.Tensor") -> "torch.Tensor":
@@ -153,38 +250,55 @@ def steihaug(hv, g: "torch.Tensor", P: "torch.Tensor", M: "torch.Tensor", radius
     return p, False, MAX_CG
 
 
-def trust_region(objective: ReducedObjective, x0: "torch.Tensor", spec: OptimizerSpec, cap: float,
-                 phase: str = "newton-cg", iterations: int = 0, evaluations: int = 0) -> Iterator[Step]:
-    """Trust-region Newton-CG from x0 (see the module docstring); yields a ``Step`` per iteration
-    (``evaluations`` counts gradients and Hessian-vector products)."""
-    x = x0.detach().clone()
-    energies, g = objective.value_and_grad(x)
+def trust_region(objective: "ReducedObjective | Objective", x0: "torch.Tensor", spec: OptimizerSpec, cap: float,
+                 phase: str = "newton-cg", iterations: int = 0, evaluations: int = 0,
+                 parts: Callable[["torch.Tensor"], tuple["torch.Tensor", "torch.Tensor", "torch.Tensor"]] | None = None
+                 ) -> Iterator[Step]:
+    """Trust-region Newton from x0 (see the module docstring); yields a ``Step`` per iteration
+    (``evaluations`` counts gradients and Hessian-vector products). In the terminal states of a
+    ``ReducedObjective`` by default; in full trajectories (x0 of shape (N, ...), V numbers per particle)
+    when ``parts(x)`` gives the Hessian's structure there, (B, J, H_NE) of ``TrajectorySystem``: exact
+    steps, stopped by the Newton decrement."""
+    shape = x0.shape
+    N = shape[0]
+    x = x0.detach().clone().reshape(N, -1)
+
+    def evaluate(v: "torch.Tensor") -> tuple[dict[str, float], "torch.Tensor"]:
+        e, grad = objective.value_and_grad(v.reshape(shape))
+        return e, grad.reshape(N, -1)
+
+    energies, g = evaluate(x)
     evaluations += 1
     f = energies["objective"]
     radius = None
     shift = 0.0
     it = 0
-    dense = x.numel() <= DENSE_VARS
+    exact = parts is not None or x.numel() <= DENSE_VARS
+    to_gtol = parts is None and exact  # small reduced problems: the last digits cost little
     moved = True  # whether x changed since the Hessian was computed (a rejected step keeps it)
     while True:
         it += 1
-        if moved and dense:
+        if moved and parts is not None:
+            B, J, H_ne = parts(x)
+            P, M, root = block_metric(trajectory_diagonal(B, J, H_ne), PRECONDITIONER_FLOOR)
+            newton = TrajectorySystem(B, J, H_ne, M)
+        elif moved and exact:
             H = objective.hessian(x)
-            N, D = x.shape
-            P, M, root = block_metric(H.reshape(N, D, N, D)[torch.arange(N), :, torch.arange(N), :],
+            P, M, root = block_metric(H.reshape(N, -1, N, x.shape[1])[torch.arange(N), :, torch.arange(N), :],
                                       PRECONDITIONER_FLOOR)
+            newton = DenseSystem(H, M)
         elif moved:
             curvature = objective.curvature(x)
             P, M, root = block_metric(curvature.blocks, PRECONDITIONER_FLOOR)
         gnorm_P = math.sqrt(max(_dot(g, _apply(P, g)), 0.0))
         if radius is None:
             radius = gnorm_P  # the M-length of the first preconditioned gradient step
-        if dense:
-            p, boundary, shift = exact_step(H, g, M, radius, shift)
+        if exact:
+            p, boundary, shift = exact_step(newton, g, M, radius, shift)
             products = 1
 
             def model(v: "torch.Tensor") -> float:
-                return _dot(g, v) + 0.5 * float(v.reshape(-1) @ H @ v.reshape(-1))
+                return _dot(g, v) + 0.5 * _dot(v, newton.product(v))
         else:
             p, boundary, products = steihaug(curvature, g, P, M, radius, min(0.5, math.sqrt(gnorm_P)))
 
@@ -194,7 +308,7 @@ def trust_region(objective: ReducedObjective, x0: "torch.Tensor", spec: Optimize
         if longest > cap:
             p, boundary = p * (cap / longest), True
         predicted = -model(p)
-        e_new, g_new = objective.value_and_grad(x + p)
+        e_new, g_new = evaluate(x + p)
         evaluations += products + 2
         rho = (f - e_new["objective"]) / predicted if predicted > 0 else -1.0
         accepted = math.isfinite(e_new["objective"]) and rho > 1e-4
@@ -208,7 +322,7 @@ def trust_region(objective: ReducedObjective, x0: "torch.Tensor", spec: Optimize
                 radius *= SHRINK
         else:
             radius = SHRINK * min(radius, math.sqrt(max(_dot(p, _apply(M, p)), 0.0)))
-        gnorm = per_particle_grad_norm(g)
+        gnorm = per_particle_grad_norm(g.reshape(shape))
         status = None
         if not math.isfinite(f):
             status = "diverged"
@@ -216,11 +330,11 @@ def trust_region(objective: ReducedObjective, x0: "torch.Tensor", spec: Optimize
             status = "converged"
         elif predicted <= ROUNDING * abs(f):  # what is left to gain is rounding noise
             status = "converged"
-        elif not dense and accepted and not boundary and predicted <= spec.rtol * abs(f):
-            status = "converged"  # the Newton decrement (small problems go on to gtol: it costs little)
+        elif not to_gtol and accepted and not boundary and predicted <= spec.rtol * abs(f):
+            status = "converged"  # the Newton decrement
         if status is None and radius < 1e-14 * cap:
             status = "stalled"
-        yield Step(x, energies, gnorm, step, iterations + it, evaluations, phase, status=status)
+        yield Step(x.reshape(shape), energies, gnorm, step, iterations + it, evaluations, phase, status=status)
         if status:
             return
 

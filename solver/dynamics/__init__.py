@@ -14,7 +14,9 @@ A dynamics class has
 * what the optimizers ask: ``couples_particles`` (a drift depending on the others), ``plain_transport``
   (ydot = u: optimal paths are straight, W_p maps are exact), ``steers_optimally(psi)`` (minimum-energy
   paths are optimal for psi), ``max_move(delta, h)`` (step cap per particle), ``paper_positions``
-  (eqs. 56-57).
+  (eqs. 56-57); ``time_coupling``: how many time steps apart two of a particle's variables can be and
+  still share a term of its control energy, point or segment costs (None: any), which makes the
+  Hessian of a particle's own terms banded (``optimizers.separable_parts``).
 
 To add a kind: a module here with one class decorated ``@DYNAMICS.register``, imported below.
 """

@@ -42,6 +42,7 @@ class AccelerationDynamics:
     kind: ClassVar[str] = "acceleration"
     has_velocities: ClassVar[bool] = True  # the states end with the velocities of the positions
     min_M: ClassVar[int] = 3
+    time_coupling: ClassVar[int | None] = 2  # controls are second differences of the variables
     couples_particles: ClassVar[bool] = False
     plain_transport: ClassVar[bool] = False
 

@@ -31,6 +31,7 @@ class LinearDynamics:
     kind: ClassVar[str] = "linear"
     has_velocities: ClassVar[bool] = False  # the states are the points (no velocity columns)
     min_M: ClassVar[int] = 2
+    time_coupling: ClassVar[int | None] = None  # each control moves every later state
     couples_particles: ClassVar[bool] = False
     plain_transport: ClassVar[bool] = False
 

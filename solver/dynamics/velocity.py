@@ -52,6 +52,7 @@ class VelocityDynamics:
     kind: ClassVar[str] = "velocity"
     has_velocities: ClassVar[bool] = False  # the states end with the velocities of the positions
     min_M: ClassVar[int] = 2
+    time_coupling: ClassVar[int | None] = 1  # controls are first differences of the variables
 
     @classmethod
     def from_spec(cls, spec: dict, source: dict, where: str = "dynamics") -> tuple["VelocityDynamics", np.ndarray]:
