@@ -72,15 +72,18 @@ class DenseSystem:
     """The Newton system H + mu M of a dense Hessian H ((N D) x (N D)) and a block-diagonal metric M."""
 
     def __init__(self, H: "torch.Tensor", M: "torch.Tensor") -> None:
-        self.H, self.Md = H, _block_diagonal(M)
-        self.scale = float(H.abs().sum(0).max()) / max(float(self.Md.abs().sum(1).max()), 1e-300)
+        self.H, self.M = H, M
+        self.scale = float(H.abs().sum(0).max()) / max(float(M.abs().sum(2).max()), 1e-300)
 
     def product(self, v: "torch.Tensor") -> "torch.Tensor":
         return (self.H @ v.reshape(-1)).reshape(v.shape)
 
     def factor(self, mu: float) -> Callable[["torch.Tensor"], "torch.Tensor"] | None:
         """v -> (H + mu M)^{-1} v (Cholesky), or None when H + mu M is not positive definite."""
-        L, info = torch.linalg.cholesky_ex(self.H + mu * self.Md)
+        N, D = self.M.shape[:2]
+        shifted = self.H.clone()
+        shifted.view(N, D, N, D)[torch.arange(N), :, torch.arange(N), :] += mu * self.M  # H + mu M
+        L, info = torch.linalg.cholesky_ex(shifted)
         if int(info) != 0:
             return None
         return lambda v: torch.cholesky_solve(v.reshape(-1, 1), L).reshape(v.shape)
@@ -198,15 +201,6 @@ class TrajectorySystem:
             w = (self.H_ne @ q).reshape(N, D)
             return Ar - torch.einsum("nvd,nd->nv", AJ, w)
         return solve
-
-
-def _block_diagonal(blocks: "torch.Tensor") -> "torch.Tensor":
-    """The dense (N D) x (N D) matrix with the D x D ``blocks`` on its diagonal."""
-    N, D, _ = blocks.shape
-    out = torch.zeros(N, D, N, D, dtype=blocks.dtype)
-    idx = torch.arange(N)
-    out[idx, :, idx, :] = blocks
-    return out.reshape(N * D, N * D)
 
 
 def _dot(a: "torch.Tensor", b: "torch.Tensor") -> float:
