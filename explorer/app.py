@@ -75,7 +75,12 @@ def create_app() -> pn.template.FastListTemplate:
     return pn.template.FastListTemplate(
         title="MFC Explorer: the blob method for mean-field control", sidebar=sidebar,
         main=[pn.Column(messages.view, run_bar(model, runner, messages), sizing_mode="stretch_width"), tabs], sidebar_width=390, accent="#1f77b4",
-        theme_toggle=False)
+        theme_toggle=False,
+        # Panel's busy state is one for the whole server: each run of any session's periodic callbacks
+        # (ten a second while solving) set every open tab's busy spinner twice. With 8 tabs solving that
+        # was ~1,300 widget updates a second and half of the event loop's time (py-spy), and a widget
+        # change waited up to 20-30 s; the status line and progress bar show the solve's activity
+        busy_indicator=None)
 
 
 if __name__.startswith("bokeh"):
