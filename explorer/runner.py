@@ -1,7 +1,8 @@
 """Background solves for one session.
 
 ``SolveRunner`` runs ``solver.solve_iter`` in a worker thread; a second thread recomputes the loss
-landscape every ``landscape_interval`` seconds. The threads only deposit their results in a
+landscape every ``landscape_interval`` seconds (solver threads of all sessions share the machine:
+``cores.CORES``). The threads only deposit their results in a
 lock-protected mailbox; ``flush()``, which the app calls from a Panel periodic callback on the
 server's event loop (every ``push_interval`` s, i.e. up to 10 times per second), publishes them:
 trajectories through a HoloViews ``Pipe`` (the scene writes them straight into its Bokeh data
@@ -35,6 +36,8 @@ from solver.landscape import path_landscape
 from solver.study.execute import record_from_result
 from solver.study.store import RunStore
 from solver.warm import carry_over, continuation_method
+
+from .cores import CORES
 
 ENERGY_PERIOD = 0.5  # seconds between energy-plot updates (the trajectories update faster)
 W2_PERIOD = 1.0  # seconds between live W2^2-to-target evaluations (particle targets)
@@ -296,8 +299,14 @@ class SolveRunner(param.Parameterized):
         w2, w2_time = None, -math.inf
         current = None
         iterator = solver.solve_iter(problem, control=control, every=1, resume=resume, method=method)
+        interrupted = lambda: control.stopped or self._pending is not None  # noqa: E731
         try:
-            for snap in iterator:
+            while True:
+                CORES.acquire(interrupted)  # (interrupted while waiting: the solve only reports and ends)
+                try:
+                    snap = next(iterator)
+                except StopIteration:
+                    break
                 with self._lock:
                     pending, self._pending = self._pending, None
                 if pending is not None and not control.stopped:
@@ -316,8 +325,14 @@ class SolveRunner(param.Parameterized):
                         self._fresh = snap
                     self._final = (snap, w2) if last else None
                 self._idle.wait(1.0)  # while the event loop publishes, leave it the interpreter (GIL)
+                if snap.status == "paused":  # wait for Resume without holding a core
+                    CORES.release()
+                    control.wait_while_paused()
+                else:
+                    CORES.turn(interrupted)
         finally:
             iterator.close()
+            CORES.release()
         return current, None
 
     def flush(self) -> None:
@@ -421,7 +436,7 @@ class SolveRunner(param.Parameterized):
         objective = None
         next_time = time.perf_counter() + 1.0
         while not control.stopped and self.running:
-            if time.perf_counter() < next_time or control.paused:
+            if time.perf_counter() < next_time or control.paused or CORES.busy:
                 time.sleep(0.1)
                 continue
             problem = self.problem
