@@ -298,8 +298,11 @@ class SolveRunner(param.Parameterized):
         live_w2 = problem.N * target_size(problem) <= LIVE_W2_MAX_PAIRS
         w2, w2_time = None, -math.inf
         current = None
+
+        def interrupted() -> bool:
+            return control.stopped or self._pending is not None
+
         iterator = solver.solve_iter(problem, control=control, every=1, resume=resume, method=method)
-        interrupted = lambda: control.stopped or self._pending is not None  # noqa: E731
         try:
             while True:
                 CORES.acquire(interrupted)  # (interrupted while waiting: the solve only reports and ends)

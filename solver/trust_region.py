@@ -46,9 +46,10 @@ DENSE_VARS = 1200
 #: shrink by SHRINK after a poor one (rho < POOR) or a rejected one.
 GROW, SHRINK, GOOD, POOR = 2.0, 0.25, 0.75, 0.25
 #: The hard case of the exact step: H + mu M counts as singular when the step is still too short at a
-#: shift mu within this fraction of mu above one where H + mu M is not positive definite: the region's minimizer p + t u then changes the model by at most (mu - mu*) radius^2 / 2, a
-#: hundredth of the shift's own share mu radius^2 / 2. The null direction u is found by
-#: INVERSE_ITERATIONS steps of inverse iteration.
+#: shift mu within this fraction of mu above one where H + mu M is not positive definite: the region's
+#: minimizer p + t u then changes the model by at most (mu - mu*) radius^2 / 2, a hundredth of the
+#: shift's own share mu radius^2 / 2. The null direction u is found by INVERSE_ITERATIONS steps of
+#: inverse iteration.
 HARD_CASE, INVERSE_ITERATIONS = 1e-2, 4
 #: Relative floor of the preconditioner's eigenvalues (against the largest block eigenvalue).
 PRECONDITIONER_FLOOR = 1e-10
@@ -161,12 +162,14 @@ class TrajectorySystem:
     Hessian of particle i's own terms (control energy, obstacle penalty, potential field), J (D x V) the
     shared map from a particle's variables to its terminal state and H_NE ((N D) x (N D)) the nonlocal
     energy's Hessian in the terminal states. H + mu M (M block-diagonal) is factored through the Schur
-    complement on the terminal states: with A_i = B_i + mu M_i and T_i = (J A_i^{-1} J^T)^{-1},
+    complement on the terminal states: with A_i = B_i + mu M_i > 0 and T_i = (J A_i^{-1} J^T)^{-1},
 
-        H + mu M > 0  <=>  every A_i > 0 and blockdiag(T_i) + H_NE > 0,
+        H + mu M > 0  <=>  blockdiag(T_i) + H_NE > 0,
         (H + mu M)^{-1} r = A^{-1} (r - J^T H_NE q),  (blockdiag(T_i) + H_NE) q = blockdiag(T_i) J A^{-1} r,
 
-    so a factorization costs N Choleskys of V x V and one of (N D) x (N D), not one of (N V) x (N V)."""
+    so a factorization costs N Choleskys of V x V and one of (N D) x (N D), not one of (N V) x (N V).
+    A shift that leaves some A_i indefinite counts as too small (conservative: H + mu M may already be
+    positive definite there, through J^T H_NE J; the larger shift still gives a descent step)."""
 
     def __init__(self, blocks: "torch.Tensor", J: "torch.Tensor", H_ne: "torch.Tensor", M: "torch.Tensor") -> None:
         self.B, self.J, self.M = blocks, J, M
