@@ -435,20 +435,16 @@ def _local(objective: Objective, x: torch.Tensor, spec: OptimizerSpec, phase: st
 
 def _until_slow(steps: Generator[Step, None, Step | None] | Iterator[Step],
                 keep_best: bool = False) -> Generator[Step, None, Step]:
-    """The steps of a preliminary solve with their status cleared (the solve goes on); returns the last
-    one (or, with ``keep_best``, what the generator returns) with its status ("diverged" ends the
-    solve)."""
+    """The steps of a preliminary solve, passed on with their status cleared (the solve goes on);
+    returns the last one (or, with ``keep_best``, what the generator returns) with its status
+    ("diverged" ends the solve)."""
     last = None
-    statuses: dict[int, str | None] = {}
     try:
         while True:
             last = next(steps)
-            statuses[id(last)], last.status = last.status, None
-            yield last
+            yield dataclasses.replace(last, status=None)
     except StopIteration as stop:
-        result = stop.value if keep_best and stop.value is not None else last
-    result.status = statuses.get(id(result), result.status)
-    return result
+        return stop.value if keep_best and stop.value is not None else last
 
 
 def _structured_newton(objective: Objective, x: torch.Tensor, spec: OptimizerSpec, phase: str,
