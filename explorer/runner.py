@@ -124,6 +124,7 @@ class SolveRunner(param.Parameterized):
         self._idle = threading.Event()  # cleared while flush() publishes; the solver thread waits
         self._idle.set()
         self._energy_sent = 0.0
+        self._energy_unsent = False  # rows in the history that the energy plot has not been sent yet
         self.problem: solver.Problem | None = None
         self.states: np.ndarray | None = None
         self.summary: dict[str, Any] | None = None
@@ -234,6 +235,7 @@ class SolveRunner(param.Parameterized):
         self.problem, self.states, self.summary = None, None, None
         self.history.clear()
         self.energies.send(self.energy_frame())
+        self._energy_unsent = False
         self.iteration, self.progress, self.pushes, self.final_status = 0, 0.0, 0, ""
 
     def reset(self) -> None:
@@ -370,9 +372,10 @@ class SolveRunner(param.Parameterized):
                 self.path.append(pos.ravel().copy())
                 self.terminal_path.append(pos[:, -1].ravel().copy())
         self.history.extend(rows)
-        if rows and (final is not None or time.perf_counter() - self._energy_sent > ENERGY_PERIOD):
+        self._energy_unsent = self._energy_unsent or bool(rows)
+        if self._energy_unsent and (final is not None or time.perf_counter() - self._energy_sent > ENERGY_PERIOD):
             self.energies.send(self.energy_frame())
-            self._energy_sent = time.perf_counter()
+            self._energy_sent, self._energy_unsent = time.perf_counter(), False
         if fresh is not None:
             self.states = fresh.states
             self._next_trajectories = time.perf_counter() + fresh.states.size / TRAJECTORY_NUMBERS_PER_SECOND
