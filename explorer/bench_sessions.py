@@ -90,7 +90,7 @@ def main(argv: list[str] | None = None) -> None:
                 page.locator(".method-select select").select_option("gd")
                 page.locator(".run-button button").click()
             time.sleep(5.0)
-            trips = []
+            trips, typing = [], []
             for round_ in range(args.rounds):
                 for k, page in enumerate(pages):
                     value = f"0.0{round_ + 2}{k}"
@@ -99,6 +99,7 @@ def main(argv: list[str] | None = None) -> None:
                     box.fill(value)
                     box.press("Enter")
                     typed = time.monotonic() - started
+                    typing.append(typed)
                     if typed > 5.0:  # the tab did not take the keystrokes (a busy page), not a lost change
                         print(f"  tab {k + 1}: typing eps = {value} waited {typed:.1f} s for the page")
                     trips.append(_summary_shows(page, f"{float(value):g}", started))
@@ -107,6 +108,10 @@ def main(argv: list[str] | None = None) -> None:
             print(f"{args.tabs} tabs solving: eps change -> own tab's summary: median "
                   f"{statistics.median(trips):.2f} s, 95th percentile {p95:.2f} s, "
                   f"{sum(t >= GIVE_UP for t in trips)} of {len(trips)} took {GIVE_UP:.0f} s or more")
+            typing.sort()
+            print(f"  of which typing the value into the tab (the browser's share): median "
+                  f"{statistics.median(typing):.2f} s, 95th percentile "
+                  f"{typing[min(len(typing) - 1, int(0.95 * len(typing)))]:.2f} s")
             browser.close()
     finally:
         proc.terminate()

@@ -9,6 +9,12 @@ others wait on a condition, holding no lock the event loop needs, in arrival ord
 thread hands its core on after ``slice_s`` seconds when another waits. One session alone never waits;
 eight progress together, each at its share. The landscape threads compute only while no solver
 thread waits (``busy``): under load the diagnostic refreshes less often, the solves do not slow.
+
+The pages share a budget too (``live_period``): drawing one trajectory update of the default scene
+costs a Chromium tab ~35 ms of its main thread and an energy-plot update ~60 ms (measured with the
+DevTools performance metrics), so eight tabs each drawing ten updates a second would need more than
+the machine. The live plots of all sessions together get ``LIVE_UPDATES_PER_SECOND`` updates a second,
+split among the sessions solving: one session alone keeps its ten a second.
 """
 from __future__ import annotations
 
@@ -63,6 +69,12 @@ class CoreShare:
         return self.acquire(cancelled)
 
     @property
+    def solving(self) -> int:
+        """How many threads hold or wait for a core (the sessions solving now; paused ones release)."""
+        with self._cond:
+            return len(self._holders) + len(self._queue)
+
+    @property
     def busy(self) -> bool:
         """Whether a thread waits for a core."""
         with self._cond:
@@ -71,3 +83,14 @@ class CoreShare:
 
 #: The server process's share for solver threads: all cores but one (at least one).
 CORES = CoreShare((os.cpu_count() or 2) - 1)
+#: Trajectory updates per second for all solving sessions together (a session alone: 10 a second).
+LIVE_UPDATES_PER_SECOND = 16.0
+
+
+def live_period(alone: float, solving: int | None = None) -> float:
+    """Seconds between two updates of one live plot whose period for a session alone is ``alone``:
+    ``alone`` stretched so that the ``solving`` sessions (default: ``CORES.solving``) together stay
+    within ``LIVE_UPDATES_PER_SECOND`` trajectory updates a second (and the slower plots, energies and
+    landscape, in proportion)."""
+    solving = CORES.solving if solving is None else solving
+    return alone * max(1.0, solving / (LIVE_UPDATES_PER_SECOND * 0.1))

@@ -37,9 +37,9 @@ from solver.study.execute import record_from_result
 from solver.study.store import RunStore
 from solver.warm import carry_over, continuation_method
 
-from .cores import CORES
+from .cores import CORES, live_period
 
-ENERGY_PERIOD = 0.5  # seconds between energy-plot updates (the trajectories update faster)
+ENERGY_PERIOD = 1.0  # seconds between energy-plot updates (a Chromium tab draws one in ~60 ms)
 W2_PERIOD = 1.0  # seconds between live W2^2-to-target evaluations (particle targets)
 LIVE_W2_MAX_PAIRS = 1_000_000  # larger N x K plans are solved once, at the end (emd takes seconds)
 #: At most this many numbers of trajectories per second go to the plots: N = 500 (M = 10, 2-D) can
@@ -373,12 +373,15 @@ class SolveRunner(param.Parameterized):
                 self.terminal_path.append(pos[:, -1].ravel().copy())
         self.history.extend(rows)
         self._energy_unsent = self._energy_unsent or bool(rows)
-        if self._energy_unsent and (final is not None or time.perf_counter() - self._energy_sent > ENERGY_PERIOD):
+        if self._energy_unsent and (final is not None
+                                    or time.perf_counter() - self._energy_sent > live_period(ENERGY_PERIOD)):
             self.energies.send(self.energy_frame())
             self._energy_sent, self._energy_unsent = time.perf_counter(), False
         if fresh is not None:
             self.states = fresh.states
-            self._next_trajectories = time.perf_counter() + fresh.states.size / TRAJECTORY_NUMBERS_PER_SECOND
+            # (the flush's own cadence is push_interval: under load, the live budget's wait beyond it)
+            self._next_trajectories = time.perf_counter() + max(fresh.states.size / TRAJECTORY_NUMBERS_PER_SECOND,
+                                                                live_period(self.push_interval) - self.push_interval)
             self.trajectories.send(fresh.states)
             if self.problem is not None and self.problem.dynamics.has_velocities:
                 self.acceleration.send(fresh.states)
@@ -460,7 +463,8 @@ class SolveRunner(param.Parameterized):
                     self._landscape_result = result
             took = time.perf_counter() - started
             # at most LANDSCAPE_CPU_SHARE of a core: the solve and the page come first (large N)
-            next_time = time.perf_counter() + max(self.landscape_interval, took * (1 / LANDSCAPE_CPU_SHARE - 1))
+            next_time = time.perf_counter() + max(live_period(self.landscape_interval),
+                                                  took * (1 / LANDSCAPE_CPU_SHARE - 1))
 
     def compute_landscape(self, objective: solver.Objective) -> dict[str, Any] | None:
         """``solver.landscape.path_landscape`` around the latest iterate, through the recent path;

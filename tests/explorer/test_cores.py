@@ -5,8 +5,10 @@ from __future__ import annotations
 import threading
 import time
 
+import pytest
+
 import solver
-from explorer.cores import CoreShare
+from explorer.cores import LIVE_UPDATES_PER_SECOND, CoreShare, live_period
 from explorer.runner import SolveRunner
 
 
@@ -77,3 +79,24 @@ def test_two_sessions_solving_at_once_both_finish(monkeypatch):
         assert r.final_status == "max_iter"
         # the same iterations as a solve alone: the share changes when a solve runs, not what it computes
         assert r.summary["energies"]["objective"] == reference.objective
+
+
+def test_solving_counts_holders_and_waiters_and_the_live_budget_splits_among_them():
+    share = CoreShare(cores=1)
+    assert share.solving == 0
+    share.acquire()
+    stop = threading.Event()
+    waiter = threading.Thread(target=lambda: share.acquire(stop.is_set))
+    waiter.start()
+    time.sleep(0.3)
+    assert share.solving == 2  # one computing, one waiting for the core: two sessions solving
+    stop.set()
+    waiter.join(2)
+    share.release()
+    assert share.solving == 0
+    # a session alone (or two) keeps its own period; k sessions together stay within the budget:
+    # k updates every period, i.e. k / period = LIVE_UPDATES_PER_SECOND a second (exactly, by design)
+    assert live_period(0.1, solving=1) == 0.1
+    k = 8
+    assert k / live_period(0.1, solving=k) == pytest.approx(LIVE_UPDATES_PER_SECOND, rel=1e-12)
+    assert live_period(1.0, solving=k) == pytest.approx(10 * live_period(0.1, solving=k), rel=1e-12)
