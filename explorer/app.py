@@ -24,7 +24,8 @@ from explorer.runner import SolveRunner  # noqa: E402
 from explorer.runs_tab import RunsTab, default_store  # noqa: E402
 from explorer.scene import SceneEditor  # noqa: E402
 from explorer.distributed_tab import distributed_tab  # noqa: E402
-from explorer.views import acceleration_tab, energy_plot, fig6_tab, landscape_plot, lazy_tab  # noqa: E402
+from explorer.views import (acceleration_tab, after_load, energy_plot, fig6_tab, landscape_plot,  # noqa: E402
+                            lazy_tab)
 from solver.run import use_threads  # noqa: E402
 
 # One thread for the solver (torch and the compiled kernels): on a small machine their worker threads
@@ -54,7 +55,8 @@ def create_app() -> pn.template.FastListTemplate:
     scene_tab = pn.Row(
         pn.Column(scene.pane, pn.Row(time_slider, player), width=scene.pane.width,
                   height=scene.pane.height + 90, sizing_mode="fixed"),
-        pn.Column(landscape_plot(runner), energy_plot(runner),
+        pn.Column(after_load(lambda: landscape_plot(runner), "landscape-holder", 330),
+                  after_load(lambda: energy_plot(runner), "energy-holder", 330),
                   pn.pane.Markdown("**Obstacles** (edit cells; select a row to edit or delete it)"), scene.table,
                   sizing_mode="stretch_width", min_width=340),
     )

@@ -1,9 +1,10 @@
 """Many sessions at once (issue 11, items 5 and 7): ``python -m explorer.bench_sessions [--tabs 8]``.
 
-Serves the app (``panel serve`` on a free local port), opens ``--tabs`` browser tabs one after another
-in headless Chromium (Playwright, ``/usr/bin/chromium`` or ``MFC_CHROMIUM``) and reports how long each
-took to become usable (scene drawn, Run button shown); then starts a solve in every tab (the paper's
-gradient descent, so they run for a while) and changes eps in each tab ``--rounds`` times, timing each
+Serves the app (``panel serve`` on a free local port) and, in headless Chromium (Playwright,
+``/usr/bin/chromium`` or ``MFC_CHROMIUM``), times a second tab of one browser (shared cache) until it is
+usable (scene drawn, Run button shown); then opens ``--tabs`` tabs one after another, each in a browser
+context of its own (a person each, cold cache), timing each the same way; then starts a solve in every
+tab (the paper's gradient descent, so they run for a while) and changes eps in each tab ``--rounds`` times, timing each
 change until its own tab's scene summary shows it. Prints the open times and the round trips' median
 and 95th percentile. A measurement, not a test: it needs the test extras (Playwright) and a browser.
 """
@@ -63,6 +64,17 @@ def _summary_shows(page, value: str, started: float) -> float:
     return GIVE_UP
 
 
+def _open(context, url: str) -> tuple:
+    """A new tab of ``context`` at ``url``; (page, seconds until its scene is drawn and Run shown)."""
+    page = context.new_page()
+    page.set_default_timeout(120_000)
+    started = time.monotonic()
+    page.goto(url)
+    page.locator(".scene-plot canvas").first.wait_for(state="visible")
+    page.locator(".run-button button").wait_for(state="visible")
+    return page, time.monotonic() - started
+
+
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--tabs", type=int, default=8, help="browser tabs (sessions) at once")
@@ -75,17 +87,19 @@ def main(argv: list[str] | None = None) -> None:
         with sync_playwright() as pw:
             browser = pw.chromium.launch(executable_path=os.environ.get("MFC_CHROMIUM", "/usr/bin/chromium"),
                                          args=CHROMIUM_ARGS, headless=True)
+            # one person opening tabs: the tabs of one browser share its cache
+            person = browser.new_context(viewport={"width": 1600, "height": 1000})
+            first, second = (_open(person, url) for _ in range(2))
+            print(f"one browser: first tab ready after {first[1]:.1f} s (server warm-up included), "
+                  f"a second tab after {second[1]:.1f} s")
+            person.close()
+            # many people: a browser context (cold cache) each
             pages, opened = [], []
             for _ in range(args.tabs):
-                page = browser.new_context(viewport={"width": 1600, "height": 1000}).new_page()
-                page.set_default_timeout(120_000)
-                started = time.monotonic()
-                page.goto(url)
-                page.locator(".scene-plot canvas").first.wait_for(state="visible")
-                page.locator(".run-button button").wait_for(state="visible")
-                opened.append(time.monotonic() - started)
+                page, took = _open(browser.new_context(viewport={"width": 1600, "height": 1000}), url)
+                opened.append(took)
                 pages.append(page)
-            print("tab ready after (s):", " ".join(f"{t:.1f}" for t in opened))
+            print("one tab per person, ready after (s):", " ".join(f"{t:.1f}" for t in opened))
             for page in pages:
                 page.locator(".method-select select").select_option("gd")
                 page.locator(".run-button button").click()

@@ -22,6 +22,7 @@ from solver.generators import GENERATORS
 from .model import SessionModel
 from .runner import SolveRunner
 from .scene import SceneEditor
+from .views import after_load
 
 
 class Messages:
@@ -408,7 +409,8 @@ def build_sidebar(model: SessionModel, runner: SolveRunner, scene: SceneEditor,
         preset, summary,
         pn.Card(scene_widgets(model, scene, messages), title="Scene", css_classes=["scene-card"]),
         pn.Card(parameter_widgets(model), title="Parameters", css_classes=["parameter-card"]),
-        pn.Card(export_widgets(model, runner, messages), animation_widgets(model, runner, animation),
-                share_link(model), title="Export / import",
-                css_classes=["export-card"]),
+        # below the fold: built once the page has loaded (a new tab opens sooner)
+        after_load(lambda: pn.Card(export_widgets(model, runner, messages), animation_widgets(model, runner, animation),
+                                   share_link(model), title="Export / import", css_classes=["export-card"]),
+                   "export-holder", 60),
     ]

@@ -219,6 +219,17 @@ def acceleration_tab(runner: SolveRunner) -> pn.Column:
                pn.pane.HoloViews(right, css_classes=["phase-plot"])))
 
 
+def after_load(build: Callable[[], pn.viewable.Viewable], css: str, height: int) -> pn.Column:
+    """A holder whose content is built once the page has loaded (``pn.state.onload``): each plot
+    beside the scene costs the server ~0.3 s to build (HoloViews), so a new tab's page arrives that
+    much sooner and its scene and controls are usable while these plots follow. (Outside a server,
+    e.g. in tests, Panel runs the callback at once.)"""
+    holder = pn.Column(pn.pane.Markdown("Loading ..."), css_classes=[css], sizing_mode="stretch_width",
+                       min_height=height)
+    pn.state.onload(lambda: setattr(holder, "objects", [build()]))
+    return holder
+
+
 def lazy_tab(tabs: pn.Tabs, title: str, build: Callable[[], pn.viewable.Viewable], css: str) -> None:
     """Append a tab whose content (and any worker it starts) is built when the tab is first opened:
     a new browser tab opens faster, and work nobody looks at is never done."""
