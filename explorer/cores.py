@@ -13,8 +13,9 @@ thread waits (``busy``): under load the diagnostic refreshes less often, the sol
 The pages share a budget too (``live_period``): drawing one trajectory update of the default scene
 costs a Chromium tab ~35 ms of its main thread and an energy-plot update ~60 ms (measured with the
 DevTools performance metrics), so eight tabs each drawing ten updates a second would need more than
-the machine. The live plots of all sessions together get ``LIVE_UPDATES_PER_SECOND`` updates a second,
-split among the sessions solving: one session alone keeps its ten a second.
+the machine, and each publish also costs the server's event loop, which must stay free for the pages'
+messages. All sessions together publish about ``LIVE_UPDATES_PER_SECOND`` times a second, split
+among the sessions solving: one session alone keeps its ten a second.
 """
 from __future__ import annotations
 
@@ -83,7 +84,7 @@ class CoreShare:
 
 #: The server process's share for solver threads: all cores but one (at least one).
 CORES = CoreShare((os.cpu_count() or 2) - 1)
-#: Trajectory updates per second for all solving sessions together (a session alone: 10 a second).
+#: Publishes (trajectories, status) per second of all solving sessions together (one alone: 10 a second).
 LIVE_UPDATES_PER_SECOND = 16.0
 
 

@@ -346,7 +346,10 @@ class SolveRunner(param.Parameterized):
         Publishing costs event-loop time (HoloViews re-renders the plots): the solver thread waits
         while it runs (so the two do not fight over the interpreter lock), and a call that comes
         sooner than 60 % of the previous publish's duration after it is skipped, so the loop stays
-        free for the browser's messages however slow the rendering gets."""
+        free for the browser's messages however slow the rendering gets. With several sessions solving,
+        each publishes less often (``live_period``: all sessions together about
+        ``LIVE_UPDATES_PER_SECOND`` publishes a second), since every publish costs the event loop and the
+        page's browser; the periodic callback itself comes every ``push_interval``."""
         if time.perf_counter() < self._next_flush:
             return
         started = time.perf_counter()
@@ -356,7 +359,8 @@ class SolveRunner(param.Parameterized):
         finally:
             self._idle.set()
         finished = time.perf_counter()
-        self._next_flush = finished + 0.6 * (finished - started)
+        self._next_flush = finished + max(0.6 * (finished - started),
+                                          live_period(self.push_interval) - self.push_interval)
 
     def _publish(self) -> None:
         with self._lock:
@@ -379,9 +383,7 @@ class SolveRunner(param.Parameterized):
             self._energy_sent, self._energy_unsent = time.perf_counter(), False
         if fresh is not None:
             self.states = fresh.states
-            # (the flush's own cadence is push_interval: under load, the live budget's wait beyond it)
-            self._next_trajectories = time.perf_counter() + max(fresh.states.size / TRAJECTORY_NUMBERS_PER_SECOND,
-                                                                live_period(self.push_interval) - self.push_interval)
+            self._next_trajectories = time.perf_counter() + fresh.states.size / TRAJECTORY_NUMBERS_PER_SECOND
             self.trajectories.send(fresh.states)
             if self.problem is not None and self.problem.dynamics.has_velocities:
                 self.acceleration.send(fresh.states)
