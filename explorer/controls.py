@@ -410,7 +410,8 @@ def build_sidebar(model: SessionModel, runner: SolveRunner, scene: SceneEditor,
         pn.Card(scene_widgets(model, scene, messages), title="Scene", css_classes=["scene-card"]),
         pn.Card(parameter_widgets(model), title="Parameters", css_classes=["parameter-card"]),
         # below the fold: built once the page has loaded (a new tab opens sooner)
-        after_load(lambda: pn.Card(export_widgets(model, runner, messages), animation_widgets(model, runner, animation),
-                                   share_link(model), title="Export / import", css_classes=["export-card"]),
+        after_load(lambda: pn.Card(export_widgets(model, runner, messages),
+                                   animation_widgets(model, runner, animation), share_link(model),
+                                   title="Export / import", css_classes=["export-card"]),
                    "export-holder", 60),
     ]

@@ -89,9 +89,9 @@ LIVE_UPDATES_PER_SECOND = 16.0
 
 
 def live_period(alone: float, solving: int | None = None) -> float:
-    """Seconds between two updates of one live plot whose period for a session alone is ``alone``:
-    ``alone`` stretched so that the ``solving`` sessions (default: ``CORES.solving``) together stay
-    within ``LIVE_UPDATES_PER_SECOND`` trajectory updates a second (and the slower plots, energies and
-    landscape, in proportion)."""
+    """Seconds between two updates of a live view whose period for a session alone is ``alone``:
+    ``alone`` stretched so that the ``solving`` sessions (default: ``CORES.solving``) together publish
+    at most ``LIVE_UPDATES_PER_SECOND`` times a second at ``alone`` = 0.1 s (the slower views, energies
+    and landscape, are stretched in proportion)."""
     solving = CORES.solving if solving is None else solving
     return alone * max(1.0, solving / (LIVE_UPDATES_PER_SECOND * 0.1))

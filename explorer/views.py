@@ -220,9 +220,9 @@ def acceleration_tab(runner: SolveRunner) -> pn.Column:
 
 
 def after_load(build: Callable[[], pn.viewable.Viewable], css: str, height: int) -> pn.Column:
-    """A holder whose content is built once the page has loaded (``pn.state.onload``): each plot
-    beside the scene costs the server ~0.3 s to build (HoloViews), so a new tab's page arrives that
-    much sooner and its scene and controls are usable while these plots follow. (Outside a server,
+    """A holder whose content ``build()`` is built once the page has loaded (``pn.state.onload``): each
+    plot beside the scene costs the server ~0.3 s to build (HoloViews), so a new tab's page arrives
+    that much sooner and its scene and controls are usable while such parts follow. (Outside a server,
     e.g. in tests, Panel runs the callback at once.)"""
     holder = pn.Column(pn.pane.Markdown("Loading ..."), css_classes=[css], sizing_mode="stretch_width",
                        min_height=height)
