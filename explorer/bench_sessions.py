@@ -4,9 +4,10 @@ Serves the app (``panel serve`` on a free local port) and, in headless Chromium 
 ``/usr/bin/chromium`` or ``MFC_CHROMIUM``), times a second tab of one browser (shared cache) until it is
 usable (scene drawn, Run button shown); then opens ``--tabs`` tabs one after another, each in a browser
 context of its own (a person each, cold cache), timing each the same way; then starts a solve in every
-tab (the paper's gradient descent, so they run for a while) and changes eps in each tab ``--rounds`` times, timing each
-change until its own tab's scene summary shows it. Prints the open times and the round trips' median
-and 95th percentile. A measurement, not a test: it needs the test extras (Playwright) and a browser.
+tab (the paper's gradient descent, so they run for a while) and changes eps in each tab ``--rounds``
+times, timing each change until its own tab's scene summary shows it. Prints the open times and the
+round trips' median and 95th percentile. A measurement, not a test: it needs the test extras
+(Playwright) and a browser.
 """
 from __future__ import annotations
 
@@ -64,6 +65,11 @@ def _summary_shows(page, value: str, started: float) -> float:
     return GIVE_UP
 
 
+def _median_and_p95(values: list[float]) -> tuple[float, float]:
+    ordered = sorted(values)
+    return statistics.median(ordered), ordered[min(len(ordered) - 1, int(0.95 * len(ordered)))]
+
+
 def _open(context, url: str) -> tuple:
     """A new tab of ``context`` at ``url``; (page, seconds until its scene is drawn and Run shown)."""
     page = context.new_page()
@@ -117,15 +123,13 @@ def main(argv: list[str] | None = None) -> None:
                     if typed > 5.0:  # the tab did not take the keystrokes (a busy page), not a lost change
                         print(f"  tab {k + 1}: typing eps = {value} waited {typed:.1f} s for the page")
                     trips.append(_summary_shows(page, f"{float(value):g}", started))
-            trips.sort()
-            p95 = trips[min(len(trips) - 1, int(0.95 * len(trips)))]
-            print(f"{args.tabs} tabs solving: eps change -> own tab's summary: median "
-                  f"{statistics.median(trips):.2f} s, 95th percentile {p95:.2f} s, "
+            median, p95 = _median_and_p95(trips)
+            print(f"{args.tabs} tabs solving: eps change -> own tab's summary: median {median:.2f} s, "
+                  f"95th percentile {p95:.2f} s, "
                   f"{sum(t >= GIVE_UP for t in trips)} of {len(trips)} took {GIVE_UP:.0f} s or more")
-            typing.sort()
-            print(f"  of which typing the value into the tab (the browser's share): median "
-                  f"{statistics.median(typing):.2f} s, 95th percentile "
-                  f"{typing[min(len(typing) - 1, int(0.95 * len(typing)))]:.2f} s")
+            median, p95 = _median_and_p95(typing)
+            print(f"  of which typing the value into the tab (the browser's share): median {median:.2f} s, "
+                  f"95th percentile {p95:.2f} s")
             browser.close()
     finally:
         proc.terminate()

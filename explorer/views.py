@@ -219,13 +219,17 @@ def acceleration_tab(runner: SolveRunner) -> pn.Column:
                pn.pane.HoloViews(right, css_classes=["phase-plot"])))
 
 
+def _placeholder(css: str, **layout: Any) -> pn.Column:
+    """A "Loading ..." column whose ``objects`` are replaced by the real content later."""
+    return pn.Column(pn.pane.Markdown("Loading ..."), css_classes=[css], sizing_mode="stretch_width", **layout)
+
+
 def after_load(build: Callable[[], pn.viewable.Viewable], css: str, height: int) -> pn.Column:
     """A holder whose content ``build()`` is built once the page has loaded (``pn.state.onload``): each
     plot beside the scene costs the server ~0.3 s to build (HoloViews), so a new tab's page arrives
     that much sooner and its scene and controls are usable while such parts follow. (Outside a server,
     e.g. in tests, Panel runs the callback at once.)"""
-    holder = pn.Column(pn.pane.Markdown("Loading ..."), css_classes=[css], sizing_mode="stretch_width",
-                       min_height=height)
+    holder = _placeholder(css, min_height=height)
     pn.state.onload(lambda: setattr(holder, "objects", [build()]))
     return holder
 
@@ -233,7 +237,7 @@ def after_load(build: Callable[[], pn.viewable.Viewable], css: str, height: int)
 def lazy_tab(tabs: pn.Tabs, title: str, build: Callable[[], pn.viewable.Viewable], css: str) -> None:
     """Append a tab whose content (and any worker it starts) is built when the tab is first opened:
     a new browser tab opens faster, and work nobody looks at is never done."""
-    holder = pn.Column(pn.pane.Markdown("Loading ..."), css_classes=[css], sizing_mode="stretch_width")
+    holder = _placeholder(css)
     tabs.append((title, holder))
     index, loaded = len(tabs) - 1, []
 
