@@ -16,6 +16,7 @@ from typing import TYPE_CHECKING
 from .assignment import EXACT_PAIRS
 from .errors import ProblemError
 from .kernels.dense import MEMORY_BUDGET
+from .trust_region import DENSE_VARS
 
 if TYPE_CHECKING:
     from .problem import Problem
@@ -36,7 +37,7 @@ def needed_bytes(problem: "Problem") -> int:
     N, M = problem.N, problem.M
     D = problem.dynamics.state_dim
     trajectories = 8 * N * M * D
-    dense_hessian = 8 * 4 * (N * D) ** 2 if N * D <= 800 else 0
+    dense_hessian = 8 * 4 * (N * D) ** 2 if N * D <= DENSE_VARS else 0  # H, the factor, build temporaries
     return COPIES * trajectories + 2 * HISTORY * trajectories + dense_hessian + FIXED
 
 

@@ -22,6 +22,14 @@ if TYPE_CHECKING:
     from .problem import Problem
 
 
+def add_to_diagonal_blocks(H: torch.Tensor, blocks: torch.Tensor) -> None:
+    """H[i, :, i, :] += blocks[i] for a Hessian H of shape (N, D, N, D), in place, each diagonal block
+    then made exactly symmetric (sums such as ``hessian_blocks`` are symmetric only to rounding)."""
+    diagonal = H.diagonal(dim1=0, dim2=2)  # (D, D, N): a view of the blocks
+    diagonal.add_(blocks.permute(1, 2, 0))
+    diagonal.copy_(0.5 * (diagonal + diagonal.transpose(0, 1)))
+
+
 @dataclass
 class Objective:
     """Callable pieces of eq. (50) for one problem, with torch tensors prepared once.
@@ -115,9 +123,8 @@ class Objective:
         (``gaussian_self_hessian``), plus the block-diagonal target term (``cross_hessian_blocks``)."""
         p = self.problem
         N, D = terminal.shape
-        H = (gaussian_normalizer(p.delta, D) / p.eps) * gaussian_self_hessian(terminal.detach(), self.weights, p.delta)
-        idx = torch.arange(N)
-        H[idx, :, idx, :] += self.cross_hessian_blocks(terminal)
+        H = gaussian_self_hessian(terminal.detach(), self.weights, p.delta).mul_(gaussian_normalizer(p.delta, D) / p.eps)
+        add_to_diagonal_blocks(H, self.cross_hessian_blocks(terminal))
         return H
 
     def energies(self, variables: torch.Tensor) -> dict[str, torch.Tensor]:

@@ -41,7 +41,7 @@ from .reduced import ReducedObjective, reducible
 from .registry import OPTIMIZERS
 from .steering import KineticPreconditioner, quadratic_structure, steering_cost
 from .steps import Step, per_particle_grad_norm
-from .trust_region import DENSE_VARS, trust_region
+from .trust_region import STRUCTURED_VARS, trust_region
 
 #: Reassignment is skipped above this many particles (an N x N emd would dominate the run).
 REASSIGN_MAX_N = 4000
@@ -568,7 +568,7 @@ def _rounds(objective: Objective | ReducedObjective, x: torch.Tensor, spec: Opti
 
 def _structured(objective: Objective | ReducedObjective) -> bool:
     """Whether ``_local`` solves ``objective`` by structured trust-region Newton: obstacle problems whose
-    terms other than the nonlocal one are summed over particles, with at most ``DENSE_VARS`` terminal
+    terms other than the nonlocal one are summed over particles, with at most ``STRUCTURED_VARS`` terminal
     unknowns. There L-BFGS crawls along the penalty's edge (the obstacle benchmark's three-disc scene:
     10,000 iterations, still going at its 60 s limit with whole-path avoidance, 53 s to max_iter
     without; about 8 and 6 s converged this way; Fig. 4: 16.0968898 in 8.2 s, 16.0968843 in 5.2 s)."""
@@ -576,7 +576,7 @@ def _structured(objective: Objective | ReducedObjective) -> bool:
         return False
     p = objective.problem
     return (p.obstacles is not None and p.separable
-            and p.N * p.dynamics.state_dim <= DENSE_VARS)
+            and p.N * p.dynamics.state_dim <= STRUCTURED_VARS)
 
 
 def _passed_on(steps: Iterator[Step]) -> Generator[Step, None, Step]:

@@ -27,7 +27,7 @@ from typing import TYPE_CHECKING
 
 from .kernels import gaussian_normalizer, hessian_blocks, self_products
 from .lazy import torch
-from .objective import Objective
+from .objective import Objective, add_to_diagonal_blocks
 from .steering import quadratic_structure
 
 if TYPE_CHECKING:
@@ -164,7 +164,5 @@ class ReducedObjective:
         Y = Y.detach()
         N, D = Y.shape
         H = self.full.nonlocal_hessian(Y)
-        idx = torch.arange(N)
-        H[idx, :, idx, :] += self.kinetic(Y)[2]
-        H = H.reshape(N * D, N * D)
-        return 0.5 * (H + H.T)
+        add_to_diagonal_blocks(H, self.kinetic(Y)[2])
+        return H.reshape(N * D, N * D)

@@ -7,7 +7,10 @@ absolute values (so every particle's step is measured against its own curvature)
 
 * small problems (at most ``DENSE_VARS`` unknowns): exactly (``exact_step``, Moré-Sorensen with
   Cholesky factorizations of H + mu M: ``DenseSystem``; in full trajectories through the Schur
-  complement on the terminal states: ``TrajectorySystem``);
+  complement on the terminal states: ``TrajectorySystem``). In the terminal states above
+  ``ADAPTIVE_MIN_VARS`` unknowns only the first step solves for the region's radius; later steps take
+  p = -(H + mu M)^{-1} g with the shift mu itself adapted to the last step's rho (Levenberg-Marquardt,
+  ``shifted_step``): one factorization per step instead of about five;
 * larger ones: by preconditioned conjugate gradients (Steihaug-Toint), H p from ``Curvature`` (the
   kernels' Hessian-vector products), preconditioner P = M^{-1}; CG stops at the model's minimizer to
   the forcing tolerance min(1/2, sqrt|g|_P) |g|_P (superlinear convergence near a minimum), at the
@@ -37,11 +40,15 @@ from .steps import Step, per_particle_grad_norm
 
 #: At most this many CG iterations per Newton step (each is one Hessian-vector product).
 MAX_CG = 250
-#: Up to this many unknowns (N D) the model is minimized exactly with dense factorizations. Measured
-#: (2 cores): N = 500 in 2-D (1,000 unknowns) takes 0.09 s per dense iteration against 0.3-0.6 s for CG
-#: (the swarm_500 preset converges in 42 s dense, reaches its 60 s limit with CG); at N = 1,000 dense
-#: is slower per iteration than CG (0.52 s against 0.37 s).
-DENSE_VARS = 1200
+#: Up to this many unknowns (N D) of the terminal states the model is minimized with dense
+#: factorizations. Measured (2 cores, one factorization per step with adaptive shifts): N = 1,000 samples
+#: in 2-D, 0.19 s per dense iteration against 0.4-0.6 s for CG, converged in 53 s where CG reached its
+#: 120 s limit; a 2,500 x 2,500 Cholesky takes ~0.1 s.
+DENSE_VARS = 2500
+#: Up to this many terminal unknowns obstacle problems are solved by Newton in full trajectories
+#: (``TrajectorySystem``: each step ~5 factorizations of the (N D) x (N D) Schur complement). Measured
+#: before adaptive shifts: N = 500 in 2-D 0.09 s per iteration (the swarm_500 preset converges in 42 s).
+STRUCTURED_VARS = 1200
 #: Radius updates: grow by GROW after a step that the objective confirmed (rho > GOOD) on the boundary,
 #: shrink by SHRINK after a poor one (rho < POOR) or a rejected one.
 GROW, SHRINK, GOOD, POOR = 2.0, 0.25, 0.75, 0.25
@@ -51,6 +58,17 @@ GROW, SHRINK, GOOD, POOR = 2.0, 0.25, 0.75, 0.25
 #: shift's own share mu radius^2 / 2. The null direction u is found by INVERSE_ITERATIONS steps of
 #: inverse iteration.
 HARD_CASE, INVERSE_ITERATIONS = 1e-2, 4
+#: Exact steps after the first: p = -(H + mu M)^{-1} g with the shift mu adapted to how well the model
+#: predicted the last step (Levenberg-Marquardt's rule, Nielsen 1999), one factorization per step where
+#: solving for the region's radius (Moré-Sorensen) took ~5. Measured on N = 300 samples: the first local
+#: solve from the OT start 74 -> 61 iterations, 3.2 -> 0.9 s. A shift below NEWTON_SHIFT times the
+#: system's scale counts as a plain Newton step (not on a region's boundary); none is below SHIFT_FLOOR
+#: times it; above STALLED_SHIFT times it no step is left to find.
+NEWTON_SHIFT, SHIFT_FLOOR, STALLED_SHIFT = 1e-8, 1e-12, 1e14
+#: Up to this many unknowns every exact step solves for the region's radius: a factorization costs
+#: microseconds there, and the region's steps found lower minima on the paper's small presets (Fig. 1:
+#: 1.9794232 against 1.9796221 with adaptive shifts, from the check start).
+ADAPTIVE_MIN_VARS = 200
 #: Relative floor of the preconditioner's eigenvalues (against the largest block eigenvalue).
 PRECONDITIONER_FLOOR = 1e-10
 #: Relative size of float64 rounding in a sum of O(1) terms: predicted decreases below it are noise.
@@ -75,17 +93,22 @@ class DenseSystem:
     def __init__(self, H: "torch.Tensor", M: "torch.Tensor") -> None:
         self.H, self.M = H, M
         self.scale = float(H.abs().sum(0).max()) / max(float(M.abs().sum(2).max()), 1e-300)
+        # the factorizations of one system overwrite one buffer (a fresh N D x N D matrix per shift
+        # cost a quarter of the Cholesky's own time in page faults); a factor lives until the next one
+        self._work = torch.empty_like(H)
+        self._info = torch.empty((), dtype=torch.int32)
 
     def product(self, v: "torch.Tensor") -> "torch.Tensor":
         return (self.H @ v.reshape(-1)).reshape(v.shape)
 
     def factor(self, mu: float) -> Callable[["torch.Tensor"], "torch.Tensor"] | None:
-        """v -> (H + mu M)^{-1} v (Cholesky), or None when H + mu M is not positive definite."""
+        """v -> (H + mu M)^{-1} v (Cholesky), or None when H + mu M is not positive definite. The
+        returned solve is valid until the next call."""
         N, D = self.M.shape[:2]
-        shifted = self.H.clone()
-        shifted.view(N, D, N, D)[torch.arange(N), :, torch.arange(N), :] += mu * self.M  # H + mu M
-        L, info = torch.linalg.cholesky_ex(shifted)
-        if int(info) != 0:
+        L = self._work.copy_(self.H)
+        L.view(N, D, N, D).diagonal(dim1=0, dim2=2).add_(self.M.permute(1, 2, 0), alpha=mu)  # H + mu M
+        torch.linalg.cholesky_ex(L, out=(L, self._info))
+        if int(self._info) != 0:
             return None
         return lambda v: torch.cholesky_solve(v.reshape(-1, 1), L).reshape(v.shape)
 
@@ -128,6 +151,17 @@ def exact_step(system: "DenseSystem | TrajectorySystem", g: "torch.Tensor", M: "
                 new = 0.5 * (low + high) if math.isfinite(high) else 2.0 * mu
         mu = guess if k == 0 and low < guess < high else new
     return p, True, mu
+
+
+def shifted_step(system: "DenseSystem | TrajectorySystem", g: "torch.Tensor", mu: float
+                 ) -> tuple["torch.Tensor", float]:
+    """(p, mu): p = -(H + mu M)^{-1} g at the given shift, raised fourfold until H + mu M is positive
+    definite (a descent step on the model)."""
+    while True:
+        solve = system.factor(mu)
+        if solve is not None:
+            return solve(-g), mu
+        mu = max(4.0 * mu, 1e-8 * system.scale)
 
 
 def _hard_case(system: "DenseSystem | TrajectorySystem", g: "torch.Tensor", M: "torch.Tensor", radius: float,
@@ -268,10 +302,11 @@ def trust_region(objective: "ReducedObjective | Objective", x0: "torch.Tensor", 
     evaluations += 1
     f = energies["objective"]
     radius = None
-    shift = 0.0
+    shift, raise_by = 0.0, 2.0  # exact steps: the shift mu of H + mu M, and its factor after a rejection
     it = 0
     exact = parts is not None or x.numel() <= DENSE_VARS
     to_gtol = parts is None and exact  # small reduced problems: the last digits cost little
+    adaptive = to_gtol and x.numel() > ADAPTIVE_MIN_VARS  # there, after the first step, the shift adapts
     moved = True  # whether x changed since the Hessian was computed (a rejected step keeps it)
     while True:
         it += 1
@@ -291,7 +326,11 @@ def trust_region(objective: "ReducedObjective | Objective", x0: "torch.Tensor", 
         if radius is None:
             radius = gnorm_P  # the M-length of the first preconditioned gradient step
         if exact:
-            p, boundary, shift = exact_step(newton, g, M, radius, shift)
+            if adaptive and it > 1:
+                p, shift = shifted_step(newton, g, shift)
+                boundary = shift > NEWTON_SHIFT * newton.scale
+            else:  # the region's exact step (on adaptive runs the first, which sets the first shift)
+                p, boundary, shift = exact_step(newton, g, M, radius, shift)
             products = 1
 
             def model(v: "torch.Tensor") -> float:
@@ -313,6 +352,13 @@ def trust_region(objective: "ReducedObjective | Objective", x0: "torch.Tensor", 
         step = float(p.norm(dim=1).max()) if accepted else 0.0
         if accepted:
             x, g, energies, f = x + p, g_new, e_new, e_new["objective"]
+        if adaptive:  # Nielsen's rule: lower the shift after a good step, raise it ever faster after rejections
+            shift = max(shift, SHIFT_FLOOR * newton.scale)
+            if accepted:
+                shift, raise_by = shift * max(1.0 / 3.0, 1.0 - (2.0 * rho - 1.0) ** 3), 2.0
+            else:
+                shift, raise_by = shift * raise_by, 2.0 * raise_by
+        elif accepted:
             if rho > GOOD and boundary:
                 radius *= GROW
             elif rho < POOR:
@@ -329,7 +375,7 @@ def trust_region(objective: "ReducedObjective | Objective", x0: "torch.Tensor", 
             status = "converged"
         elif not to_gtol and accepted and not boundary and predicted <= spec.rtol * abs(f):
             status = "converged"  # the Newton decrement
-        if status is None and radius < 1e-14 * cap:
+        if status is None and (shift > STALLED_SHIFT * newton.scale if adaptive else radius < 1e-14 * cap):
             status = "stalled"
         yield Step(x.reshape(shape), energies, gnorm, step, iterations + it, evaluations, phase, status=status)
         if status:

@@ -54,32 +54,56 @@ def twice_differentiable(x: "torch.Tensor", z: "torch.Tensor", a: "torch.Tensor"
 
 
 def self_hessian(x: "torch.Tensor", a: "torch.Tensor", scale: float) -> "torch.Tensor":
-    """Hessian (N, D, N, D) of S(x) = sum_ik a_i a_k phi(x_i - x_k).
+    """Hessian (N, D, N, D) of S(x) = sum_ik a_i a_k phi(x_i - x_k), exactly symmetric.
 
     With T_ik = a_i a_k Hess phi(x_i - x_k) = a_i a_k phi (r r^T / s^4 - I / s^2), r = x_i - x_k:
-    d^2S / dx_i dx_j = -2 T_ij (i != j) and d^2S / dx_i^2 = 2 sum_{k != i} T_ik."""
+    d^2S / dx_i dx_j = -2 T_ij (i != j) and d^2S / dx_i^2 = 2 sum_{k != i} T_ik, so each diagonal block
+    is minus the sum of its row's off-diagonal blocks. Built one coordinate pair (p, q) at a time as
+    N x N planes (r_p r_q is formed before the kernel multiplies it, so block (j, i) is bitwise the
+    transpose of block (i, j))."""
     inv = 1.0 / (scale * scale)
-    diff = x[:, None, :] - x[None, :, :]
-    E = (a[:, None] * a[None, :]) * torch.exp(-0.5 * inv * (diff * diff).sum(-1))
-    eye = torch.eye(x.shape[1], dtype=x.dtype)
-    T = E[..., None, None] * (inv * inv * diff[..., :, None] * diff[..., None, :] - inv * eye)
-    idx = torch.arange(x.shape[0])
-    T[idx, idx] = 0.0
-    H = -2.0 * T
-    H[idx, idx] = 2.0 * T.sum(1)
-    return H.permute(0, 2, 1, 3)
+    N, D = x.shape
+    diff = [x[:, None, k] - x[None, :, k] for k in range(D)]  # diff[k][i, j] = x_ik - x_jk
+    d2 = torch.zeros(N, N, dtype=x.dtype)
+    for dk in diff:
+        d2.addcmul_(dk, dk)
+    # exponents floored at -600 as in ``sums`` (subnormals are slow and change nothing)
+    E = torch.exp_(d2.mul_(-0.5 * inv).clamp_(min=-600.0)).mul_(a[:, None] * a[None, :])
+    E.fill_diagonal_(0.0)
+    H = torch.empty(N, D, N, D, dtype=x.dtype)
+    for p in range(D):
+        for q in range(p, D):
+            plane = (diff[p] * diff[q]).mul_(E).mul_(-2.0 * inv * inv)  # -2 a_i a_k phi r_p r_q / s^4
+            if p == q:
+                plane.add_(E, alpha=2.0 * inv)
+            H[:, p, :, q] = plane
+            H[:, q, :, p] = plane
+    idx = torch.arange(N)
+    H[idx, :, idx, :] = -H.sum(2)
+    return H
 
 
 def blocks(x: "torch.Tensor", z: "torch.Tensor", b: "torch.Tensor", scale: float) -> "torch.Tensor":
-    """(N, D, D) blocks sum_k b_k Hess phi(x_i - z_k), in row blocks."""
+    """(N, D, D) blocks sum_k b_k Hess phi(x_i - z_k), in row blocks, one coordinate pair at a time
+    (exactly symmetric)."""
     inv = 1.0 / (scale * scale)
-    out = torch.empty(x.shape[0], x.shape[1], x.shape[1], dtype=x.dtype)
-    eye = torch.eye(x.shape[1], dtype=x.dtype)
-    step = max(1, block_rows(z.shape[0]) // max(x.shape[1] ** 2, 1))
-    for start in range(0, x.shape[0], step):
-        r = x[start:start + step, None, :] - z[None, :, :]
-        E = b * torch.exp(-0.5 * inv * (r * r).sum(-1))
-        out[start:start + step] = inv * inv * torch.einsum("ik,ikd,ike->ide", E, r, r) - inv * E.sum(1)[:, None, None] * eye
+    N, D = x.shape
+    out = torch.empty(N, D, D, dtype=x.dtype)
+    step = block_rows(z.shape[0])
+    for start in range(0, N, step):
+        diff = [x[start:start + step, None, k] - z[None, :, k] for k in range(D)]
+        d2 = torch.zeros(diff[0].shape, dtype=x.dtype)
+        for dk in diff:
+            d2.addcmul_(dk, dk)
+        E = torch.exp_(d2.mul_(-0.5 * inv).clamp_(min=-600.0)).mul_(b[None, :])
+        total = E.sum(1)
+        for p in range(D):
+            for q in range(p, D):
+                entry = (diff[p] * diff[q]).mul_(E).sum(1).mul_(inv * inv)
+                if p == q:
+                    entry.sub_(total, alpha=inv)
+                out[start:start + step, p, q] = entry
+                out[start:start + step, q, p] = entry
     return out
 
 

@@ -77,6 +77,19 @@ def test_second_derivatives_match_autograd(name, dim):
     assert torch.allclose(2 * a[:, None] * products, want, rtol=1e-9, atol=1e-13)
 
 
+@pytest.mark.parametrize("dim", [1, 2, 3])
+def test_self_hessian_matches_autograd_and_is_exactly_symmetric(dim):
+    """The self term's dense Hessian (Newton's method on small problems) against the Hessian of the dense
+    expression, and bitwise symmetric (its Cholesky factorizations read one triangle, its products all)."""
+    x, _, a, _ = clouds(dim, seed=5 + dim, n=40, k=30)
+    s = 0.5
+    want = torch.autograd.functional.hessian(lambda y: kernels.dense.twice_differentiable(y, y, a, a, s), x)
+    got = kernels.gaussian_self_hessian(x, a, s)
+    assert torch.allclose(got, want, rtol=1e-10, atol=1e-13)
+    flat = got.reshape(40 * dim, 40 * dim)
+    assert torch.equal(flat, flat.T)
+
+
 def test_automatic_choice():
     """Small sums are dense; a large cloud with a narrow kernel goes to cells; with a kernel as wide
     as the cloud, to the grid."""
