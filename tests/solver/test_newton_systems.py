@@ -188,7 +188,7 @@ def test_structured_newton_solves_a_segment_scene_outside_the_obstacles():
 def test_adaptive_shifts_end_at_a_strict_minimum_with_one_factorization_per_step(monkeypatch):
     """150 samples in 2-D (300 terminal unknowns, above ``ADAPTIVE_MIN_VARS``) from the exact OT start,
     whose objective is W2^2 (straight lines onto the targets, nonlocal energy 0): trust-region Newton
-    with adaptive shifts converges to the gradient tolerance, below W2^2, at a point where the Hessian
+    with adaptive shifts converges, below W2^2, at a point where the Hessian
     is positive definite (a strict local minimum), with one factorization per step after the first
     (which solves for the region's radius: at most 25, see above; measured 105 for 92 steps)."""
     import numpy as np
@@ -211,7 +211,10 @@ def test_adaptive_shifts_end_at_a_strict_minimum_with_one_factorization_per_step
     Counting.factorizations = 0
     for last in tr.trust_region(work, Y, p.optimizer, p.delta):
         pass
-    assert last.status == "converged" and last.grad_norm <= p.optimizer.gtol
+    # "converged": the gradient tolerance, or a model predicting less decrease than the objective's
+    # rounding (4e-16 |E|), which the Hessian's smallest eigenvalue here (~0.005) reaches at per-particle
+    # gradients near 1e-7 (measured: 2e-10 on one install, 2.6e-7 on a fresh one)
+    assert last.status == "converged" and last.grad_norm <= 1e-6
     assert last.energies["objective"] < w2
     assert float(torch.linalg.eigvalsh(work.hessian(last.variables))[0]) > 0
     assert Counting.factorizations <= last.iterations + 25
