@@ -42,7 +42,7 @@ from .steps import Step, per_particle_grad_norm
 MAX_CG = 250
 #: Up to this many unknowns (N D) of the terminal states the model is minimized with dense
 #: factorizations. Measured (2 cores, one factorization per step with adaptive shifts): N = 1,000 samples
-#: in 2-D, 0.19 s per dense iteration against 0.4-0.6 s for CG, converged in 53 s where CG reached its
+#: in 2-D, 0.15 s per dense iteration against 0.4-0.6 s for CG, converged in 59 s where CG reached its
 #: 120 s limit; a 2,500 x 2,500 Cholesky takes ~0.1 s.
 DENSE_VARS = 2500
 #: Up to this many terminal unknowns obstacle problems are solved by Newton in full trajectories
@@ -155,8 +155,8 @@ def exact_step(system: "DenseSystem | TrajectorySystem", g: "torch.Tensor", M: "
 
 def shifted_step(system: "DenseSystem | TrajectorySystem", g: "torch.Tensor", mu: float
                  ) -> tuple["torch.Tensor", float]:
-    """(p, mu): p = -(H + mu M)^{-1} g at the given shift, raised fourfold until H + mu M is positive
-    definite (a descent step on the model)."""
+    """(p, mu): p = -(H + mu M)^{-1} g at the given shift, raised fourfold (to at least 1e-8 of the
+    system's scale) until H + mu M is positive definite, so p is a descent step on the model."""
     while True:
         solve = system.factor(mu)
         if solve is not None:
