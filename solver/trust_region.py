@@ -65,6 +65,9 @@ HARD_CASE, INVERSE_ITERATIONS = 1e-2, 4
 #: system's scale counts as a plain Newton step (not on a region's boundary); none is below SHIFT_FLOOR
 #: times it; above STALLED_SHIFT times it no step is left to find.
 NEWTON_SHIFT, SHIFT_FLOOR, STALLED_SHIFT = 1e-8, 1e-12, 1e14
+#: At most this many factorizations looking for a positive definite H + mu M (4^60 ~ 1e36: far past
+#: STALLED_SHIFT from any start at or above 1e-8 of the scale).
+SHIFT_TRIES = 60
 #: Up to this many unknowns every exact step solves for the region's radius: a factorization costs
 #: microseconds there, and the region's steps found lower minima on the paper's small presets (Fig. 1:
 #: 1.9794232 against 1.9796221 with adaptive shifts, from the check start).
@@ -156,12 +159,14 @@ def exact_step(system: "DenseSystem | TrajectorySystem", g: "torch.Tensor", M: "
 def shifted_step(system: "DenseSystem | TrajectorySystem", g: "torch.Tensor", mu: float
                  ) -> tuple["torch.Tensor", float]:
     """(p, mu): p = -(H + mu M)^{-1} g at the given shift, raised fourfold (to at least 1e-8 of the
-    system's scale) until H + mu M is positive definite, so p is a descent step on the model."""
-    while True:
+    system's scale) until H + mu M is positive definite, so p is a descent step on the model; after
+    ``SHIFT_TRIES`` raises (H not finite, say) no step: (0, inf), which the run reports as stalled."""
+    for _ in range(SHIFT_TRIES):
         solve = system.factor(mu)
         if solve is not None:
             return solve(-g), mu
         mu = max(4.0 * mu, 1e-8 * system.scale)
+    return torch.zeros_like(g), math.inf
 
 
 def _hard_case(system: "DenseSystem | TrajectorySystem", g: "torch.Tensor", M: "torch.Tensor", radius: float,

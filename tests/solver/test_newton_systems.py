@@ -5,6 +5,7 @@ that knows the answer."""
 from __future__ import annotations
 
 import json
+import math
 from pathlib import Path
 
 import pytest
@@ -218,3 +219,24 @@ def test_adaptive_shifts_end_at_a_strict_minimum_with_one_factorization_per_step
     assert last.energies["objective"] < w2
     assert float(torch.linalg.eigvalsh(work.hessian(last.variables))[0]) > 0
     assert Counting.factorizations <= last.iterations + 25
+
+
+def test_shifted_step_raises_the_shift_until_positive_definite_and_gives_up_on_a_broken_system():
+    """An indefinite model (lowest eigenvalue -2): the shift is raised from 0.5 until H + mu M is
+    positive definite and the step solves that system; a Hessian with a NaN gives no step after a
+    bounded number of tries (mu = inf: the run then stops as stalled, no endless loop)."""
+    from solver.trust_region import SHIFT_TRIES, shifted_step
+
+    gen = torch.Generator().manual_seed(4)
+    Q = torch.linalg.qr(torch.randn(8, 8, generator=gen, dtype=torch.float64))[0]
+    H = Q @ torch.diag(torch.linspace(-2.0, 3.0, 8, dtype=torch.float64)) @ Q.T
+    M = torch.eye(2, dtype=H.dtype).expand(4, 2, 2).contiguous()
+    g = torch.randn(4, 2, generator=gen, dtype=torch.float64)
+    p, mu = shifted_step(DenseSystem(H, M), g, 0.5)
+    assert mu > 2.0  # 0.5 -> 2 (not yet positive definite) -> 8
+    assert torch.allclose((H + mu * torch.eye(8, dtype=H.dtype)) @ p.reshape(-1), -g.reshape(-1))
+    broken = H.clone()
+    broken[0, 0] = float("nan")
+    Counting.factorizations = 0
+    p, mu = shifted_step(Counting(broken, M), g, 0.5)
+    assert mu == math.inf and not bool(p.any()) and Counting.factorizations == SHIFT_TRIES
