@@ -189,9 +189,9 @@ def test_structured_newton_solves_a_segment_scene_outside_the_obstacles():
 def test_adaptive_shifts_end_at_a_strict_minimum_with_one_factorization_per_step(monkeypatch):
     """150 samples in 2-D (300 terminal unknowns, above ``ADAPTIVE_MIN_VARS``) from the exact OT start,
     whose objective is W2^2 (straight lines onto the targets, nonlocal energy 0): trust-region Newton
-    with adaptive shifts converges, below W2^2, at a point where the Hessian
-    is positive definite (a strict local minimum), with one factorization per step after the first
-    (which solves for the region's radius: at most 25, see above; measured 105 for 92 steps)."""
+    with adaptive shifts converges, below W2^2, at a point where the Hessian is positive definite (a
+    strict local minimum), with one factorization per step after the first (which solves for the
+    region's radius: at most 25, see above; measured 105 for 92 steps)."""
     import numpy as np
     import ot
 

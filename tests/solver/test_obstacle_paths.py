@@ -54,6 +54,12 @@ def random_scene(seed: int, segments: bool) -> dict:
             "optimizer": {"time_limit": 20}}
 
 
+def deepest_sampled(p, positions: np.ndarray) -> float:
+    """The deepest of 201 points per straight segment of the trajectories inside any obstacle."""
+    t = np.linspace(0.0, 1.0, 201)[:, None, None, None]
+    return float(p.obstacles.depth(positions[None, :, :-1] + t * (positions[None, :, 1:] - positions[None, :, :-1])).max())
+
+
 @pytest.mark.parametrize("seed", [0, 1])
 def test_whole_paths_stay_outside_every_obstacle(seed):
     """With whole-path avoidance no point of the piecewise-linear trajectories (sampled 200 times per
@@ -61,9 +67,7 @@ def test_whole_paths_stay_outside_every_obstacle(seed):
     p = problem_from_dict(random_scene(seed, True))
     r = solve(p)
     pos = r.positions
-    t = np.linspace(0.0, 1.0, 201)[:, None, None, None]
-    fine = pos[None, :, :-1] + t * (pos[None, :, 1:] - pos[None, :, :-1])
-    assert p.obstacles.depth(fine).max() < 1e-3
+    assert deepest_sampled(p, pos) < 1e-3
     assert p.obstacles.path_depth(pos) < 1e-3
     assert r.final.energies["nonlocal"] < 0.1  # and the particles still arrive
 
@@ -135,8 +139,6 @@ def test_under_acceleration_control_the_drawn_paths_stay_outside_too():
     depths = {}
     for segments in (False, True):
         p = problem_from_dict(dict(spec, obstacle_segments=segments))
-        pos = solve(p).positions
-        t = np.linspace(0.0, 1.0, 201)[:, None, None, None]
-        depths[segments] = p.obstacles.depth(pos[None, :, :-1] + t * (pos[None, :, 1:] - pos[None, :, :-1])).max()
+        depths[segments] = deepest_sampled(p, solve(p).positions)
     assert depths[False] > 1e-3  # the scene needs the option: its straight segments cut an obstacle
     assert depths[True] < 1e-3
