@@ -35,7 +35,7 @@ from .assignment import EXACT_PAIRS
 from .init import DETOUR_MARGIN, OTStart, around_obstacles, blob_quantized, paths_to, target_size
 from .kernels import second_order
 from .lazy import ot, torch
-from .objective import Objective
+from .objective import Objective, add_to_diagonal_blocks
 from .problem import OptimizerSpec
 from .reduced import ReducedObjective, reducible
 from .registry import OPTIMIZERS
@@ -300,17 +300,16 @@ def hessian(objective: Objective | ReducedObjective, x: torch.Tensor) -> torch.T
     from all n Hessian-vector products."""
     if isinstance(objective, ReducedObjective):
         return objective.hessian(x)
-    N, n = x.shape[0], x.numel()
+    n = x.numel()
     if not objective.problem.separable:
         eye = torch.eye(n, dtype=x.dtype).reshape(n, *x.shape)
         H = _batched_hessian(objective, x, eye).reshape(n, n)
         return 0.5 * (H + H.T)
     blocks, J, H_ne = separable_parts(objective, x)
     H = torch.einsum("dv,idke,ew->ivkw", J, H_ne, J)
-    idx = torch.arange(N)
-    H[idx, :, idx, :] += blocks
+    add_to_diagonal_blocks(H, blocks)
     H = H.reshape(n, n)
-    return 0.5 * (H + H.T)
+    return 0.5 * (H + H.T)  # the einsum's off-diagonal blocks are symmetric only to rounding
 
 
 def trajectory_parts(objective: Objective) -> Callable[[torch.Tensor], tuple[torch.Tensor, torch.Tensor, torch.Tensor]]:

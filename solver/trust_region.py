@@ -231,7 +231,7 @@ class TrajectorySystem:
         AJ = torch.cholesky_solve(self.J.T.expand(N, -1, -1), L)  # A_i^{-1} J^T: (N, V, D)
         T = torch.linalg.inv(self.J @ AJ)  # (N, D, D)
         K = self.H_ne.clone()
-        K.view(N, D, N, D)[torch.arange(N), :, torch.arange(N), :] += T
+        K.view(N, D, N, D).diagonal(dim1=0, dim2=2).add_(T.permute(1, 2, 0))  # as DenseSystem adds mu M
         LK, info = torch.linalg.cholesky_ex(K)
         if int(info) != 0:
             return None
