@@ -23,6 +23,9 @@ from .lazy import ot
 EXACT_PAIRS = 4_000_000
 #: Leaves of the multiscale matching are matched exactly up to this many pairs.
 LEAF_PAIRS = 250_000
+#: Groups of ``improved_permutation`` (reassignments beyond ``EXACT_PAIRS``) have at most this many
+#: particles: N = 20,000 in 0.6 s here (groups of 500: 1.3 s, no better).
+LEAF_PARTICLES = 250
 
 
 def exact_plan(a: np.ndarray, b: np.ndarray, x: np.ndarray, y: np.ndarray) -> np.ndarray:
@@ -74,3 +77,33 @@ def _split(x: np.ndarray, rows: np.ndarray, y: np.ndarray, mass: np.ndarray, ima
     keep_left, keep_right = left_mass > 1e-12, right_mass > 1e-12
     _split(x, left_rows, y[by[: cut + 1]][keep_left], left_mass[keep_left], images, costs)
     _split(x, right_rows, y[by[cut:]][keep_right], right_mass[keep_right], images, costs)
+
+
+def improved_permutation(a: np.ndarray, b: np.ndarray, leaf: int = LEAF_PARTICLES) -> np.ndarray:
+    """A permutation s with sum_i |a_i - b_s(i)|^2 <= sum_i |a_i - b_i|^2 (particle i, at a_i, takes
+    the point b_s(i)), in O(N leaf) memory: the particles are cut recursively at the median of their
+    points b along the widest coordinate into groups of at most ``leaf``, each group's points are
+    reassigned among its particles by an exact OT plan (emd), then the same once more with groups cut
+    by the particles' own coordinates a. No group can raise the cost (keeping its assignment is a
+    feasible plan); crossings within a group are repaired, crossings between groups may stay."""
+    perm = np.arange(len(a))
+    for coordinates in (lambda: b[perm], lambda: a):
+        for rows in _groups(coordinates(), np.arange(len(a)), leaf):
+            cost = 0.5 * ((a[rows][:, None, :] - b[perm[rows]][None, :, :]) ** 2).sum(-1)
+            weights = np.full(len(rows), 1.0 / len(rows))
+            plan = ot.emd(weights, weights, cost / max(float(cost.max()), 1e-300), numItermax=10_000_000)
+            best = plan.argmax(1)
+            if len(set(best.tolist())) == len(rows) and cost[np.arange(len(rows)), best].sum() < np.trace(cost):
+                perm[rows] = perm[rows][best]
+    return perm
+
+
+def _groups(points: np.ndarray, rows: np.ndarray, leaf: int) -> list[np.ndarray]:
+    """``rows`` cut recursively at the median of ``points[rows]`` along its widest coordinate into
+    groups of at most ``leaf``."""
+    if len(rows) <= leaf:
+        return [rows]
+    spread = points[rows].max(0) - points[rows].min(0)
+    order = rows[np.argsort(points[rows, int(np.argmax(spread))], kind="stable")]
+    half = len(rows) // 2
+    return _groups(points, order[:half], leaf) + _groups(points, order[half:], leaf)
