@@ -2,12 +2,14 @@
 from __future__ import annotations
 
 import numpy as np
+import pytest
 import torch
 
 from solver import problem_from_dict, solve_iter
 from solver.init import ot_terminal_states
 from solver.objective import Objective
-from solver.optimizers import REASSIGN_EVERY, _rounds
+from solver.assignment import EXACT_PAIRS
+from solver.optimizers import REASSIGN_EVERY, _rounds, reassign
 from solver.reduced import ReducedObjective
 
 
@@ -62,3 +64,28 @@ def test_from_a_rough_start_a_reassignment_interrupts_the_local_solve():
     smooth = list(_rounds(work, start, work.problem.optimizer, "smooth", [0, 0], rough=False))
     first = next(k for k, s in enumerate(smooth) if "reassign" in s.phase)
     assert smooth[first - 1].status is not None, "a reassignment interrupted a local solve from a smooth start"
+
+
+def test_beyond_the_exact_plans_size_a_reassignment_still_repairs_crossings():
+    """N = 2,500 (6.25e6 pairs > ``EXACT_PAIRS``): terminal states at the target particles, 200 pairs of
+    neighbours swapped. ``reassign`` permutes within groups of nearby particles: the control energy
+    falls and the nonlocal energy stays (the same set of states)."""
+    N = 2500
+    rng = np.random.default_rng(6)
+    problem = problem_from_dict({"source": {"points": rng.uniform(0, 1, (N, 2)).tolist()},
+                                 "target": {"kind": "particles", "points": rng.normal([2, 1], 0.3, (N, 2)).tolist()},
+                                 "eps": 0.01, "M": 5})
+    assert N * N > EXACT_PAIRS
+    work = ReducedObjective(problem)
+    states = ot_terminal_states(Objective(problem), blob=False)  # multiscale here: nearly optimal
+    swapped = states.copy()
+    for i in rng.choice(N, 200, replace=False):
+        j = int(np.argsort(((states - states[i]) ** 2).sum(1))[1])
+        swapped[[i, j]] = swapped[[j, i]]
+    before = work.value_and_grad(torch.as_tensor(swapped))[0]
+    moved = reassign(work, torch.as_tensor(swapped))
+    assert moved is not None
+    after = work.value_and_grad(moved)[0]
+    assert after["kinetic"] < before["kinetic"]
+    # the states are permuted, not moved: the nonlocal energy is the same sum in another order
+    assert after["nonlocal"] == pytest.approx(before["nonlocal"], rel=1e-12)
