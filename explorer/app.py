@@ -58,7 +58,7 @@ def create_app() -> pn.template.FastListTemplate:
         pn.Column(after_load(lambda: landscape_plot(runner), "landscape-holder", 330),
                   after_load(lambda: energy_plot(runner), "energy-holder", 330),
                   pn.pane.Markdown("**Obstacles** (edit cells; select a row to edit or delete it)"), scene.table,
-                  sizing_mode="stretch_width", min_width=340),
+                  sizing_mode="stretch_width", min_width=300),
     )
     tabs = pn.Tabs(("Scene", scene_tab), ("Acceleration (1-D)", acceleration_tab(runner)), ("Help", help_panel()),
                    dynamic=True, css_classes=["main-tabs"], sizing_mode="stretch_width")
@@ -76,7 +76,7 @@ def create_app() -> pn.template.FastListTemplate:
     pn.state.on_session_destroyed(lambda _ctx: (runner.close(timeout=2.0), animation.close(timeout=2.0)))
     return pn.template.FastListTemplate(
         title="MFC Explorer: the blob method for mean-field control", sidebar=sidebar,
-        main=[pn.Column(messages.view, run_bar(model, runner, messages), sizing_mode="stretch_width"), tabs], sidebar_width=390, accent="#1f77b4",
+        main=[pn.Column(messages.view, run_bar(model, runner, messages), sizing_mode="stretch_width"), tabs], sidebar_width=330, accent="#1f77b4",
         theme_toggle=False,
         # Panel's busy state is one for the whole server: each run of any session's periodic callbacks
         # (ten a second while solving) set every open tab's busy spinner twice. With 8 tabs solving that

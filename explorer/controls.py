@@ -133,8 +133,10 @@ def parameter_widgets(model: SessionModel) -> pn.Column:
 
 def scene_widgets(model: SessionModel, scene: SceneEditor, messages: Messages) -> pn.Column:
     """Draw mode, obstacles, generators, CSV upload and the target kind."""
+    # one button per row: side by side, five modes in the sidebar's width cut their labels short
     mode = pn.widgets.RadioButtonGroup.from_param(scene.param.mode, css_classes=["mode-select"],
-                                                  button_type="primary", button_style="outline")
+                                                  orientation="vertical", button_type="primary",
+                                                  button_style="outline")
     radius = pn.widgets.FloatInput.from_param(scene.param.obstacle_radius, name="obstacle radius",
                                               step=0.05, css_classes=["radius-input"],
                                               description=scene.param.obstacle_radius.doc)

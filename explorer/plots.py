@@ -126,8 +126,13 @@ def energy_curves(data: pd.DataFrame) -> hv.Overlay:
 def landscape(a: np.ndarray, b: np.ndarray, E: np.ndarray, path: np.ndarray | None,
               title: str = "Loss landscape at the iterate") -> hv.Overlay:
     """Filled contours of E on the (a, b) plane with the iterate's path and the current point."""
+    # the slice's offsets are small multiples of the directions (often 1e-4 .. 1e-2): short scientific
+    # labels, few of them, else Bokeh writes 0.00100 and the like, which overlap beside the scene; the
+    # colour bar goes below, so the image keeps the narrow column's width
     img = hv.Image((a, b, E), kdims=["a (gradient direction)", "b (last step direction)"],
-                   vdims=["objective"]).opts(cmap="viridis", colorbar=True, clabel="objective")
+                   vdims=["objective"]).opts(cmap="viridis", colorbar=True, clabel="objective",
+                                             colorbar_position="bottom", xformatter="%.1e",
+                                             yformatter="%.1e", xticks=3)
     lines = hv.operation.contours(img, levels=12).opts(cmap=["white"], line_width=0.7, alpha=0.7,
                                                        show_legend=False)
     path = np.zeros((0, 2)) if path is None else path

@@ -23,7 +23,7 @@ def energy_plot(runner: SolveRunner) -> pn.pane.HoloViews:
     layers = EnergyLayers()
     runner.energies.add_subscriber(layers.show)
     layers.show(runner.energies.data)
-    pane = pn.pane.HoloViews(layers.element(), css_classes=["energy-plot"], min_width=380)
+    pane = pn.pane.HoloViews(layers.element(), css_classes=["energy-plot"], min_width=300)
     pane.layers = layers  # for tests
     return pane
 
@@ -183,7 +183,7 @@ def landscape_plot(runner: SolveRunner) -> pn.pane.HoloViews:
     by the runner; shown beside the scene)."""
     layers = LandscapeLayers()
     runner.landscape.add_subscriber(layers.show)
-    pane = pn.pane.HoloViews(layers.element(), css_classes=["landscape-plot"], min_width=340)
+    pane = pn.pane.HoloViews(layers.element(), css_classes=["landscape-plot"], min_width=300)
     pane.layers = layers  # for tests
     return pane
 
