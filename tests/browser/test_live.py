@@ -194,3 +194,21 @@ def test_box_select_and_delete_points(app_url, browser_page):
     assert 7 <= deleted < start and source_count(page) == start - deleted
     page.locator(".undo-button button").click()
     wait_for(lambda: source_count(page) == start, "undo did not bring the deleted points back")
+
+
+def test_scene_landscape_and_energies_fit_side_by_side_at_1400_px(app_url, browser_page):
+    """At 1,400 x 1,000 px the landscape and the energies stand beside the scene and end inside the
+    window (they were cut at its right edge), and every draw mode's label fits its button."""
+    page = browser_page
+    page.set_viewport_size({"width": 1400, "height": 1000})
+    open_app(page, app_url)
+    page.locator(".landscape-plot canvas").first.wait_for(state="visible", timeout=30_000)
+    page.locator(".energy-plot canvas").first.wait_for(state="visible", timeout=30_000)
+    scene = page.locator(".scene-plot").first.bounding_box()
+    for selector in (".landscape-plot", ".energy-plot"):
+        box = page.locator(selector).first.bounding_box()
+        assert box["x"] >= scene["x"] + scene["width"] - 1, f"{selector} is not beside the scene: {box}"
+        assert box["x"] + box["width"] <= 1400, f"{selector} reaches past the window's edge: {box}"
+    for button in page.locator(".mode-select button").all():
+        overflow = button.evaluate("b => b.scrollWidth - b.clientWidth")
+        assert overflow <= 0, f"the mode button {button.inner_text()!r} cuts its label ({overflow} px)"
