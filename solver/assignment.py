@@ -85,9 +85,11 @@ def improved_permutation(a: np.ndarray, b: np.ndarray, leaf: int = LEAF_PARTICLE
     points b along the widest coordinate into groups of at most ``leaf``, each group's points are
     reassigned among its particles by an exact OT plan (emd), then the same once more with groups cut
     by the particles' own coordinates a. No group can raise the cost (keeping its assignment is a
-    feasible plan); crossings within a group are repaired, crossings between groups may stay."""
+    feasible plan); crossings within a group are repaired, crossings between groups may stay. With
+    ``leaf`` >= N: one group, the exact OT assignment."""
     perm = np.arange(len(a))
-    for coordinates in (lambda: b[perm], lambda: a):
+    passes = (lambda: b[perm], lambda: a) if len(a) > leaf else (lambda: b,)
+    for coordinates in passes:
         for rows in _groups(coordinates(), np.arange(len(a)), leaf):
             cost = 0.5 * ((a[rows][:, None, :] - b[perm[rows]][None, :, :]) ** 2).sum(-1)
             weights = np.full(len(rows), 1.0 / len(rows))

@@ -31,15 +31,15 @@ from typing import Callable, Generator, Iterator, TypeVar
 
 import numpy as np
 
-from .assignment import EXACT_PAIRS, improved_permutation
+from .assignment import EXACT_PAIRS, LEAF_PARTICLES, improved_permutation
 from .init import DETOUR_MARGIN, OTStart, around_obstacles, blob_quantized, paths_to, target_size
 from .kernels import second_order
-from .lazy import ot, torch
+from .lazy import torch
 from .objective import Objective, add_to_diagonal_blocks
 from .problem import OptimizerSpec
 from .reduced import ReducedObjective, reducible
 from .registry import OPTIMIZERS
-from .steering import KineticPreconditioner, quadratic_structure, steering_coordinates, steering_cost
+from .steering import KineticPreconditioner, quadratic_structure, steering_coordinates
 from .steps import Step, per_particle_grad_norm
 from .trust_region import STRUCTURED_VARS, trust_region
 
@@ -471,10 +471,10 @@ def _structured_newton(objective: Objective, x: torch.Tensor, spec: OptimizerSpe
 
 def reassign(objective: Objective | ReducedObjective, variables: torch.Tensor) -> torch.Tensor | None:
     """Re-route particles so the assignment of sources to the current terminal states is an exact OT
-    assignment (emd) for the cost of steering each particle to each state (``steering_cost``); beyond
-    ``EXACT_PAIRS`` pairs, one exact within groups of nearby particles (``improved_permutation``: its
-    cost can only fall). Returns new variables, or None if the current assignment is already optimal
-    (within every group).
+    assignment (emd) for the cost of steering each particle to each state (squared distances in
+    ``steering_coordinates``); beyond ``EXACT_PAIRS`` pairs, one exact within groups of nearby
+    particles (``improved_permutation``: its cost can only fall). Returns new variables, or None if the
+    current assignment is already optimal (within every group).
 
     Particle i is sent to terminal state s(i) along the minimum-energy path (``paths_to``; in the
     terminal states alone the new variables are just the permuted states); with state costs it takes
@@ -485,21 +485,11 @@ def reassign(objective: Objective | ReducedObjective, variables: torch.Tensor) -
     full = objective.full if isinstance(objective, ReducedObjective) else objective
     pos = objective.positions(variables).detach()
     terminal = p.dynamics.terminal(pos, full.h).numpy()
-    if p.N * p.N > EXACT_PAIRS:
-        sources, L = steering_coordinates(full)
-        states = terminal @ L
-        perm = improved_permutation(sources, states)
-        if ((sources - states[perm]) ** 2).sum() >= ((sources - states) ** 2).sum() * (1 - 1e-12):
-            return None
-    else:
-        cost = steering_cost(full, terminal)
-        a = np.full(p.N, 1.0 / p.N)
-        perm = ot.emd(a, a, cost / cost.max(), numItermax=10_000_000).argmax(1)
-        rows = np.arange(p.N)
-        if np.array_equal(perm, rows) or len(set(perm.tolist())) != p.N:
-            return None
-        if cost[rows, perm].sum() >= cost[rows, rows].sum() * (1 - 1e-12):
-            return None
+    sources, L = steering_coordinates(full)
+    states = terminal @ L
+    perm = improved_permutation(sources, states, p.N if p.N * p.N <= EXACT_PAIRS else LEAF_PARTICLES)
+    if ((sources - states[perm]) ** 2).sum() >= ((sources - states) ** 2).sum() * (1 - 1e-12):
+        return None
     if isinstance(objective, ReducedObjective):
         return torch.as_tensor(terminal[perm], dtype=torch.float64)
     if not p.has_state_cost:

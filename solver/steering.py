@@ -89,14 +89,6 @@ def steering_coordinates(objective: Objective) -> tuple[np.ndarray, np.ndarray]:
     return (z @ L).numpy(), L.numpy()
 
 
-def steering_cost(objective: Objective, points: np.ndarray) -> np.ndarray:
-    """C_ik = minimum control energy taking particle i exactly to the state ``points[k]`` (up to a
-    constant per particle), from ``steering_coordinates``."""
-    a, L = steering_coordinates(objective)
-    b = points @ L
-    return 0.5 * ((a[:, None, :] - b[None, :, :]) ** 2).sum(-1)
-
-
 class KineticPreconditioner:
     """x -> H^{-1} x applied to every particle's block: the inverse Hessian of the quadratic control
     energy, the stiff part of eq. (50) (its condition number grows like M^2 for velocity and M^4 for
