@@ -55,6 +55,49 @@ class Messages:
         self._show(self.info, "")
 
 
+class SidebarLock:
+    """Keeps a person's edits from racing a whole-scene load (a preset, a session file).
+
+    Such a load sets every parameter at once on the server, and its changes reach the browser as a
+    burst of messages, the scene plot's re-render among them (~1 s for a preset): the scene summary
+    could show the new M while the M box still held the old one, and a value typed then was replaced
+    by the load's when it landed, while the server kept the typed one (the box and the solve then
+    disagreed). So the choice itself makes the sidebar ``inert`` in the browser, at once, before a key
+    can reach it; the server applies the load under one ``hold`` of the document (one batch of
+    changes) and then bumps ``token``, whose change, sent after the batch, lifts the lock. A lock that
+    no reply lifts (a lost connection) lifts itself after ``FALLBACK_S``."""
+
+    FALLBACK_S = 20
+    LOCK = ("const bar = document.getElementById('sidebar'); if (bar) { bar.inert = true; "
+            "clearTimeout(window.mfcSidebarLock); "
+            f"window.mfcSidebarLock = setTimeout(() => {{ bar.inert = false; }}, {FALLBACK_S * 1000}); }}")
+    UNLOCK = ("const bar = document.getElementById('sidebar'); if (bar) { bar.inert = false; } "
+              "clearTimeout(window.mfcSidebarLock);")
+
+    def __init__(self) -> None:
+        self.token = pn.widgets.IntInput(value=0, visible=False, css_classes=["sidebar-unlock"])
+        self.token.jscallback(value=self.UNLOCK)
+        self._depth = 0  # a load inside a load (a session file resets the preset) unlocks once, at the end
+
+    def locks(self, widget: pn.widgets.Widget) -> None:
+        """A change of ``widget.value`` in the browser locks the sidebar until ``applying`` ends."""
+        widget.jscallback(value=self.LOCK)
+
+    def applying(self, action: Callable[[param.parameterized.Event], None]
+                 ) -> Callable[[param.parameterized.Event], None]:
+        """``action`` run as one batch of document changes, then the unlock (even if it failed)."""
+        def wrapped(event: param.parameterized.Event) -> None:
+            self._depth += 1
+            try:
+                with pn.io.hold():
+                    action(event)
+            finally:
+                self._depth -= 1
+                if not self._depth:
+                    self.token.value += 1
+        return wrapped
+
+
 #: Largest file a browser may upload (points CSV, session JSON): 20,000 points or a session of a few
 #: thousand particles' trajectories fit well under it.
 MAX_UPLOAD_BYTES = 5 * 2**20
@@ -244,7 +287,7 @@ def animation_widgets(model: SessionModel, runner: SolveRunner, job: AnimationJo
                      bar, status, download)
 
 
-def export_widgets(model: SessionModel, runner: SolveRunner, messages: Messages) -> pn.Column:
+def export_widgets(model: SessionModel, runner: SolveRunner, messages: Messages, lock: SidebarLock) -> pn.Column:
     """Downloads (trajectories CSV, terminal CSV, session JSON, scene PNG) and session import."""
     def result() -> tuple[solver.Problem, Any]:
         problem = runner.problem or model.build_problem()
@@ -294,7 +337,8 @@ def export_widgets(model: SessionModel, runner: SolveRunner, messages: Messages)
                                                              else " (no result)."))
 
     session_input = pn.widgets.FileInput(accept=".json", css_classes=["session-upload"])
-    session_input.param.watch(_guard(messages, load_session), "value")
+    lock.locks(session_input)
+    session_input.param.watch(lock.applying(_guard(messages, load_session)), "value")
     return pn.Column(pn.Row(*downloads), pn.Row(session_button), pn.Row(png_button),
                      pn.pane.Markdown("**Load a session or problem file (JSON):**"), session_input)
 
@@ -400,7 +444,9 @@ def build_sidebar(model: SessionModel, runner: SolveRunner, scene: SceneEditor,
             messages.clear()
             model.load_preset(event.new)
 
-    preset.param.watch(_guard(messages, choose), "value")
+    lock = SidebarLock()
+    lock.locks(preset)
+    preset.param.watch(lock.applying(_guard(messages, choose)), "value")
     model.param.watch(lambda e: setattr(preset, "value", e.new), "preset")
     summary = pn.pane.Markdown(pn.bind(lambda *_: model.summary(), model.param.source,
                                        model.param.target_points, model.param.target_kind,
@@ -408,11 +454,11 @@ def build_sidebar(model: SessionModel, runner: SolveRunner, scene: SceneEditor,
                                        model.param.delta, model.param.delta_auto, model.param.dynamics),
                                css_classes=["scene-summary"])
     return [
-        preset, summary,
+        preset, summary, lock.token,
         pn.Card(scene_widgets(model, scene, messages), title="Scene", css_classes=["scene-card"]),
         pn.Card(parameter_widgets(model), title="Parameters", css_classes=["parameter-card"]),
         # below the fold: built once the page has loaded (a new tab opens sooner)
-        after_load(lambda: pn.Card(export_widgets(model, runner, messages),
+        after_load(lambda: pn.Card(export_widgets(model, runner, messages, lock),
                                    animation_widgets(model, runner, animation), share_link(model),
                                    title="Export / import", css_classes=["export-card"]),
                    "export-holder", 60),
