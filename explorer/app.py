@@ -9,12 +9,14 @@ from __future__ import annotations
 
 import sys
 from pathlib import Path
+from typing import Callable
 
 if __package__ in (None, ""):  # `panel serve explorer/app.py` runs this file as a script
     sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 import holoviews as hv  # noqa: E402
 import panel as pn  # noqa: E402
+from panel.io.callbacks import PeriodicCallback  # noqa: E402
 
 from explorer.animation import AnimationJob  # noqa: E402
 from explorer.controls import Messages, build_sidebar, run_bar  # noqa: E402
@@ -34,6 +36,16 @@ use_threads(1)
 pn.extension("tabulator", "katex", sizing_mode="stretch_width")
 hv.extension("bokeh", logo=False)
 hv.renderer("bokeh").webgl = False  # canvas rendering: WebGL without a GPU costs the browser's CPU
+
+
+def quiet_periodic(callback: Callable[[], None], period_ms: int) -> PeriodicCallback:
+    """``pn.state.add_periodic_callback`` without Panel's bookkeeping around each call (a busy-state
+    event with a fresh uuid, two log lines): with eight tabs solving, the publishes' callbacks (ten a
+    second per tab) spent as much of the event loop on it as on publishing (py-spy). Session-scoped:
+    it ends with the session's document."""
+    timer = PeriodicCallback(callback=callback, period=period_ms, background=True, log=False)
+    timer.start()
+    return timer
 
 
 def create_app() -> pn.template.FastListTemplate:
@@ -65,15 +77,23 @@ def create_app() -> pn.template.FastListTemplate:
     lazy_tab(tabs, "Fig. 6 landscape", lambda: fig6_tab(model, runner), "fig6-holder")
     lazy_tab(tabs, "Distributed control", distributed_tab, "distributed-holder")
 
+    periodic = []
+
     def runs_tab() -> pn.Column:
         tab = RunsTab(store, model, runner)
-        pn.state.add_periodic_callback(tab.poll, period=1000)
+        periodic.append(quiet_periodic(tab.poll, 1000))
         return tab.view
 
     lazy_tab(tabs, "Runs", runs_tab, "runs-holder")
-    pn.state.add_periodic_callback(runner.flush, period=int(runner.push_interval * 1000))
-    pn.state.add_periodic_callback(animation.poll, period=200)
-    pn.state.on_session_destroyed(lambda _ctx: (runner.close(timeout=2.0), animation.close(timeout=2.0)))
+    periodic += [quiet_periodic(runner.flush, int(runner.push_interval * 1000)), quiet_periodic(animation.poll, 200)]
+
+    def destroyed(_context: object) -> None:
+        for callback in periodic:
+            callback.stop()
+        runner.close(timeout=2.0)
+        animation.close(timeout=2.0)
+
+    pn.state.on_session_destroyed(destroyed)
     return pn.template.FastListTemplate(
         title="MFC Explorer: the blob method for mean-field control", sidebar=sidebar,
         main=[pn.Column(messages.view, run_bar(model, runner, messages), sizing_mode="stretch_width"), tabs], sidebar_width=330, accent="#1f77b4",

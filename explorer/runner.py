@@ -26,6 +26,7 @@ import holoviews as hv
 import numpy as np
 import pandas as pd
 import param
+from panel.io.document import unlocked
 import torch
 
 import solver
@@ -355,7 +356,8 @@ class SolveRunner(param.Parameterized):
         started = time.perf_counter()
         self._idle.clear()
         try:
-            self._publish()
+            with unlocked():  # the publish's changes (plots, status, counters) go out as one message
+                self._publish()
         finally:
             self._idle.set()
         finished = time.perf_counter()

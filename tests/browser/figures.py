@@ -65,6 +65,13 @@ def figure_column(page, title_prefix: str, column: str) -> list[list[float | Non
     return page.evaluate(_FIGURE_COLUMN, [title_prefix, column])
 
 
+def figure_columns(page, title_prefix: str, *columns: str) -> list[list[list[float | None]] | None]:
+    """``figure_column`` for several columns, read at one moment (a live plot can change between two
+    reads: columns read one after the other may come from different frames)."""
+    return page.evaluate(f"(args) => args.slice(1).map(c => ({_FIGURE_COLUMN})([args[0], c]))",
+                         [title_prefix, *columns])
+
+
 _DATA_TO_CANVAS = """([prefix, x, y]) => {
   let found = null;
   for (const doc of Bokeh.documents) for (const m of doc._all_models.values())
