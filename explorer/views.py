@@ -262,4 +262,3 @@ def prime_text_panes(areas: list[list[pn.viewable.Viewable]]) -> None:
             for item in area:
                 for pane in item.select(pn.pane.markup.HTMLBasePane):
                     pane.param.trigger("object")  # re-renders it (setting the text would unbind bound panes)
-
