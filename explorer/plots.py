@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import holoviews as hv
 import numpy as np
-import pandas as pd
 
 from solver.paths import at_time
 
@@ -102,44 +101,6 @@ def particles_at(states: np.ndarray | None, dim: int, t: float) -> hv.Points:
     kx, ky = scene_axes(dim)
     return hv.Points(particles_xy(states, dim, t), kdims=[kx, ky], label="particles at time t").opts(
         color=TERMINAL_COLOR, size=6, marker="circle")
-
-
-def energy_curves(data: pd.DataFrame) -> hv.Overlay:
-    """Energy terms against iteration on a log scale (non-positive values are left out); ``data``
-    has columns iteration, objective, kinetic, nonlocal, obstacle."""
-    history = data
-    curves = []
-    for term in ENERGY_TERMS:
-        if term in history and len(history):
-            y = history[term].to_numpy(dtype=float)
-            y = np.where(y > 0, y, np.nan)
-            data = (history["iteration"].to_numpy(), y)
-        else:
-            data = ([], [])
-        curves.append(hv.Curve(data, kdims=["iteration"], vdims=["energy"],
-                               label="total" if term == "objective" else term).opts(
-            color=ENERGY_COLORS[term], line_width=2 if term == "objective" else 1.5))
-    return hv.Overlay(curves).opts(logy=True, title="Energies (log scale)", legend_position="top_right",
-                                   xlabel="iteration", ylabel="energy")
-
-
-def landscape(a: np.ndarray, b: np.ndarray, E: np.ndarray, path: np.ndarray | None,
-              title: str = "Loss landscape at the iterate") -> hv.Overlay:
-    """Filled contours of E on the (a, b) plane with the iterate's path and the current point."""
-    # the slice's offsets are small multiples of the directions (often 1e-4 .. 1e-2): short scientific
-    # labels, few of them, else Bokeh writes 0.00100 and the like, which overlap beside the scene; the
-    # colour bar goes below, so the image keeps the narrow column's width
-    img = hv.Image((a, b, E), kdims=["a (gradient direction)", "b (last step direction)"],
-                   vdims=["objective"]).opts(cmap="viridis", colorbar=True, clabel="objective",
-                                             colorbar_position="bottom", xformatter="%.1e",
-                                             yformatter="%.1e", xticks=3)
-    lines = hv.operation.contours(img, levels=12).opts(cmap=["white"], line_width=0.7, alpha=0.7,
-                                                       show_legend=False)
-    path = np.zeros((0, 2)) if path is None else path
-    trail = hv.Path([path], kdims=img.kdims, label="iterate path").opts(color="#ff7f0e", line_width=2)
-    here = hv.Points([(0.0, 0.0)], kdims=img.kdims, label="current iterate").opts(
-        color="#ff7f0e", size=10, marker="star")
-    return (img * lines * trail * here).opts(title=title, legend_position="bottom_right")
 
 
 def fig6(y1: np.ndarray, y2: np.ndarray, E: np.ndarray, markers: dict[str, tuple[float, float]],

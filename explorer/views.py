@@ -4,11 +4,14 @@ from __future__ import annotations
 
 from typing import Any, Callable
 
+import bokeh.plotting as bokeh_plotting
 import contourpy
 import holoviews as hv
 import numpy as np
 import pandas as pd
 import panel as pn
+from bokeh.models import ColorBar, ColumnDataSource, LinearColorMapper, PrintfTickFormatter, Range1d
+from bokeh.palettes import Viridis256
 from panel.io.document import unlocked
 
 import solver
@@ -16,47 +19,49 @@ from solver.landscape import fig6_markers, fig6_problem, shows_fig6, terminal_la
 
 from . import plots
 from .model import SessionModel
-from .runner import ENERGY_COLUMNS, SolveRunner
+from .runner import SolveRunner
 
-def energy_plot(runner: SolveRunner) -> pn.pane.HoloViews:
+def energy_plot(runner: SolveRunner) -> pn.pane.Bokeh:
     """Energy curves (total, kinetic, nonlocal, obstacle; log scale), streamed from the runner."""
     layers = EnergyLayers()
     runner.energies.add_subscriber(layers.show)
     layers.show(runner.energies.data)
-    pane = pn.pane.HoloViews(layers.element(), css_classes=["energy-plot"], min_width=300)
+    layers.figure.css_classes = ["energy-plot"]  # on the figure: a Bokeh pane drops its own css classes
+    pane = pn.pane.Bokeh(layers.figure, min_width=300, sizing_mode="stretch_width")
     pane.layers = layers  # for tests
     return pane
 
 
+#: The live plots' tools (HoloViews' defaults, without its per-element setup).
+LIVE_TOOLS = "pan,wheel_zoom,box_zoom,save,reset"
+
+
 class EnergyLayers:
-    """The energy plot, written straight into its Bokeh models: a HoloViews re-render of its four
-    curves costs ~70 ms of the server's event loop, twice a second per solving tab (eight tabs would
-    fill the loop); a write costs a few ms. ``show(data)`` takes the runner's energy frame (columns
-    ``ENERGY_COLUMNS``): each term against the iteration, non-positive values left out (log axis),
-    the axes framed around what is drawn."""
+    """The energy plot, a Bokeh figure written in place: ``show(data)`` takes the runner's energy frame
+    (columns ``ENERGY_COLUMNS``) and draws each term against the iteration, non-positive values left
+    out (log axis), the axes framed around what is drawn. Plain Bokeh, not HoloViews: a HoloViews
+    render of its four curves costs ~70 ms of the server's event loop per update and ~0.3 s per new
+    browser tab; building the figure costs a few ms and a write about one. Each curve's data source
+    has the columns ``iteration`` and ``energy``."""
 
     def __init__(self) -> None:
-        self.handles: dict[str, Any] = {}
         self.data: pd.DataFrame | None = None
-
-    def element(self) -> hv.Overlay:
-        empty = pd.DataFrame(np.zeros((0, len(ENERGY_COLUMNS))), columns=ENERGY_COLUMNS)
-        curves = plots.energy_curves(empty)
-        hooked = [curve.opts(hooks=[self._hook(term)]) for term, curve in zip(plots.ENERGY_TERMS, curves.values())]
-        return hv.Overlay(hooked).opts(hv.opts.Overlay(height=330, responsive=True, show_grid=True, logy=True,
-                                                       title="Energies (log scale)", legend_position="top_right",
-                                                       xlabel="iteration", ylabel="energy"))
-
-    def _hook(self, term: str) -> Callable[[Any, hv.Element], None]:
-        def record(plot: Any, element: hv.Element) -> None:
-            self.handles[term] = plot.handles
-            if len(self.handles) == len(plots.ENERGY_TERMS) and self.data is not None:
-                self.show(self.data)  # drawn again (its tab shown again): refill
-        return record
+        self.figure = bokeh_plotting.figure(
+            title="Energies (log scale)", y_axis_type="log", x_axis_label="iteration", y_axis_label="energy",
+            height=330, sizing_mode="stretch_width", margin=(5, 10), tools=LIVE_TOOLS, x_range=Range1d(0.0, 1.0),
+            y_range=Range1d(0.1, 10.0))
+        self.sources = {}
+        for term in plots.ENERGY_TERMS:
+            self.sources[term] = ColumnDataSource({"iteration": np.zeros(0), "energy": np.zeros(0)})
+            self.figure.line("iteration", "energy", source=self.sources[term], color=plots.ENERGY_COLORS[term],
+                             line_width=2 if term == "objective" else 1.5,
+                             legend_label="total" if term == "objective" else term)
+        self.figure.legend.location = "top_right"
+        self.figure.toolbar.logo = None
 
     def show(self, data: pd.DataFrame | None) -> None:
         self.data = data
-        if data is None or len(self.handles) < len(plots.ENERGY_TERMS):
+        if data is None:
             return
         iterations = data["iteration"].to_numpy(dtype=float) if len(data) else np.zeros(0)
         drawn = []
@@ -65,71 +70,72 @@ class EnergyLayers:
                 values = data[term].to_numpy(dtype=float) if term in data and len(data) else np.zeros(0)
                 values = np.where(values > 0, values, np.nan)
                 drawn.append(values[np.isfinite(values)])
-                glyph = self.handles[term]["glyph"]
-                self.handles[term]["source"].data = {glyph.x: iterations, glyph.y: values}
-            figure = self.handles[plots.ENERGY_TERMS[0]]["plot"]
+                self.sources[term].data = {"iteration": iterations, "energy": values}
             if len(iterations):
                 low, high = float(iterations.min()), float(iterations.max())
-                figure.x_range.update(start=low, end=high if high > low else low + 1.0)
+                self.figure.x_range.update(start=low, end=high if high > low else low + 1.0)
             positive = np.concatenate(drawn)
             if len(positive):
-                figure.y_range.update(start=float(positive.min()) / 1.5, end=float(positive.max()) * 1.5)
+                self.figure.y_range.update(start=float(positive.min()) / 1.5, end=float(positive.max()) * 1.5)
 
 
 class LandscapeLayers:
-    """The live landscape plot, written straight into its Bokeh models (as the scene's
-    ``LiveLayers``): a slice comes once a second during a solve, and a HoloViews re-render of the
-    image, its contours and the path costs ~150 ms of the server's event loop, which the trajectory
-    updates need. ``element()`` is drawn once; ``show(data)`` (on the event loop) writes the image,
-    the contour lines (``contourpy``), the iterate's path, the colour range, the axes' ranges and the
-    title. The runner's landscape Pipe calls it."""
-
-    KEYS = ("image", "contours", "path")
+    """The live landscape plot, a Bokeh figure written in place (as the scene's ``LiveLayers``): a
+    slice comes once a second during a solve, and a HoloViews re-render of the image, its contours
+    and the path costs ~150 ms of the server's event loop (and ~0.3 s per new browser tab), which the
+    trajectory updates need. ``show(data)`` (on the event loop) writes the image, the contour lines
+    (``contourpy``), the iterate's path, the colour range, the axes' ranges and the title. The
+    runner's landscape Pipe calls it. Data sources: ``image`` (columns image, x, y, dw, dh), then
+    ``contours`` and ``path`` (xs, ys)."""
 
     def __init__(self) -> None:
-        self.handles: dict[str, Any] = {}
         self.data: dict | None = None
-
-    def element(self) -> hv.Overlay:
-        zero = np.linspace(-1.0, 1.0, 3)
-        overlay = plots.landscape(zero, zero, np.zeros((3, 3)), None, title=LANDSCAPE_WAITING)
-        image, lines, trail, here = overlay.values()
-        return (image.opts(hooks=[self._hook("image")]) * lines.opts(hooks=[self._hook("contours")])
-                * trail.opts(hooks=[self._hook("path")]) * here).opts(
-            hv.opts.Overlay(height=330, responsive=True, title=LANDSCAPE_WAITING))
-
-    def _hook(self, key: str) -> Callable[[Any, hv.Element], None]:
-        def record(plot: Any, element: hv.Element) -> None:
-            self.handles[key] = plot.handles
-            if key == "path" and self.data is not None:  # drawn again (tab shown again): refill
-                self.show(self.data)
-        return record
+        # the slice's offsets are small multiples of the directions (often 1e-4 .. 1e-2): short scientific
+        # labels, few of them, else Bokeh writes 0.00100 and the like, which overlap beside the scene; the
+        # colour bar goes below, so the image keeps the narrow column's width
+        figure = bokeh_plotting.figure(
+            title=LANDSCAPE_WAITING, x_axis_label="a (gradient direction)", y_axis_label="b (last step direction)",
+            height=330, sizing_mode="stretch_width", margin=(5, 10), tools=LIVE_TOOLS, x_range=Range1d(-1.0, 1.0),
+            y_range=Range1d(-1.0, 1.0))
+        for axis in (figure.xaxis[0], figure.yaxis[0]):
+            axis.formatter = PrintfTickFormatter(format="%.1e")
+        figure.xaxis[0].ticker.desired_num_ticks = 3
+        self.color_mapper = LinearColorMapper(palette=Viridis256, low=0.0, high=1.0)
+        self.sources = {"image": ColumnDataSource({"image": [np.zeros((2, 2))], "x": [-1.0], "y": [-1.0],
+                                                   "dw": [2.0], "dh": [2.0]}),
+                        "contours": ColumnDataSource({"xs": [np.zeros(0)], "ys": [np.zeros(0)]}),
+                        "path": ColumnDataSource({"xs": [np.zeros(0)], "ys": [np.zeros(0)]})}
+        figure.image("image", x="x", y="y", dw="dw", dh="dh", source=self.sources["image"],
+                     color_mapper=self.color_mapper)
+        figure.multi_line("xs", "ys", source=self.sources["contours"], line_color="white", line_width=0.7,
+                          line_alpha=0.7)
+        figure.multi_line("xs", "ys", source=self.sources["path"], line_color="#ff7f0e", line_width=2,
+                          legend_label="iterate path")
+        figure.scatter([0.0], [0.0], marker="star", size=10, color="#ff7f0e", legend_label="current iterate")
+        figure.legend.location = "bottom_right"
+        figure.toolbar.logo = None
+        figure.add_layout(ColorBar(color_mapper=self.color_mapper, title="objective", orientation="horizontal",
+                                   formatter=PrintfTickFormatter(format="%.3g")), "below")
+        self.figure = figure
 
     def show(self, data: dict | None) -> None:
         """Write a slice {"a", "b", "E", "path"} (or an {"error": ...} / None) into the plot."""
-        if not all(k in self.handles for k in self.KEYS):
-            self.data = data
-            return
         self.data = data
-        figure = self.handles["image"]["plot"]
+        figure = self.figure
         with unlocked():
             if not data or "error" in data:
                 figure.title.text = (f"Loss landscape unavailable: {data['error']}" if data else LANDSCAPE_WAITING)
                 return
             a, b, E = np.asarray(data["a"]), np.asarray(data["b"]), np.asarray(data["E"])
-            image = self.handles["image"]
-            glyph = image["glyph"]
-            image["source"].data = {glyph.image: [E], glyph.x: [a[0]], glyph.y: [b[0]],
-                                    glyph.dw: [a[-1] - a[0]], glyph.dh: [b[-1] - b[0]]}
+            self.sources["image"].data = {"image": [E], "x": [a[0]], "y": [b[0]], "dw": [a[-1] - a[0]],
+                                          "dh": [b[-1] - b[0]]}
             finite = E[np.isfinite(E)]
             if len(finite):
-                image["color_mapper"].update(low=float(finite.min()), high=float(finite.max()))
+                self.color_mapper.update(low=float(finite.min()), high=float(finite.max()))
             lines = contour_path(a, b, E, levels=12)
-            glyph = self.handles["contours"]["glyph"]
-            self.handles["contours"]["source"].data = {glyph.xs: [lines[:, 0]], glyph.ys: [lines[:, 1]]}
+            self.sources["contours"].data = {"xs": [lines[:, 0]], "ys": [lines[:, 1]]}
             path = np.zeros((0, 2)) if data.get("path") is None else np.asarray(data["path"], dtype=float)
-            glyph = self.handles["path"]["glyph"]
-            self.handles["path"]["source"].data = {glyph.xs: [path[:, 0]], glyph.ys: [path[:, 1]]}
+            self.sources["path"].data = {"xs": [path[:, 0]], "ys": [path[:, 1]]}
             figure.x_range.update(start=float(a[0]), end=float(a[-1]))
             figure.y_range.update(start=float(b[0]), end=float(b[-1]))
             figure.title.text = LANDSCAPE_TITLE
@@ -178,12 +184,13 @@ def fig6_view(model: SessionModel, runner: SolveRunner, n: int = 61) -> hv.Overl
         hv.opts.Overlay(width=520, height=460))
 
 
-def landscape_plot(runner: SolveRunner) -> pn.pane.HoloViews:
+def landscape_plot(runner: SolveRunner) -> pn.pane.Bokeh:
     """The live loss-landscape slice around the current iterate, with the iterate's path (streamed
     by the runner; shown beside the scene)."""
     layers = LandscapeLayers()
     runner.landscape.add_subscriber(layers.show)
-    pane = pn.pane.HoloViews(layers.element(), css_classes=["landscape-plot"], min_width=300)
+    layers.figure.css_classes = ["landscape-plot"]  # on the figure: a Bokeh pane drops its own css classes
+    pane = pn.pane.Bokeh(layers.figure, min_width=300, sizing_mode="stretch_width")
     pane.layers = layers  # for tests
     return pane
 
@@ -225,9 +232,9 @@ def _placeholder(css: str, **layout: Any) -> pn.Column:
 
 
 def after_load(build: Callable[[], pn.viewable.Viewable], css: str, height: int) -> pn.Column:
-    """A holder whose content ``build()`` is built once the page has loaded (``pn.state.onload``): each
-    plot beside the scene costs the server ~0.3 s to build (HoloViews), so a new tab's page arrives
-    that much sooner and its scene and controls are usable while such parts follow. (Outside a server,
+    """A holder whose content ``build()`` is built once the page has loaded (``pn.state.onload``), for
+    parts below the fold that cost the server noticeable time to build: a new tab's page arrives that
+    much sooner and its scene and controls are usable while such parts follow. (Outside a server,
     e.g. in tests, Panel runs the callback at once.)"""
     holder = _placeholder(css, min_height=height)
     pn.state.onload(lambda: setattr(holder, "objects", [build()]))

@@ -34,7 +34,7 @@ def covers(rng, values) -> bool:
 
 def test_energy_plot_axes_follow_the_solve_and_skip_zero_terms():
     layers = EnergyLayers()
-    fig = hv.renderer("bokeh").get_plot(layers.element()).state
+    fig = layers.figure
     renderers_before = len(fig.renderers)
     it = np.arange(1.0, 500.0)
     frame = pd.DataFrame({"iteration": it, "objective": 3 + 1 / it, "kinetic": 2 + 0 * it, "nonlocal": 1 / it,
@@ -53,7 +53,7 @@ def test_energy_plot_axes_follow_the_solve_and_skip_zero_terms():
 
 def test_landscape_writes_the_slice_into_its_plot_quickly():
     layers = LandscapeLayers()
-    fig = hv.renderer("bokeh").get_plot(layers.element()).state
+    fig = layers.figure
     assert fig.title.text.startswith("Loss landscape: shown during")
     a = np.linspace(-0.3, 0.3, 21)
     b = np.linspace(-2.0, 5.0, 21)
@@ -65,12 +65,11 @@ def test_landscape_writes_the_slice_into_its_plot_quickly():
     print(f"one landscape update: {1000 * took:.1f} ms on the event loop")
     assert covers(fig.x_range, a) and covers(fig.y_range, b)
     assert fig.title.text == "Loss landscape at the iterate"
-    image = layers.handles["image"]
-    assert np.array_equal(image["source"].data["image"][0], E)
-    assert (image["color_mapper"].low, image["color_mapper"].high) == (E.min(), E.max())
-    contours = layers.handles["contours"]["source"].data
+    assert np.array_equal(layers.sources["image"].data["image"][0], E)
+    assert (layers.color_mapper.low, layers.color_mapper.high) == (E.min(), E.max())
+    contours = layers.sources["contours"].data
     assert np.isfinite(np.asarray(contours["xs"][0], dtype=float)).sum() > 50  # the level lines
-    trail = layers.handles["path"]["source"].data
+    trail = layers.sources["path"].data
     assert np.array_equal(trail["xs"][0], path[:, 0]) and np.array_equal(trail["ys"][0], path[:, 1])
     layers.show({"error": "ValueError: no"})
     assert fig.title.text == "Loss landscape unavailable: ValueError: no"
