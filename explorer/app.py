@@ -20,6 +20,7 @@ from panel.io.callbacks import PeriodicCallback  # noqa: E402
 
 from explorer.animation import AnimationJob  # noqa: E402
 from explorer.controls import Messages, build_sidebar, run_bar  # noqa: E402
+from explorer.gc_tuning import freeze_imports  # noqa: E402
 from explorer.help import help_panel  # noqa: E402
 from explorer.model import SessionModel  # noqa: E402
 from explorer.runner import SolveRunner  # noqa: E402
@@ -36,6 +37,7 @@ use_threads(1)
 pn.extension("tabulator", "katex", sizing_mode="stretch_width")
 hv.extension("bokeh", logo=False)
 hv.renderer("bokeh").webgl = False  # canvas rendering: WebGL without a GPU costs the browser's CPU
+freeze_imports()  # the first session's run: full garbage collections skip the imports' objects from now on
 
 
 def quiet_periodic(callback: Callable[[], None], period_ms: int) -> PeriodicCallback:
