@@ -28,7 +28,7 @@ from explorer.runs_tab import RunsTab, default_store  # noqa: E402
 from explorer.scene import SceneEditor  # noqa: E402
 from explorer.distributed_tab import distributed_tab  # noqa: E402
 from explorer.views import (acceleration_tab, after_load, energy_plot, fig6_tab, landscape_plot,  # noqa: E402
-                            lazy_tab, prime_text_panes)
+                            lazy_tab, prime_text_panes, when_loaded)
 from solver.run import use_threads  # noqa: E402
 
 # One thread for the solver (torch and the compiled kernels): on a small machine their worker threads
@@ -113,4 +113,4 @@ if __name__.startswith("bokeh"):
     # of the document after each: frozen, it collects them once (a new tab's page 0.4-0.9 s sooner)
     with pn.state.curdoc.models.freeze():
         app.servable()
-    pn.state.onload(lambda: prime_text_panes([app.sidebar, app.main]))
+    when_loaded(lambda: prime_text_panes([app.sidebar, app.main]))  # after the deferred parts: primes theirs too

@@ -2,6 +2,7 @@
 acceleration views, and tabs built when first opened (``lazy_tab``)."""
 from __future__ import annotations
 
+import weakref
 from typing import Any, Callable
 
 import bokeh.plotting as bokeh_plotting
@@ -10,6 +11,7 @@ import holoviews as hv
 import numpy as np
 import pandas as pd
 import panel as pn
+from bokeh.document import Document
 from bokeh.models import ColorBar, ColumnDataSource, LinearColorMapper, PrintfTickFormatter, Range1d
 from bokeh.palettes import Viridis256
 from panel.io.document import unlocked
@@ -231,13 +233,40 @@ def _placeholder(css: str, **layout: Any) -> pn.Column:
     return pn.Column(pn.pane.Markdown("Loading ..."), css_classes=[css], sizing_mode="stretch_width", **layout)
 
 
+#: Per session document, the work waiting for its page to load (``when_loaded``).
+_LOAD_WORK: "weakref.WeakKeyDictionary[Document, list[Callable[[], None]]]" = weakref.WeakKeyDictionary()
+
+
+def when_loaded(work: Callable[[], None]) -> None:
+    """Run ``work`` once the session's page has loaded, in registration order, with the session's other
+    such work under one frozen hold: each addition of models to a document makes Bokeh re-collect all
+    of them (~40-60 ms for a tab), so three parts added by three callbacks cost three collections, and
+    the next tab's request waited behind them. (Outside a server, e.g. in tests, it runs at once.)"""
+    doc = pn.state.curdoc
+    if doc is None:
+        work()
+        return
+    queue = _LOAD_WORK.get(doc)
+    first = queue is None
+    if first:
+        queue = _LOAD_WORK[doc] = []
+    queue.append(work)
+    if first:
+        pn.state.onload(lambda: _run_load_work(doc))
+
+
+def _run_load_work(doc: Document) -> None:
+    with pn.io.hold(doc, freeze=True):
+        for work in _LOAD_WORK.pop(doc, []):
+            work()
+
+
 def after_load(build: Callable[[], pn.viewable.Viewable], css: str, height: int) -> pn.Column:
-    """A holder whose content ``build()`` is built once the page has loaded (``pn.state.onload``), for
-    parts below the fold that cost the server noticeable time to build: a new tab's page arrives that
-    much sooner and its scene and controls are usable while such parts follow. (Outside a server,
-    e.g. in tests, Panel runs the callback at once.)"""
+    """A holder whose content ``build()`` is built once the page has loaded (``when_loaded``), for
+    parts below the fold or beside the scene: a new tab's page arrives sooner, smaller, and its scene
+    and controls are usable while such parts follow."""
     holder = _placeholder(css, min_height=height)
-    pn.state.onload(lambda: setattr(holder, "objects", [build()]))
+    when_loaded(lambda: setattr(holder, "objects", [build()]))
     return holder
 
 
@@ -257,7 +286,7 @@ def lazy_tab(tabs: pn.Tabs, title: str, build: Callable[[], pn.viewable.Viewable
 
 
 def prime_text_panes(areas: list[list[pn.viewable.Viewable]]) -> None:
-    """Re-render every text pane (Markdown, HTML, Alert) in ``areas`` once, when the page has loaded:
+    """Re-render every text pane (Markdown, HTML, Alert) in ``areas`` once (call it ``when_loaded``):
     Panel renders such a pane without its theme's default stylesheet and adds that at the pane's first
     update, and a changed stylesheet list makes Bokeh re-collect every model of the document (45 ms for
     one tab, 150 ms and more with solves running: in process, a person's first edit of eps cost the
