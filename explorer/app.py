@@ -71,7 +71,9 @@ def create_app() -> pn.template.FastListTemplate:
                   height=scene.pane.height + 90, sizing_mode="fixed"),
         pn.Column(after_load(lambda: landscape_plot(runner), "landscape-holder", 330),
                   after_load(lambda: energy_plot(runner), "energy-holder", 330),
-                  pn.pane.Markdown("**Obstacles** (edit cells; select a row to edit or delete it)"), scene.table,
+                  after_load(lambda: pn.Column(pn.pane.Markdown("**Obstacles** (edit cells; select a row to edit or "
+                                                                "delete it)"), scene.table, margin=0),
+                             "obstacles-holder", 120),
                   sizing_mode="stretch_width", min_width=300),
     )
     tabs = pn.Tabs(("Scene", scene_tab), ("Acceleration (1-D)", acceleration_tab(runner)), ("Help", help_panel()),

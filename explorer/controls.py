@@ -177,7 +177,8 @@ def parameter_widgets(model: SessionModel) -> pn.Column:
 
 
 def scene_widgets(model: SessionModel, scene: SceneEditor, messages: Messages) -> pn.Column:
-    """Draw mode, obstacles, generators, CSV upload and the target kind."""
+    """Draw mode, undo / redo, obstacles and the brush; below them (built once the page has loaded)
+    ``points_widgets``."""
     # one button per row: side by side, five modes in the sidebar's width cut their labels short
     mode = pn.widgets.RadioButtonGroup.from_param(scene.param.mode, css_classes=["mode-select"],
                                                   orientation="vertical", button_type="primary",
@@ -211,7 +212,17 @@ def scene_widgets(model: SessionModel, scene: SceneEditor, messages: Messages) -
     redo.on_click(lambda _e: history.redo())
     history.param.watch(lambda e: setattr(undo, "disabled", not e.new), "can_undo")
     history.param.watch(lambda e: setattr(redo, "disabled", not e.new), "can_redo")
+    return pn.Column(
+        pn.pane.Markdown("**Click on the scene to**"), mode, scene.hint, pn.Row(undo, redo),
+        delete_points, pn.Row(shape, radius), delete,
+        pn.Card(paint_which, pn.Row(spacing, width), title="Brush (paint mode)", collapsed=False,
+                css_classes=["brush-card"]),
+        after_load(lambda: points_widgets(model, messages), "points-holder", 400),
+    )
 
+
+def points_widgets(model: SessionModel, messages: Messages) -> pn.Column:
+    """Generated point clouds, CSV upload, the target kind and its parameters, clearing points."""
     which = pn.widgets.RadioButtonGroup(options=["source", "target"], value="source", name="points of",
                                         css_classes=["generate-which"])
     kind = pn.widgets.Select(name="shape", options=list(GENERATORS), value="grid", css_classes=["generate-kind"])
@@ -249,17 +260,13 @@ def scene_widgets(model: SessionModel, scene: SceneEditor, messages: Messages) -
     clear_source = pn.widgets.Button(name="Clear source points", css_classes=["clear-source"])
     clear_source.on_click(lambda _e: model.set_points("source", model.source[:0]))
     return pn.Column(
-        pn.pane.Markdown("**Click on the scene to**"), mode, scene.hint, pn.Row(undo, redo),
-        delete_points, pn.Row(shape, radius), delete,
-        pn.Card(paint_which, pn.Row(spacing, width), title="Brush (paint mode)", collapsed=False,
-                css_classes=["brush-card"]),
         pn.Card(which, pn.Row(kind, count), pn.Row(seed, scale), pn.Row(cx, cy), generate,
                 title="Generate points", collapsed=False, css_classes=["generator-card"]),
         pn.Card(pn.pane.Markdown("One point per row (x,y), optional header."),
                 pn.Row(pn.Column(pn.pane.Markdown("source:"), source_csv),
                        pn.Column(pn.pane.Markdown("target:"), target_csv)),
                 title="Load points from CSV", collapsed=True),
-        target_kind, target_params, pn.Row(clear_source, clear_target),
+        target_kind, target_params, pn.Row(clear_source, clear_target), margin=0,
     )
 
 
@@ -464,8 +471,9 @@ def build_sidebar(model: SessionModel, runner: SolveRunner, scene: SceneEditor,
     return [
         preset, summary, lock.token,
         pn.Card(scene_widgets(model, scene, messages), title="Scene", css_classes=["scene-card"]),
-        pn.Card(parameter_widgets(model), title="Parameters", css_classes=["parameter-card"]),
         # below the fold: built once the page has loaded (a new tab opens sooner)
+        after_load(lambda: pn.Card(parameter_widgets(model), title="Parameters", css_classes=["parameter-card"]),
+                   "parameter-holder", 600),
         after_load(lambda: pn.Card(export_widgets(model, runner, messages, lock),
                                    animation_widgets(model, runner, animation), share_link(model),
                                    title="Export / import", css_classes=["export-card"]),

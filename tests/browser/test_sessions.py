@@ -2,6 +2,7 @@
 growing memory in the server (measured in the server process through /proc)."""
 from __future__ import annotations
 
+import os
 import time
 from pathlib import Path
 from typing import Iterator
@@ -73,11 +74,13 @@ def test_closed_sessions_leave_no_threads_and_no_growing_memory(app_server, _bro
 
 #: Issue 11's bounds on a quiet machine: a second tab usable within 2 s, an eps change shown in its own
 #: tab within 1 s at the 95th percentile with 8 tabs solving. What this 2-core machine measured quiet
-#: (`python -m explorer.bench_sessions --tabs 8`, three runs, README): a second tab after 3.1-3.2 s (not
-#: met), round trips a median 0.27-0.28 s and a 95th percentile 0.44-1.04 s. Here the browser, the
-#: server with 8 solves and this test share the 2 cores right after the other browser tests (CI: a fresh
-#: clone's first run of everything), so the test allows twice those figures and reports what it measured.
-SECOND_TAB_BOUND_S, ROUND_TRIP_P95_BOUND_S = 8.0, 2.0
+#: (`python -m explorer.bench_sessions --tabs 8`, README): a second tab usable after 1.5 s (complete,
+#: the parts built after load drawn too, after 2.5 s); round trips a median 0.28-0.34 s, a 95th
+#: percentile 0.52-0.81 s. Here the browser, the server with 8 solves and this test share the 2 cores
+#: right after the other browser tests; in CI (a fresh clone's first run of everything, nothing warm)
+#: the test allows twice the issue's figures, elsewhere the second tab must meet them.
+SECOND_TAB_BOUND_S = 4.0 if os.environ.get("CI") else 2.0
+ROUND_TRIP_P95_BOUND_S = 2.0
 
 
 @pytest.fixture
@@ -105,7 +108,7 @@ def test_a_second_tab_opens_and_eight_solving_tabs_answer(served_as_people_serve
 
     person = _browser.new_context(viewport={"width": 1600, "height": 1000})
     _open(person, app_url)
-    second = _open(person, app_url)[1]
+    _, second, complete = _open(person, app_url)
     person.close()
     contexts, pages = [], []
     for _ in range(8):
@@ -127,7 +130,7 @@ def test_a_second_tab_opens_and_eight_solving_tabs_answer(served_as_people_serve
             box.press("Enter")
             trips.append(_summary_shows(page, f"{float(value):g}", started))
     median, p95 = _median_and_p95(trips)
-    measured(f"second tab usable after {second:.2f} s; 8 tabs solving: eps change -> own summary median "
+    measured(f"second tab usable after {second:.2f} s, complete after {complete:.2f} s; 8 tabs solving: eps change -> own summary median "
              f"{median:.2f} s, 95th percentile {p95:.2f} s ({len(trips)} changes)")
     for page in pages:
         page.goto("about:blank")
