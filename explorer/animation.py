@@ -11,22 +11,20 @@ import io
 import os
 import tempfile
 import threading
-from typing import Callable
+from typing import TYPE_CHECKING, Callable
 
-import matplotlib
+import numpy as np
+import param
 
-matplotlib.use("Agg")
-import imageio.v2 as imageio  # noqa: E402
-import matplotlib.pyplot as plt  # noqa: E402
-from matplotlib.collections import LineCollection  # noqa: E402
-import numpy as np  # noqa: E402
-import param  # noqa: E402
+from solver.paths import at_time
 
-from solver.paths import at_time  # noqa: E402
+from . import plots
+from .exports import pyplot
+from .model import SessionModel
+from .scene import scene_bounds
 
-from . import plots  # noqa: E402
-from .model import SessionModel  # noqa: E402
-from .scene import scene_bounds  # noqa: E402
+if TYPE_CHECKING:
+    from matplotlib.axes import Axes
 
 FORMATS = ("gif", "mp4")
 #: Frames of an animation (t from 0 to 1) and frames per second: a 4 s clip.
@@ -45,6 +43,7 @@ def render_animation(model: SessionModel, states: np.ndarray, fmt: str, frames: 
         raise ValueError(f"animation format: must be one of {', '.join(FORMATS)} (got {fmt!r})")
     if states is None or len(states) == 0:
         raise ValueError("animation: there are no trajectories yet; run a solve first")
+    plt = pyplot()
     dim = model.dim
     fig, ax = plt.subplots(figsize=(SIZE / 100, SIZE / 100), dpi=100)
     _draw_background(ax, model, states)
@@ -74,13 +73,16 @@ def render_animation(model: SessionModel, states: np.ndarray, fmt: str, frames: 
     return _encode(images, fmt, fps)
 
 
-def _draw_background(ax: plt.Axes, model: SessionModel, states: np.ndarray) -> None:
+def _draw_background(ax: Axes, model: SessionModel, states: np.ndarray) -> None:
     """Obstacles, target points, the trajectories (faint) and the sources, with fixed limits."""
+    from matplotlib.collections import LineCollection
+    from matplotlib.patches import Polygon
+
     dim = model.dim
     kx, ky = plots.scene_axes(dim)
     for shape in model.obstacle_shapes() if dim >= 2 else []:
         if shape is not None:
-            ax.add_patch(plt.Polygon(shape.outline(), closed=True, color="#bbbbbb", alpha=0.6))
+            ax.add_patch(Polygon(shape.outline(), closed=True, color="#bbbbbb", alpha=0.6))
     ax.add_collection(LineCollection(plots.trajectory_xy(states, dim), colors=plots.TRAJ_COLOR, alpha=0.3,
                                      linewidths=0.7))
     if model.edits_points and len(model.target_points):
@@ -93,6 +95,8 @@ def _draw_background(ax: plt.Axes, model: SessionModel, states: np.ndarray) -> N
 
 
 def _encode(images: list[np.ndarray], fmt: str, fps: int) -> bytes:
+    import imageio.v2 as imageio  # at the first animation: not on the server's path to its first tab
+
     if fmt == "gif":
         buffer = io.BytesIO()
         imageio.mimwrite(buffer, images, format="GIF", duration=1000 / fps, loop=0)

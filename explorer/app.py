@@ -26,7 +26,6 @@ from explorer.model import SessionModel  # noqa: E402
 from explorer.runner import SolveRunner  # noqa: E402
 from explorer.runs_tab import RunsTab, default_store  # noqa: E402
 from explorer.scene import SceneEditor  # noqa: E402
-from explorer.distributed_tab import distributed_tab  # noqa: E402
 from explorer.views import (acceleration_tab, after_load, energy_plot, fig6_tab, landscape_plot,  # noqa: E402
                             lazy_tab, prime_text_panes, when_loaded)
 from solver.run import use_threads  # noqa: E402
@@ -79,7 +78,14 @@ def create_app() -> pn.template.FastListTemplate:
     tabs = pn.Tabs(("Scene", scene_tab), ("Acceleration (1-D)", acceleration_tab(runner)), ("Help", help_panel()),
                    dynamic=True, css_classes=["main-tabs"], sizing_mode="stretch_width")
     lazy_tab(tabs, "Fig. 6 landscape", lambda: fig6_tab(model, runner), "fig6-holder")
-    lazy_tab(tabs, "Distributed control", distributed_tab, "distributed-holder")
+
+    def distributed() -> pn.Column:
+        # imported when first opened: its solvers' imports (SciPy's optimizers and more, ~0.25 s) would
+        # otherwise delay the server's first tab
+        from explorer.distributed_tab import distributed_tab
+        return distributed_tab()
+
+    lazy_tab(tabs, "Distributed control", distributed, "distributed-holder")
 
     periodic = []
 
