@@ -73,9 +73,8 @@ def _median_and_p95(values: list[float]) -> tuple[float, float]:
 #: What a tab shows first (the page is usable): the scene drawn and the Run button.
 USABLE = (".scene-plot canvas", ".run-button button")
 #: What follows once the page has loaded (``explorer.views.after_load``): the plots beside the scene, the
-#: sidebar's parameters and point generators, the obstacle table.
-COMPLETE = (".landscape-plot canvas", ".energy-plot canvas", ".eps-input input", ".generator-card",
-            ".obstacles-holder .tabulator")
+#: sidebar's parameters and point generators.
+COMPLETE = (".landscape-plot canvas", ".energy-plot canvas", ".eps-input input", ".generator-card")
 
 
 def _open(context, url: str) -> tuple:
