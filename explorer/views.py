@@ -1,5 +1,6 @@
-"""Live plot panes of one session: energies, the loss landscape beside the scene, Fig. 6, the 1-D
-acceleration views, and tabs built when first opened (``lazy_tab``)."""
+"""Live plot panes of one session: energies and the loss landscape beside the scene (plain Bokeh
+figures written in place), Fig. 6, the 1-D acceleration views; parts of a page built once it has
+loaded (``after_load``, ``when_loaded``) and tabs built when first opened (``lazy_tab``)."""
 from __future__ import annotations
 
 import weakref
@@ -40,7 +41,7 @@ LIVE_TOOLS = "pan,wheel_zoom,box_zoom,save,reset"
 
 class EnergyLayers:
     """The energy plot, a Bokeh figure written in place: ``show(data)`` takes the runner's energy frame
-    (columns ``ENERGY_COLUMNS``) and draws each term against the iteration, non-positive values left
+    (columns ``runner.ENERGY_COLUMNS``) and draws each term against the iteration, non-positive values left
     out (log axis), the axes framed around what is drawn. Plain Bokeh, not HoloViews: a HoloViews
     render of its four curves costs ~70 ms of the server's event loop per update and ~0.3 s per new
     browser tab; building the figure costs a few ms and a write about one. Each curve's data source
@@ -52,7 +53,7 @@ class EnergyLayers:
             title="Energies (log scale)", y_axis_type="log", x_axis_label="iteration", y_axis_label="energy",
             height=330, sizing_mode="stretch_width", margin=(5, 10), tools=LIVE_TOOLS, x_range=Range1d(0.0, 1.0),
             y_range=Range1d(0.1, 10.0))
-        self.sources = {}
+        self.sources: dict[str, ColumnDataSource] = {}
         for term in plots.ENERGY_TERMS:
             self.sources[term] = ColumnDataSource({"iteration": np.zeros(0), "energy": np.zeros(0)})
             self.figure.line("iteration", "energy", source=self.sources[term], color=plots.ENERGY_COLORS[term],

@@ -1,6 +1,7 @@
-"""The explorer's live plots follow their data: render each DynamicMap to Bokeh (no browser), send
-frames through its stream and check the figure's ranges and renderers. (Issue 11: the energy plot kept
-its first, empty frame's axes 0..1 while its sources held the curves.)"""
+"""The explorer's live plots follow their data (no browser): the energy and landscape figures after a
+write, the distributed tab's DynamicMaps rendered to Bokeh and fed through their streams; each checks
+the figure's ranges and renderers. (Issue 11: the energy plot kept its first, empty frame's axes 0..1
+while its sources held the curves.)"""
 from __future__ import annotations
 
 import time
