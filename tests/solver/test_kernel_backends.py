@@ -104,3 +104,22 @@ def test_automatic_choice():
     with pytest.raises(ValueError, match="backend must be one of"):
         with kernels.backend("magic"):
             pass
+
+
+@pytest.mark.parametrize("dim", [1, 2, 3])
+def test_the_install_step_compiles_what_solves_call(dim):
+    """``cells.compile_kernels`` (run by ``make install``) compiles every signature the cells backend's
+    sums, Hessian blocks and Hessian-vector products call with: a later solve compiles nothing (a
+    compile costs seconds inside a first solve)."""
+    from solver.kernels import cells
+
+    cells.compile_kernels()
+    compiled = {kernel: len(kernel.signatures) for kernel in (cells._sums, cells._hessians)}
+    x, z, a, b = clouds(dim, 7)
+    s = 0.3
+    with kernels.backend("cells"):
+        kernels.sums(x, z, b, s)
+        kernels.sums(x, x, a, s, want_grad=False)
+        kernels.hessian_blocks(x, z, b, s)
+        kernels.self_products(x, a, s, torch.ones_like(x))
+    assert {kernel: len(kernel.signatures) for kernel in compiled} == compiled
