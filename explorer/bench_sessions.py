@@ -4,10 +4,10 @@ Serves the app (``panel serve`` on a free local port) and, in headless Chromium 
 ``/usr/bin/chromium`` or ``MFC_CHROMIUM``), times a second tab of one browser (shared cache) until it is
 usable (scene drawn, Run button shown) and complete (the parts built after the page loaded drawn too);
 then opens ``--tabs`` tabs one after another, each in a browser context of its own (a person each, cold
-cache), timing each the same way; then starts a solve in every tab (the paper's gradient descent, so they run for a while) and changes eps in each tab ``--rounds``
-times, timing each change until its own tab's scene summary shows it. Prints the open times and the
-round trips' median and 95th percentile. A measurement, not a test: it needs the test extras
-(Playwright) and a browser.
+cache), timing each the same way; then starts a solve in every tab (the paper's gradient descent, so
+they run for a while) and changes eps in each tab ``--rounds`` times, timing each change until its own
+tab's scene summary shows it. Prints the open times and the round trips' median and 95th percentile.
+A measurement, not a test: it needs the test extras (Playwright) and a browser.
 """
 from __future__ import annotations
 

@@ -12,15 +12,11 @@ from __future__ import annotations
 
 import gc
 
-_frozen = False
-
 
 def freeze_imports() -> None:
     """Collect once, then freeze everything alive (the imported modules' objects). Only the first call
-    in a process does anything: later calls would freeze open sessions' objects, which then could never
-    be collected after their tabs close."""
-    global _frozen
-    if not _frozen:
+    in a process does anything (nothing is frozen yet): later calls would freeze open sessions' objects,
+    which then could never be collected after their tabs close."""
+    if gc.get_freeze_count() == 0:
         gc.collect()
         gc.freeze()
-        _frozen = True

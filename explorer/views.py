@@ -31,7 +31,6 @@ def energy_plot(runner: SolveRunner) -> pn.pane.Bokeh:
     layers.show(runner.energies.data)
     layers.figure.css_classes = ["energy-plot"]  # on the figure: a Bokeh pane drops its own css classes
     pane = pn.pane.Bokeh(layers.figure, min_width=300, sizing_mode="stretch_width")
-    pane.layers = layers  # for tests
     return pane
 
 
@@ -48,7 +47,6 @@ class EnergyLayers:
     has the columns ``iteration`` and ``energy``."""
 
     def __init__(self) -> None:
-        self.data: pd.DataFrame | None = None
         self.figure = bokeh_plotting.figure(
             title="Energies (log scale)", y_axis_type="log", x_axis_label="iteration", y_axis_label="energy",
             height=330, sizing_mode="stretch_width", margin=(5, 10), tools=LIVE_TOOLS, x_range=Range1d(0.0, 1.0),
@@ -63,7 +61,6 @@ class EnergyLayers:
         self.figure.toolbar.logo = None
 
     def show(self, data: pd.DataFrame | None) -> None:
-        self.data = data
         if data is None:
             return
         iterations = data["iteration"].to_numpy(dtype=float) if len(data) else np.zeros(0)
@@ -92,7 +89,6 @@ class LandscapeLayers:
     ``contours`` and ``path`` (xs, ys)."""
 
     def __init__(self) -> None:
-        self.data: dict | None = None
         # the slice's offsets are small multiples of the directions (often 1e-4 .. 1e-2): short scientific
         # labels, few of them, else Bokeh writes 0.00100 and the like, which overlap beside the scene; the
         # colour bar goes below, so the image keeps the narrow column's width
@@ -123,7 +119,6 @@ class LandscapeLayers:
 
     def show(self, data: dict | None) -> None:
         """Write a slice {"a", "b", "E", "path"} (or an {"error": ...} / None) into the plot."""
-        self.data = data
         figure = self.figure
         with unlocked():
             if not data or "error" in data:
@@ -194,7 +189,6 @@ def landscape_plot(runner: SolveRunner) -> pn.pane.Bokeh:
     runner.landscape.add_subscriber(layers.show)
     layers.figure.css_classes = ["landscape-plot"]  # on the figure: a Bokeh pane drops its own css classes
     pane = pn.pane.Bokeh(layers.figure, min_width=300, sizing_mode="stretch_width")
-    pane.layers = layers  # for tests
     return pane
 
 
