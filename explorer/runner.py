@@ -50,9 +50,20 @@ PATH_KEEP = 200  # iterates kept for the landscape's path (each N x M x d number
 TERMINAL_PATH_KEEP = 5000  # terminal positions kept for Fig. 6's path (a long solve stays bounded)
 ENERGY_COLUMNS = ["iteration", "objective", "kinetic", "nonlocal", "obstacle"]
 ENERGY_PLOT_ROWS = 2000
-#: The landscape thread waits so that it uses at most this share of a core: a slice takes ~0.03 s at
-#: N = 50 (refreshed every ``landscape_interval``), ~0.4 s at N = 500 (then every ~1.3 s).
-LANDSCAPE_CPU_SHARE = 0.3  # the energy plot shows 2,000 to 4,000 evenly spread reports of a solve
+#: The landscape thread waits so that it uses at most this share of a core, and sizes each slice's grid
+#: so that a slice takes this share of ``LANDSCAPE_PERIOD``: in the browser a new slice every 0.4-0.9 s
+#: (Fig. 4 solving; issue 11 asks at least one a second; slices vary by half with the solver threads'
+#: share of the interpreter, and the loop waits at least ``landscape_interval``), at any N whose smallest
+#: grid (7 x 7) fits in that time (N = 500: ~0.4 s a slice, every ~1.3 s).
+LANDSCAPE_CPU_SHARE, LANDSCAPE_PERIOD = 0.3, 0.4
+
+
+def next_budget(budget: float, took: float, most: float) -> float:
+    """The next landscape slice's evaluation budget (at most ``most``): the last one's scaled so that a
+    slice takes ``LANDSCAPE_CPU_SHARE * LANDSCAPE_PERIOD`` seconds in all. ``path_landscape`` sizes its
+    grid from one timed evaluation, which leaves out its gradient and the solver threads' share of the
+    interpreter; measured slices put those in."""
+    return min(most, budget * LANDSCAPE_CPU_SHARE * LANDSCAPE_PERIOD / max(took, 1e-6))
 
 
 def solve_parameters(problem: solver.Problem) -> str:
@@ -448,6 +459,8 @@ class SolveRunner(param.Parameterized):
         live change replaces)."""
         objective = None
         next_time = time.perf_counter() + 1.0
+        # seconds of grid evaluations for the next slice
+        budget = min(self.landscape_budget, LANDSCAPE_CPU_SHARE * LANDSCAPE_PERIOD)
         while not control.stopped and self.running:
             if time.perf_counter() < next_time or control.paused or CORES.busy:
                 time.sleep(0.1)
@@ -459,24 +472,26 @@ class SolveRunner(param.Parameterized):
                 objective = solver.Objective(problem)
             started = time.perf_counter()
             try:
-                result = self.compute_landscape(objective)
+                result = self.compute_landscape(objective, budget)
             except Exception as err:  # never kill the session for a diagnostic plot
                 result = {"error": f"{type(err).__name__}: {err}"}
             if result is not None:
                 with self._lock:
                     self._landscape_result = result
             took = time.perf_counter() - started
+            if result is not None and "error" not in result:
+                budget = next_budget(budget, took, self.landscape_budget)
             # at most LANDSCAPE_CPU_SHARE of a core: the solve and the page come first (large N)
             next_time = time.perf_counter() + max(live_period(self.landscape_interval),
                                                   took * (1 / LANDSCAPE_CPU_SHARE - 1))
 
-    def compute_landscape(self, objective: solver.Objective) -> dict[str, Any] | None:
-        """``solver.landscape.path_landscape`` around the latest iterate, through the recent path;
-        None before two iterates."""
+    def compute_landscape(self, objective: solver.Objective, budget: float) -> dict[str, Any] | None:
+        """``solver.landscape.path_landscape`` around the latest iterate, through the recent path, its
+        grid's evaluations sized to ``budget`` seconds; None before two iterates."""
         shape = (objective.problem.N, objective.problem.M, objective.problem.source.shape[1])
         with self._lock:  # (a live change may have just replaced the problem: keep iterates that fit)
             path = [p for p in self.path if p.size == math.prod(shape)]
         if len(path) < 2:
             return None
         iterates = [objective.variables_from_positions(torch.as_tensor(p.reshape(shape))) for p in path]
-        return path_landscape(objective, iterates, budget=self.landscape_budget)
+        return path_landscape(objective, iterates, budget=budget)

@@ -268,3 +268,14 @@ def test_distributed_worker_applies_only_the_newest_request():
     assert {generation for generation, _ in applied} == {newest}
     worker.close()
     assert not worker.alive
+
+
+def test_landscape_slices_are_sized_to_their_share_of_the_refresh_period():
+    """A slice that took twice its share of ``LANDSCAPE_PERIOD`` halves the next one's evaluation
+    budget, a quick one doubles it up to the cap: the thread converges to a slice per period."""
+    from explorer.runner import LANDSCAPE_CPU_SHARE, LANDSCAPE_PERIOD, next_budget
+
+    share = LANDSCAPE_CPU_SHARE * LANDSCAPE_PERIOD
+    assert next_budget(0.4, 2 * share, 1.0) == pytest.approx(0.2)
+    assert next_budget(0.1, share / 2, 1.0) == pytest.approx(0.2)
+    assert next_budget(0.4, share / 10, 0.4) == 0.4  # never above the cap
