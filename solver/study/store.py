@@ -86,12 +86,24 @@ class RunStore:
         except OSError as err:
             raise ProblemError("--store", f"cannot create {self.folder} ({err.strerror}); choose a writable folder") from None
         self.db = self.folder / "runs.sqlite"
-        con = sqlite3.connect(self.db, timeout=BUSY_TIMEOUT)
-        try:
-            con.execute("PRAGMA journal_mode=WAL")  # readers never wait for a writer
-            con.executescript(SCHEMA)
-        finally:
-            con.close()
+        deadline = time.monotonic() + BUSY_TIMEOUT
+        while True:
+            con = sqlite3.connect(self.db, timeout=BUSY_TIMEOUT)
+            try:
+                # readers never wait for a writer; the mode stays in the file, so only the store's first
+                # opener switches it. Two processes opening a new store at once can both try, and SQLite
+                # answers the loser "database is locked" at once, without waiting (a CI sweep test failed
+                # so): it tries again, and then finds the mode set
+                if con.execute("PRAGMA journal_mode").fetchone()[0] != "wal":
+                    con.execute("PRAGMA journal_mode=WAL")
+                con.executescript(SCHEMA)
+                break
+            except sqlite3.OperationalError as err:
+                if "locked" not in str(err) or time.monotonic() > deadline:
+                    raise
+            finally:
+                con.close()
+            time.sleep(0.05)
 
     @contextmanager
     def _connect(self, write: bool = False) -> Iterator[sqlite3.Connection]:
