@@ -41,7 +41,7 @@ from .reduced import ReducedObjective, reducible
 from .registry import OPTIMIZERS
 from .steering import KineticPreconditioner, quadratic_structure, steering_coordinates
 from .steps import Step, per_particle_grad_norm
-from .trust_region import STRUCTURED_VARS, trust_region
+from .trust_region import STRUCTURED_VARS, plateau_tolerance, trust_region
 
 #: From a rough start in the terminal states (a continuum target's quasi-random quantization, which
 #: L-BFGS then moves far) the local solve also tries a reassignment at its first Newton iteration and
@@ -552,7 +552,10 @@ def _polished(objective: Objective | ReducedObjective, x: torch.Tensor, spec: Op
 def _rounds(objective: Objective | ReducedObjective, x: torch.Tensor, spec: OptimizerSpec, label: str,
             counters: list[int], rough: bool) -> Generator[Step, None, Step]:
     """``_polished``'s rounds of local solve and reassignment on one objective; returns the last step of
-    the best round."""
+    the best round. Rounds end when a reassignment no longer lowers the objective, or (where the
+    plateau rule applies, ``trust_region.plateau_tolerance``) when a whole round gained at most the
+    plateau: at N = 3,000 samples every reassignment still found a little (32 rounds of ~3e-6 each in
+    120 s)."""
     best: Step | None = None
     rounds = 0
     while x is not None:
@@ -567,8 +570,11 @@ def _rounds(objective: Objective | ReducedObjective, x: torch.Tensor, spec: Opti
                 best = last
             x = moved
         else:
-            if best is not None and last.energies["objective"] >= best.energies["objective"]:
+            f = last.energies["objective"]
+            if best is not None and f >= best.energies["objective"]:
                 return best
+            if best is not None and best.energies["objective"] - f <= plateau_tolerance(objective, spec) * abs(f):
+                return last  # the round (a reassignment and its local solve) gained less than the plateau
             best = last
             x = reassign(objective, last.variables)
         rounds += 1

@@ -47,7 +47,9 @@ def auto_delta(N: int, state_dim: int, exponent: float = DELTA_EXPONENT) -> floa
 class OptimizerSpec:
     """How to minimize: ``method`` (a name in ``OPTIMIZERS``), ``lr`` (learning rate of gd/adam; None
     picks the paper's scaling), iteration and wall-clock limits, and the stopping tolerances
-    (``gtol`` on the largest per-particle gradient N |dE/dy|, ``rtol`` on the relative decrease)."""
+    (``gtol`` on the largest per-particle gradient N |dE/dy|, ``rtol`` on the relative decrease;
+    ``plateau`` on the relative decrease over the last ``trust_region.PLATEAU_WINDOW`` Newton iterations
+    of the robust and local methods, 0 to solve to ``gtol``)."""
 
     method: str = "robust"
     lr: float | None = None
@@ -55,11 +57,12 @@ class OptimizerSpec:
     time_limit: float = 60.0
     gtol: float = 1e-9
     rtol: float = 1e-10
+    plateau: float = 3e-6
 
     @classmethod
     def from_spec(cls, spec: Any) -> "OptimizerSpec":
         o = mapping(spec if spec is not None else {}, "optimizer", '{"method": "robust"}')
-        check_keys(o, ("method", "lr", "max_iter", "time_limit", "gtol", "rtol"), "optimizer")
+        check_keys(o, ("method", "lr", "max_iter", "time_limit", "gtol", "rtol", "plateau"), "optimizer")
         d = cls()
         method = o.get("method", d.method)
         OPTIMIZERS[method]  # an unknown name raises, listing the registered ones
@@ -67,11 +70,13 @@ class OptimizerSpec:
         return cls(method, lr, number(o, "max_iter", "optimizer.max_iter", d.max_iter, minimum=1, integer=True),
                    number(o, "time_limit", "optimizer.time_limit", d.time_limit, positive=True),
                    number(o, "gtol", "optimizer.gtol", d.gtol, minimum=0.0),
-                   number(o, "rtol", "optimizer.rtol", d.rtol, minimum=0.0))
+                   number(o, "rtol", "optimizer.rtol", d.rtol, minimum=0.0),
+                   number(o, "plateau", "optimizer.plateau", d.plateau, minimum=0.0))
 
     def to_spec(self) -> dict[str, Any]:
         return {"method": self.method, "lr": self.lr, "max_iter": self.max_iter,
-                "time_limit": self.time_limit, "gtol": self.gtol, "rtol": self.rtol}
+                "time_limit": self.time_limit, "gtol": self.gtol, "rtol": self.rtol,
+                "plateau": self.plateau}
 
 
 @dataclass(frozen=True)
