@@ -9,6 +9,7 @@ import pytest
 import torch
 
 from solver import ProblemError, problem_from_dict, solve
+from solver.run import solve_iter
 from solver.reduced import ReducedObjective
 from solver.trust_region import PLATEAU_MIN_VARS, PLATEAU_WINDOW, DenseSystem, block_metric, trust_region
 
@@ -86,3 +87,22 @@ def test_the_plateau_does_not_end_a_solve_from_a_far_start():
 def test_a_negative_plateau_is_refused_naming_the_field():
     with pytest.raises(ProblemError, match="optimizer.plateau"):
         problem_from_dict(samples(10, plateau=-1.0))
+
+
+def test_reassignment_rounds_go_on_only_while_a_round_gains_more_than_the_plateau():
+    """N = 1,200 samples: each round (a reassignment and its local solve) that was followed by another
+    gained more than plateau |E| over the round before; the last gained at most that (or nothing). Without
+    the rule on rounds this run went on to 5 rounds (12 s instead of 8 s, 7e-7 lower): every
+    reassignment still found a little."""
+    p = problem_from_dict(samples(1200))
+    ends: dict[str, float] = {}
+    for snap in solve_iter(p, every=10**9):
+        if snap.status is None and "newton" in snap.phase:
+            ends[snap.phase] = snap.objective  # insertion order: the rounds in turn
+    assert snap.status == "converged"
+    rounds = list(ends.values())
+    assert len(rounds) >= 2  # at least one reassignment round to judge
+    tolerance = p.optimizer.plateau
+    for before, after in zip(rounds[:-2], rounds[1:-1]):
+        assert before - after > tolerance * abs(after)
+    assert rounds[-2] - rounds[-1] <= tolerance * abs(rounds[-1])
