@@ -36,6 +36,7 @@ systems are factored in single precision (``DenseSystem``): the digits it would 
 from __future__ import annotations
 
 import math
+from collections import deque
 from typing import Callable, Iterator
 
 from .lazy import torch
@@ -138,13 +139,15 @@ class DenseSystem:
         torch.linalg.cholesky_ex(L, out=(L, self._info))
         if int(self._info) != 0:
             return None
+
+        def solve(v: "torch.Tensor") -> "torch.Tensor":
+            return torch.cholesky_solve(v.reshape(-1, 1).to(L.dtype), L).to(v.dtype).reshape(v.shape)
         if not self.single:
-            return lambda v: torch.cholesky_solve(v.reshape(-1, 1), L).reshape(v.shape)
+            return solve
 
         def refined(v: "torch.Tensor") -> "torch.Tensor":
-            x = torch.cholesky_solve(v.reshape(-1, 1).to(L.dtype), L).to(v.dtype).reshape(v.shape)
-            residual = v - self.product(x) - mu * _apply(self.M, x.reshape(N, D)).reshape(v.shape)
-            return x + torch.cholesky_solve(residual.reshape(-1, 1).to(L.dtype), L).to(v.dtype).reshape(v.shape)
+            x = solve(v)
+            return x + solve(v - self.product(x) - mu * _apply(self.M, x.reshape(N, D)).reshape(v.shape))
         return refined
 
 
@@ -305,7 +308,7 @@ def steihaug(hv, g: "torch.Tensor", P: "torch.Tensor", M: "torch.Tensor", radius
             return p + _to_boundary(p, d, M, radius) * d, True, k
         alpha = rz / dHd
         trial = p + alpha * d
-        if math.sqrt(max(_dot(trial, _apply(M, trial)), 0.0)) >= radius:
+        if _length(trial, M) >= radius:
             return p + _to_boundary(p, d, M, radius) * d, True, k
         p = trial
         r = r + alpha * Hd
@@ -346,8 +349,9 @@ def trust_region(objective: "ReducedObjective | Objective", x0: "torch.Tensor", 
     adaptive = to_gtol and x.numel() > ADAPTIVE_MIN_VARS  # there, after the first step, the shift adapts
     moved = True  # whether x changed since the Hessian was computed (a rejected step keeps it)
     plateau = plateau_tolerance(objective, spec)
-    recent = [f]  # the objective after each of the last PLATEAU_WINDOW iterations, and before them
-    moves = []  # the longest move of a particle in each of the last PLATEAU_WINDOW iterations
+    # the objective after each of the last PLATEAU_WINDOW iterations and before them, and the longest move
+    # of a particle in each of those iterations
+    recent, moves = deque([f], maxlen=PLATEAU_WINDOW + 1), deque(maxlen=PLATEAU_WINDOW)
     while True:
         it += 1
         if moved and parts is not None:
@@ -362,7 +366,7 @@ def trust_region(objective: "ReducedObjective | Objective", x0: "torch.Tensor", 
         elif moved:
             curvature = objective.curvature(x)
             P, M, root = block_metric(curvature.blocks, PRECONDITIONER_FLOOR)
-        gnorm_P = math.sqrt(max(_dot(g, _apply(P, g)), 0.0))
+        gnorm_P = _length(g, P)
         if radius is None:
             radius = gnorm_P  # the M-length of the first preconditioned gradient step
         if exact:
@@ -407,14 +411,14 @@ def trust_region(objective: "ReducedObjective | Objective", x0: "torch.Tensor", 
                 # 90 s; now 2.9114441, and it converges). Exact steps cost the same for any radius and,
                 # within a larger region, point along Newton's step, which the cap then shortens: their
                 # region grows from the radius (Fig. 1: 1.9794232, against 1.9796221 from the step).
-                taken = math.sqrt(max(_dot(p, _apply(M, p)), 0.0))
-                radius = GROW * radius if exact else max(radius, GROW * taken)
+                radius = GROW * radius if exact else max(radius, GROW * _length(p, M))
             elif rho < POOR:
                 radius *= SHRINK
         else:
-            radius = SHRINK * min(radius, math.sqrt(max(_dot(p, _apply(M, p)), 0.0)))
+            radius = SHRINK * min(radius, _length(p, M))
         gnorm = per_particle_grad_norm(g.reshape(shape))
-        recent, moves = recent[-PLATEAU_WINDOW:] + [f], moves[-PLATEAU_WINDOW + 1:] + [step]
+        recent.append(f)
+        moves.append(step)
         status = None
         if not math.isfinite(f):
             status = "diverged"
@@ -432,6 +436,11 @@ def trust_region(objective: "ReducedObjective | Objective", x0: "torch.Tensor", 
         yield Step(x.reshape(shape), energies, gnorm, step, iterations + it, evaluations, phase, status=status)
         if status:
             return
+
+
+def _length(v: "torch.Tensor", blocks: "torch.Tensor") -> float:
+    """|v| in the block-diagonal metric ``blocks``: sqrt(v . B v)."""
+    return math.sqrt(max(_dot(v, _apply(blocks, v)), 0.0))
 
 
 def _apply(blocks: "torch.Tensor", v: "torch.Tensor") -> "torch.Tensor":
