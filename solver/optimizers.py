@@ -12,7 +12,8 @@ pause/stop requests). A method finishes by yielding a step with ``status`` set.
 * ``newton``: saddle-free Newton with a structured Hessian (small problems).
 * ``adam``: Adam with learning rate ``lr``.
 * ``robust`` (default): in the terminal states alone when nothing else matters (``TerminalObjective``),
-  L-BFGS until it slows down, then Newton; then *reassignment*: the nonlocal energy depends only on
+  L-BFGS until it slows down, then Newton (from rough starts beyond the dense Newton systems, L-BFGS
+  alone: ``glassy``); then *reassignment*: the nonlocal energy depends only on
   the set of terminal states, while the control energy depends on which particle goes where, so an
   exact OT assignment (POT emd, under the exact steering cost) of sources to the current terminal states
   can only lower the control part; the trajectories are re-routed and the local solve resumes, until no
@@ -27,6 +28,7 @@ from __future__ import annotations
 import dataclasses
 import math
 import threading
+from collections import deque
 from typing import Callable, Generator, Iterator, TypeVar
 
 import numpy as np
@@ -41,7 +43,7 @@ from .reduced import ReducedObjective, reducible
 from .registry import OPTIMIZERS
 from .steering import KineticPreconditioner, quadratic_structure, steering_coordinates
 from .steps import Step, per_particle_grad_norm
-from .trust_region import STRUCTURED_VARS, plateau_tolerance, trust_region
+from .trust_region import DENSE_VARS, PLATEAU_MOVE, STRUCTURED_VARS, plateau_tolerance, trust_region
 
 #: From a rough start in the terminal states (a continuum target's quasi-random quantization, which
 #: L-BFGS then moves far) the local solve also tries a reassignment at its first Newton iteration and
@@ -55,6 +57,21 @@ from .trust_region import STRUCTURED_VARS, plateau_tolerance, trust_region
 #: so too beyond ``EXACT_PAIRS``, where a check takes about a second and restarts the solve (N = 10,000:
 #: 40 reassignments in 77 s of Newton, ending at 2.9119324 against 2.9117148 without the checks).
 REASSIGN_EVERY = 10
+#: In the terminal states of more than ``trust_region.DENSE_VARS`` unknowns (where Newton's steps come
+#: from conjugate gradients) the local solve from a rough start is L-BFGS alone (``glassy``): checked for
+#: a reassignment every ``GLASSY_REASSIGN_EVERY`` iterations (at any N: a check by groups of nearby
+#: particles takes ~0.35 s at N = 10,000, about 20 iterations), and stopped by the plateau rule over
+#: ``GLASSY_WINDOW`` iterations. Past its first descent the landscape is glassy (section 4.7): Newton-CG
+#: spent 40-100 Hessian-vector products per iteration on steps of 0.1-0.5 % of delta (N = 10,000,
+#: Gaussian target: 2.91199 -> 2.91183 in 52 s), where L-BFGS at one gradient per iteration went from
+#: 2.91530 to 2.91180 in 10 s, and reassignments (which Newton's steps cannot make) took larger gains
+#: still. Measured from the same OT starts (2 cores): N = 10,000 converged in 44 s at 2.9113671, where
+#: L-BFGS then Newton-CG with reassignment rounds took 150 s to 2.9115348; N = 3,000 9 s at 2.9396545
+#: against 40 s at 2.9397630. The window: a Newton-CG iteration there cost ~25-45 products, so 100
+#: L-BFGS iterations are about 3 Newton iterations' work; a smaller ``plateau`` asks for more (with a
+#: window of 300 the N = 10,000 run took 84 s to 2.911285). From starts onto particles Newton-CG stays:
+#: there it ends lower (N = 3,000 samples: 2.5385776 against 2.5386753).
+GLASSY_WINDOW, GLASSY_REASSIGN_EVERY = 100, 150
 #: Seconds between the reports a method repeats while it prepares a start in the background.
 HEARTBEAT = 0.2
 
@@ -171,15 +188,17 @@ def _armijo(objective: Objective, x: torch.Tensor, d: torch.Tensor, f: float, gd
 @OPTIMIZERS.register(name="lbfgs")
 def lbfgs(objective: Objective, x0: torch.Tensor, spec: OptimizerSpec, phase: str = "lbfgs",
           iterations: int = 0, evaluations: int = 0, history: int = 30,
-          precondition: Callable[[torch.Tensor], torch.Tensor] | None = None) -> Iterator[Step]:
+          precondition: Callable[[torch.Tensor], torch.Tensor] | None = None,
+          window: int = 10, plateau: float = 0.0) -> Iterator[Step]:
     """Preconditioned L-BFGS with steps capped per particle (any size of problem).
 
     Steps are capped per particle (``max_move``) and found by an Armijo backtracking line search. The initial inverse Hessian is gamma P, P the inverse Hessian of the control energy
     (``KineticPreconditioner``), gamma = s.y / y.P y from the latest pair.
 
     Stops when the per-particle gradient N max|dE/dy| is below ``gtol``, when the objective's relative
-    decrease over 10 iterations is below ``rtol`` (unless the last step was cut to the cap), or when no
-    descent step can be found."""
+    decrease over ``window`` iterations is below ``rtol`` (unless the last step was cut to the cap) or
+    below ``plateau`` while no particle moved farther than ``trust_region.PLATEAU_MOVE`` times the cap
+    in the window (the plateau rule of ``trust_region``), or when no descent step can be found."""
     cap = max_move(objective)
     precondition = precondition or KineticPreconditioner(objective)
     x = x0.detach().clone()
@@ -189,7 +208,7 @@ def lbfgs(objective: Objective, x0: torch.Tensor, spec: OptimizerSpec, phase: st
     S: list[torch.Tensor] = []
     Y: list[torch.Tensor] = []
     gamma = 1.0 / x.shape[0]  # P is the Hessian inverse of N KE; gamma = 1/N matches KE's scale
-    recent = [f]
+    recent, moves = deque([f], maxlen=window + 1), deque(maxlen=window)
     it = 0
     while True:
         it += 1
@@ -218,20 +237,23 @@ def lbfgs(objective: Objective, x0: torch.Tensor, spec: OptimizerSpec, phase: st
                 S.pop(0), Y.pop(0)
             gamma = sy / float((y * precondition(y)).sum())
         x, g, energies, f = trial, g_new, e_new, e_new["objective"]
+        step = float(s.flatten(1).norm(dim=1).max())
         recent.append(f)
+        moves.append(step)
         gnorm = per_particle_grad_norm(g)
         if not math.isfinite(f):
             status = "diverged"
         elif gnorm <= spec.gtol:
             status = "converged"
-        elif len(recent) > 10:
-            old = recent.pop(0)
+        elif len(recent) > window:
+            gained = recent[0] - f
             # a slow decrease while steps are cut to the per-particle cap means the solve is travelling
             # (e.g. from a start whose objective is huge), not converging
-            if old - f <= spec.rtol * max(abs(f), 1e-30) and not capped:
+            if gained <= spec.rtol * max(abs(f), 1e-30) and not capped:
                 status = "converged"
-        yield Step(x, energies, gnorm, float(s.flatten(1).norm(dim=1).max()), iterations + it,
-                   evaluations, phase, status=status)
+            elif gained <= plateau * abs(f) and max(moves) <= PLATEAU_MOVE * cap:
+                status = "converged"
+        yield Step(x, energies, gnorm, step, iterations + it, evaluations, phase, status=status)
         if status:
             return
 
@@ -414,7 +436,8 @@ CHECK_PATIENCE, CHECK_WINDOW = 50.0, 3
 def _local(objective: Objective, x: torch.Tensor, spec: OptimizerSpec, phase: str, iterations: int,
            evaluations: int, rough: bool = True) -> Iterator[Step]:
     """A local solve. In the terminal states (``ReducedObjective``): trust-region Newton, after L-BFGS
-    when the start is ``rough`` (far from a minimum of the nonlocal energy). In full trajectories:
+    when the start is ``rough`` (far from a minimum of the nonlocal energy); from a rough start beyond
+    the dense Newton systems, L-BFGS alone to its plateau (``glassy``). In full trajectories:
     L-BFGS until it slows down, then Newton: saddle-free Newton for small problems with a twice
     differentiable objective; for larger or obstacle problems whose terms other than the nonlocal one
     are sums over particles, trust-region Newton on the structured system (``_structured_newton``);
@@ -423,6 +446,10 @@ def _local(objective: Objective, x: torch.Tensor, spec: OptimizerSpec, phase: st
     p = objective.problem
     if reduced and not rough:
         yield from trust_region(objective, x, spec, p.delta, phase + "/newton", iterations, evaluations)
+        return
+    if glassy(objective, rough):
+        yield from lbfgs(objective, x, spec, phase, iterations, evaluations, precondition=lambda q: q,
+                         window=GLASSY_WINDOW, plateau=plateau_tolerance(objective, spec))
         return
     if _structured(objective):
         yield from _structured_newton(objective, x, spec, phase, iterations, evaluations)
@@ -440,6 +467,13 @@ def _local(objective: Objective, x: torch.Tensor, spec: OptimizerSpec, phase: st
                                 last.evaluations)
     else:
         yield from newton(objective, last.variables, spec, phase + "/newton", last.iterations, last.evaluations)
+
+
+def glassy(objective: Objective | ReducedObjective, rough: bool) -> bool:
+    """Whether the local solves of ``objective`` from a ``rough`` start are L-BFGS alone with periodic
+    reassignments (``GLASSY_WINDOW``): in the terminal states, more than ``DENSE_VARS`` unknowns."""
+    p = objective.problem
+    return rough and isinstance(objective, ReducedObjective) and p.N * p.dynamics.state_dim > DENSE_VARS
 
 
 def _until_slow(steps: Generator[Step, None, Step | None] | Iterator[Step],
@@ -560,7 +594,8 @@ def _rounds(objective: Objective | ReducedObjective, x: torch.Tensor, spec: Opti
     rounds = 0
     while x is not None:
         steps = _local(objective, x, spec, phase=f"{label}" + (f"/reassign {rounds}" if rounds else ""),
-                       iterations=counters[0], evaluations=counters[1], rough=rough and rounds == 0)
+                       iterations=counters[0], evaluations=counters[1],
+                       rough=rough and (rounds == 0 or glassy(objective, rough)))
         last, moved = yield from _until_reassigned(objective, steps, periodic=rough)
         counters[0], counters[1] = last.iterations, last.evaluations
         if last.status == "diverged":
@@ -584,20 +619,23 @@ def _rounds(objective: Objective | ReducedObjective, x: torch.Tensor, spec: Opti
 def _until_reassigned(objective: Objective | ReducedObjective, steps: Iterator[Step], periodic: bool
                       ) -> Generator[Step, None, tuple[Step, torch.Tensor | None]]:
     """The steps of a local solve; returns its last step and None. With ``periodic``, in the terminal
-    states and up to ``EXACT_PAIRS`` pairs, its Newton phase is interrupted when a reassignment helps
-    (checked at its first iteration and every ``REASSIGN_EVERY``): then returns the last step and the
-    reassigned states."""
+    states, the solve is interrupted when a reassignment helps: in ``glassy`` solves every
+    ``GLASSY_REASSIGN_EVERY`` iterations; otherwise, up to ``EXACT_PAIRS`` pairs, in the Newton phase,
+    at its first iteration and every ``REASSIGN_EVERY``. Then returns the last step and the reassigned
+    states."""
     p = objective.problem
-    periodic = periodic and isinstance(objective, ReducedObjective) and p.N * p.N <= EXACT_PAIRS
-    since = REASSIGN_EVERY - 1
+    lbfgs_only = glassy(objective, periodic)
+    periodic = periodic and isinstance(objective, ReducedObjective) and (lbfgs_only or p.N * p.N <= EXACT_PAIRS)
+    every = GLASSY_REASSIGN_EVERY if lbfgs_only else REASSIGN_EVERY
+    since = 0 if lbfgs_only else REASSIGN_EVERY - 1  # L-BFGS's start is itself an OT assignment
     last = None
     try:
         for last in steps:
             yield last
-            if not periodic or last.status is not None or not last.phase.endswith("/newton"):
+            if not periodic or last.status is not None or not (lbfgs_only or last.phase.endswith("/newton")):
                 continue
             since += 1
-            if since < REASSIGN_EVERY:
+            if since < every:
                 continue
             since = 0
             moved = reassign(objective, last.variables)
@@ -727,8 +765,9 @@ def robust(objective: Objective, x0: torch.Tensor, spec: OptimizerSpec) -> Itera
     """The fast default: Newton's method from an optimal-transport start, with OT reassignment.
 
     When only the terminal states matter (``reducible``) the problem is solved in them alone
-    (``ReducedObjective``) by trust-region Newton-CG, and every reported iterate is mapped back to full
-    trajectories; otherwise in full trajectories by L-BFGS, then Newton (``_local``: saddle-free for
+    (``ReducedObjective``) by trust-region Newton-CG (from a rough start beyond the dense Newton
+    systems, by L-BFGS with periodic reassignments: ``glassy``), and every reported iterate is mapped
+    back to full trajectories; otherwise in full trajectories by L-BFGS, then Newton (``_local``: saddle-free for
     small smooth problems, trust-region on the structured Hessian for obstacle problems).
     Starts, in turn: minimum-energy paths to an OT assignment onto the target's points or
     quasi-random quantization (``OTStart(blob=False)``: exact emd where affordable, multiscale beyond);

@@ -49,7 +49,8 @@ class OptimizerSpec:
     picks the paper's scaling), iteration and wall-clock limits, and the stopping tolerances
     (``gtol`` on the largest per-particle gradient N |dE/dy|, ``rtol`` on the relative decrease;
     ``plateau`` on the relative decrease over the last ``trust_region.PLATEAU_WINDOW`` Newton iterations
-    of the robust and local methods, 0 to solve to ``gtol``)."""
+    (``optimizers.GLASSY_WINDOW`` L-BFGS iterations from large rough starts) of the robust and local
+    methods, 0 to solve to ``gtol``)."""
 
     method: str = "robust"
     lr: float | None = None
