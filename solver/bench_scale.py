@@ -11,10 +11,10 @@ Three tables, every comparison measured in this process:
    N = 10^3, 10^4 (to convergence or the time limit: 120 s, 300 s) and 10^5 (20 iterations), uniform
    source on the unit square to N((2, 1), 0.3^2 I), eps 0.01, M 3: status, seconds, iterations, peak
    resident memory.
-3. **Drawn scenes.** The issue's small-N cases with today's (the previous solver's) numbers as the
-   baseline column: the app's default scene, uniform to N samples of N((2, 1), 0.3^2 I) for
-   N = 100, 300, 1,000, 3,000 (M 5), the continuum Gaussian at N = 1,000; for particle targets also POT's
-   emd W2^2 and its time, and the ratio of our time to it.
+3. **Drawn scenes and sample targets.** The issue's small-N cases with today's (the previous solver's)
+   numbers as the baseline column: the app's default scene, uniform to N samples of N((2, 1), 0.3^2 I)
+   for N = 100, 300, 1,000, 3,000, 10,000 (M 5), the continuum Gaussian at N = 1,000; for particle
+   targets also POT's emd W2^2 and its time, and the ratio of our time to it.
 """
 from __future__ import annotations
 
@@ -154,7 +154,7 @@ def samples(N: int, M: int = 5) -> dict:
 
 def scene_rows(default_scene: dict) -> list[list[str]]:
     cases = [("default scene (N 49, M 10)", default_scene)]
-    cases += [(f"N {N:,} samples", samples(N)) for N in (100, 300, 1_000, 3_000)]
+    cases += [(f"N {N:,} samples", samples(N)) for N in (100, 300, 1_000, 3_000, 10_000)]
     cases.append(("N 1,000 continuum Gaussian", dict(uniform_to_gaussian(1000), M=5, optimizer={"time_limit": 120})))
     rows = []
     for label, spec in cases:
@@ -188,5 +188,5 @@ def report(markdown: bool, render) -> str:
     parts = [setup,
              "### Kernels: one value-and-gradient of the nonlocal energy\n\n" + render(KERNEL_HEADER, kernel_rows(), markdown),
              "### Solves at scale (command line, fresh process)\n\n" + render(SCALE_HEADER, scale_rows(), markdown),
-             "### Drawn scenes (small and medium N)\n\n" + render(SCENE_HEADER, scene_rows(json.loads(DEFAULT_SCENE.read_text())), markdown)]
+             "### Drawn scenes and sample targets (N 49 to 10,000)\n\n" + render(SCENE_HEADER, scene_rows(json.loads(DEFAULT_SCENE.read_text())), markdown)]
     return "\n\n".join(parts) + "\n"
