@@ -12,7 +12,7 @@ pause/stop requests). A method finishes by yielding a step with ``status`` set.
 * ``newton``: saddle-free Newton with a structured Hessian (small problems).
 * ``adam``: Adam with learning rate ``lr``.
 * ``robust`` (default): in the terminal states alone when nothing else matters (``TerminalObjective``),
-  L-BFGS until it slows down, then Newton (from rough starts beyond the dense Newton systems, L-BFGS
+  L-BFGS until it slows down, then Newton (from rough starts of more than 8,000 unknowns, L-BFGS
   alone: ``glassy``); then *reassignment*: the nonlocal energy depends only on
   the set of terminal states, while the control energy depends on which particle goes where, so an
   exact OT assignment (POT emd, under the exact steering cost) of sources to the current terminal states
@@ -43,7 +43,7 @@ from .reduced import ReducedObjective, reducible
 from .registry import OPTIMIZERS
 from .steering import KineticPreconditioner, quadratic_structure, steering_coordinates
 from .steps import Step, per_particle_grad_norm
-from .trust_region import DENSE_VARS, PLATEAU_MOVE, STRUCTURED_VARS, plateau_tolerance, trust_region
+from .trust_region import PLATEAU_MOVE, STRUCTURED_VARS, plateau_tolerance, trust_region
 
 #: From a rough start in the terminal states (a continuum target's quasi-random quantization, which
 #: L-BFGS then moves far) the local solve also tries a reassignment at its first Newton iteration and
@@ -57,20 +57,25 @@ from .trust_region import DENSE_VARS, PLATEAU_MOVE, STRUCTURED_VARS, plateau_tol
 #: so too beyond ``EXACT_PAIRS``, where a check takes about a second and restarts the solve (N = 10,000:
 #: 40 reassignments in 77 s of Newton, ending at 2.9119324 against 2.9117148 without the checks).
 REASSIGN_EVERY = 10
-#: In the terminal states of more than ``trust_region.DENSE_VARS`` unknowns (where Newton's steps come
-#: from conjugate gradients) the local solve from a rough start is L-BFGS alone (``glassy``): checked for
-#: a reassignment every ``GLASSY_REASSIGN_EVERY`` iterations (at any N: a check by groups of nearby
-#: particles takes ~0.35 s at N = 10,000, about 20 iterations), and stopped by the plateau rule over
-#: ``GLASSY_WINDOW`` iterations. Past its first descent the landscape is glassy (section 4.7): Newton-CG
-#: spent 40-100 Hessian-vector products per iteration on steps of 0.1-0.5 % of delta (N = 10,000,
-#: Gaussian target: 2.91199 -> 2.91183 in 52 s), where L-BFGS at one gradient per iteration went from
-#: 2.91530 to 2.91180 in 10 s, and reassignments (which Newton's steps cannot make) took larger gains
-#: still. Measured from the same OT starts (2 cores): N = 10,000 converged in 44 s at 2.9113671, where
-#: L-BFGS then Newton-CG with reassignment rounds took 150 s to 2.9115348; N = 3,000 9 s at 2.9396545
-#: against 40 s at 2.9397630. The window: a Newton-CG iteration there cost ~25-45 products, so 100
-#: L-BFGS iterations are about 3 Newton iterations' work; a smaller ``plateau`` asks for more (with a
-#: window of 300 the N = 10,000 run took 84 s to 2.911285). From starts onto particles Newton-CG stays:
-#: there it ends lower (N = 3,000 samples: 2.5385776 against 2.5386753).
+#: In the terminal states of more than ``GLASSY_MIN_VARS`` unknowns the local solve from a rough start
+#: is L-BFGS alone (``glassy``): checked for a reassignment every ``GLASSY_REASSIGN_EVERY`` iterations
+#: (at any N: a check by groups of nearby particles takes ~0.35 s at N = 10,000, about 20 iterations),
+#: and stopped by the plateau rule over ``GLASSY_WINDOW`` iterations. Past its first descent the
+#: landscape is glassy (section 4.7), and a Newton-CG iteration's products grow with N in number and in
+#: cost: at N = 10,000 (Gaussian target) 40-100 Hessian-vector products per iteration for steps of
+#: 0.1-0.5 % of delta (2.91199 -> 2.91183 in 52 s), where L-BFGS at one gradient per iteration went from
+#: 2.91530 to 2.91180 in 10 s and reassignments (which Newton's steps cannot make) gained more still.
+#: Measured from the same starts, three draws of the sources each (2 cores, relative differences of the
+#: final objectives, negative where L-BFGS alone ended lower): N = 10,000 in 38-41 s against 143-174 s,
+#: -5e-5, -1.8e-4, -1.8e-4; N = 5,000 in 14-15 s against 48-62 s, -2.1e-5, +6.3e-5, -4.0e-5; but
+#: N = 3,000 in 9-11 s against 27-44 s, -3.7e-5, +2.2e-4, +2.5e-4, and N = 2,000 in 9-10 s against
+#: 14-16 s, +3.9e-4, +4.1e-4, +3.2e-4 (a Newton finish from L-BFGS's end gains 5e-6 there: a different
+#: basin, not an unfinished solve). Hence the threshold, between 6,000 and 10,000 unknowns. The window: a
+#: Newton-CG iteration there cost ~25-45 products, so 100 L-BFGS iterations are about 3 Newton
+#: iterations' work; a smaller ``plateau`` asks for more (with a window of 300 the N = 10,000 run took
+#: 84 s to 2.911285). From starts onto particles Newton-CG stays: there it ends lower (N = 3,000
+#: samples: 2.5385776 against 2.5386753).
+GLASSY_MIN_VARS = 8_000
 GLASSY_WINDOW, GLASSY_REASSIGN_EVERY = 100, 150
 #: Seconds between the reports a method repeats while it prepares a start in the background.
 HEARTBEAT = 0.2
@@ -437,7 +442,7 @@ def _local(objective: Objective, x: torch.Tensor, spec: OptimizerSpec, phase: st
            evaluations: int, rough: bool = True) -> Iterator[Step]:
     """A local solve. In the terminal states (``ReducedObjective``): trust-region Newton, after L-BFGS
     when the start is ``rough`` (far from a minimum of the nonlocal energy); from a rough start beyond
-    the dense Newton systems, L-BFGS alone to its plateau (``glassy``). In full trajectories:
+    ``GLASSY_MIN_VARS`` unknowns, L-BFGS alone to its plateau (``glassy``). In full trajectories:
     L-BFGS until it slows down, then Newton: saddle-free Newton for small problems with a twice
     differentiable objective; for larger or obstacle problems whose terms other than the nonlocal one
     are sums over particles, trust-region Newton on the structured system (``_structured_newton``);
@@ -471,9 +476,9 @@ def _local(objective: Objective, x: torch.Tensor, spec: OptimizerSpec, phase: st
 
 def glassy(objective: Objective | ReducedObjective, rough: bool) -> bool:
     """Whether the local solves of ``objective`` from a ``rough`` start are L-BFGS alone with periodic
-    reassignments (``GLASSY_WINDOW``): in the terminal states, more than ``DENSE_VARS`` unknowns."""
+    reassignments (``GLASSY_WINDOW``): in the terminal states, more than ``GLASSY_MIN_VARS`` unknowns."""
     p = objective.problem
-    return rough and isinstance(objective, ReducedObjective) and p.N * p.dynamics.state_dim > DENSE_VARS
+    return rough and isinstance(objective, ReducedObjective) and p.N * p.dynamics.state_dim > GLASSY_MIN_VARS
 
 
 def _until_slow(steps: Generator[Step, None, Step | None] | Iterator[Step],
@@ -765,8 +770,8 @@ def robust(objective: Objective, x0: torch.Tensor, spec: OptimizerSpec) -> Itera
     """The fast default: Newton's method from an optimal-transport start, with OT reassignment.
 
     When only the terminal states matter (``reducible``) the problem is solved in them alone
-    (``ReducedObjective``) by trust-region Newton-CG (from a rough start beyond the dense Newton
-    systems, by L-BFGS with periodic reassignments: ``glassy``), and every reported iterate is mapped
+    (``ReducedObjective``) by trust-region Newton-CG (from a rough start of more than ``GLASSY_MIN_VARS``
+    unknowns, by L-BFGS with periodic reassignments: ``glassy``), and every reported iterate is mapped
     back to full trajectories; otherwise in full trajectories by L-BFGS, then Newton (``_local``: saddle-free for
     small smooth problems, trust-region on the structured Hessian for obstacle problems).
     Starts, in turn: minimum-energy paths to an OT assignment onto the target's points or
