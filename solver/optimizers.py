@@ -54,8 +54,9 @@ from .trust_region import PLATEAU_MOVE, STRUCTURED_VARS, plateau_tolerance, trus
 #: From starts near the final states (onto particles or blob quantizations) the checks cost more than
 #: they gain, and interrupted solves end in other minima (N = 1,000 samples: 59 -> 69 s to converge;
 #: Fig. 2 continuum 3.2830069 -> 3.2830277), so there a reassignment waits for the local solve's end;
-#: so too beyond ``EXACT_PAIRS``, where a check takes about a second and restarts the solve (N = 10,000:
-#: 40 reassignments in 77 s of Newton, ending at 2.9119324 against 2.9117148 without the checks).
+#: so too beyond ``EXACT_PAIRS`` in Newton's solves, where a check takes about a second and restarts the
+#: solve (N = 10,000: 40 reassignments in 77 s of Newton, ending at 2.9119324 against 2.9117148 without
+#: the checks; such sizes now take the L-BFGS solve below, checked every ``GLASSY_REASSIGN_EVERY``).
 REASSIGN_EVERY = 10
 #: In the terminal states of more than ``GLASSY_MIN_VARS`` unknowns the local solve from a rough start
 #: is L-BFGS alone (``glassy``): checked for a reassignment every ``GLASSY_REASSIGN_EVERY`` iterations
