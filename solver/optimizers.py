@@ -28,7 +28,6 @@ from __future__ import annotations
 import dataclasses
 import math
 import threading
-from collections import deque
 from typing import Callable, Generator, Iterator, TypeVar
 
 import numpy as np
@@ -43,7 +42,7 @@ from .reduced import ReducedObjective, reducible
 from .registry import OPTIMIZERS
 from .steering import KineticPreconditioner, quadratic_structure, steering_coordinates
 from .steps import Step, per_particle_grad_norm
-from .trust_region import PLATEAU_MOVE, STRUCTURED_VARS, plateau_tolerance, trust_region
+from .trust_region import STRUCTURED_VARS, Window, plateau_tolerance, trust_region
 
 #: From a rough start in the terminal states (a continuum target's quasi-random quantization, which
 #: L-BFGS then moves far) the local solve also tries a reassignment at its first Newton iteration and
@@ -214,7 +213,7 @@ def lbfgs(objective: Objective, x0: torch.Tensor, spec: OptimizerSpec, phase: st
     S: list[torch.Tensor] = []
     Y: list[torch.Tensor] = []
     gamma = 1.0 / x.shape[0]  # P is the Hessian inverse of N KE; gamma = 1/N matches KE's scale
-    recent, moves = deque([f], maxlen=window + 1), deque(maxlen=window)
+    recent = Window(f, window)
     it = 0
     while True:
         it += 1
@@ -244,20 +243,18 @@ def lbfgs(objective: Objective, x0: torch.Tensor, spec: OptimizerSpec, phase: st
             gamma = sy / float((y * precondition(y)).sum())
         x, g, energies, f = trial, g_new, e_new, e_new["objective"]
         step = float(s.flatten(1).norm(dim=1).max())
-        recent.append(f)
-        moves.append(step)
+        recent.add(f, step)
         gnorm = per_particle_grad_norm(g)
         if not math.isfinite(f):
             status = "diverged"
         elif gnorm <= spec.gtol:
             status = "converged"
-        elif len(recent) > window:
-            gained = recent[0] - f
+        elif recent.full:
             # a slow decrease while steps are cut to the per-particle cap means the solve is travelling
             # (e.g. from a start whose objective is huge), not converging
-            if gained <= spec.rtol * max(abs(f), 1e-30) and not capped:
+            if recent.gained() <= spec.rtol * max(abs(f), 1e-30) and not capped:
                 status = "converged"
-            elif gained <= plateau * abs(f) and max(moves) <= PLATEAU_MOVE * cap:
+            elif recent.plateau(plateau, cap):
                 status = "converged"
         yield Step(x, energies, gnorm, step, iterations + it, evaluations, phase, status=status)
         if status:

@@ -102,6 +102,32 @@ def plateau_tolerance(objective: "ReducedObjective | Objective", spec: Optimizer
     return spec.plateau if p.N * p.dynamics.state_dim > PLATEAU_MIN_VARS else 0.0
 
 
+class Window:
+    """The objective after each of the last ``size`` iterations and before them, and the longest move of a
+    particle in each of those iterations: the memory of the plateau rule (and of L-BFGS's ``rtol``)."""
+
+    def __init__(self, f: float, size: int) -> None:
+        self.values, self.moves = deque([f], maxlen=size + 1), deque(maxlen=size)
+
+    def add(self, f: float, move: float) -> None:
+        self.values.append(f)
+        self.moves.append(move)
+
+    @property
+    def full(self) -> bool:
+        return len(self.values) == self.values.maxlen
+
+    def gained(self) -> float:
+        """How much the objective fell over the window."""
+        return self.values[0] - self.values[-1]
+
+    def plateau(self, tolerance: float, cap: float) -> bool:
+        """The plateau rule: over a full window the objective fell by at most ``tolerance`` |E| while no
+        particle moved farther than ``PLATEAU_MOVE`` times ``cap``."""
+        return (self.full and max(self.moves) <= PLATEAU_MOVE * cap
+                and self.gained() <= tolerance * abs(self.values[-1]))
+
+
 def block_metric(blocks: "torch.Tensor", floor: float) -> tuple["torch.Tensor", "torch.Tensor", "torch.Tensor"]:
     """(|B|^{-1}, |B|, |B|^{-1/2}) for each D x D block B, |B| with the eigenvalues of B replaced by
     their absolute values (floored at ``floor`` times the largest): a positive definite preconditioner,
@@ -349,9 +375,7 @@ def trust_region(objective: "ReducedObjective | Objective", x0: "torch.Tensor", 
     adaptive = to_gtol and x.numel() > ADAPTIVE_MIN_VARS  # there, after the first step, the shift adapts
     moved = True  # whether x changed since the Hessian was computed (a rejected step keeps it)
     plateau = plateau_tolerance(objective, spec)
-    # the objective after each of the last PLATEAU_WINDOW iterations and before them, and the longest move
-    # of a particle in each of those iterations
-    recent, moves = deque([f], maxlen=PLATEAU_WINDOW + 1), deque(maxlen=PLATEAU_WINDOW)
+    window = Window(f, PLATEAU_WINDOW)
     while True:
         it += 1
         if moved and parts is not None:
@@ -417,8 +441,7 @@ def trust_region(objective: "ReducedObjective | Objective", x0: "torch.Tensor", 
         else:
             radius = SHRINK * min(radius, _length(p, M))
         gnorm = per_particle_grad_norm(g.reshape(shape))
-        recent.append(f)
-        moves.append(step)
+        window.add(f, step)
         status = None
         if not math.isfinite(f):
             status = "diverged"
@@ -428,8 +451,7 @@ def trust_region(objective: "ReducedObjective | Objective", x0: "torch.Tensor", 
             status = "converged"
         elif not to_gtol and accepted and not boundary and predicted <= spec.rtol * abs(f):
             status = "converged"  # the Newton decrement
-        elif (len(recent) > PLATEAU_WINDOW and accepted and max(moves) <= PLATEAU_MOVE * cap
-              and recent[0] - f <= plateau * abs(f)):
+        elif accepted and window.plateau(plateau, cap):
             status = "converged"  # the plateau
         if status is None and (shift > STALLED_SHIFT * newton.scale if adaptive else radius < 1e-14 * cap):
             status = "stalled"

@@ -9,6 +9,7 @@ import numpy as np
 import torch
 
 import solver.optimizers as optimizers
+import solver.trust_region as trust_region
 from solver import problem_from_dict
 from solver.optimizers import GLASSY_REASSIGN_EVERY, GLASSY_WINDOW, glassy, lbfgs, max_move
 from solver.reduced import ReducedObjective
@@ -83,6 +84,6 @@ def test_lbfgs_plateau_waits_while_particles_travel(monkeypatch):
     guarded = run()
     assert all(s.status is None for s in guarded)
     assert guarded[-1].energies["objective"] > 50.0  # still far: the rule had something to refuse
-    monkeypatch.setattr(optimizers, "PLATEAU_MOVE", math.inf)
+    monkeypatch.setattr(trust_region, "PLATEAU_MOVE", math.inf)
     unguarded = run()
     assert unguarded[-1].status == "converged" and len(unguarded) < 60
