@@ -1,6 +1,8 @@
 """The robust method's order of starts and its reassignments during a local solve (solver.optimizers)."""
 from __future__ import annotations
 
+import math
+
 import numpy as np
 import pytest
 import torch
@@ -9,8 +11,10 @@ from solver import problem_from_dict, solve_iter
 from solver.init import ot_terminal_states
 from solver.objective import Objective
 from solver.assignment import EXACT_PAIRS
-from solver.optimizers import REASSIGN_EVERY, _rounds, reassign
+from solver.optimizers import CHECK_MIN_ITERATIONS, REASSIGN_EVERY, _rounds, reassign
 from solver.reduced import ReducedObjective
+from solver.run import _start_variables
+from solver.steps import Step
 
 
 def gaussian_target(N: int, **extra) -> dict:
@@ -89,3 +93,43 @@ def test_beyond_the_exact_plans_size_a_reassignment_still_repairs_crossings():
     assert after["kinetic"] < before["kinetic"]
     # the states are permuted, not moved: the nonlocal energy is the same sum in another order
     assert after["nonlocal"] == pytest.approx(before["nonlocal"], rel=1e-12)
+
+
+def scripted_starts(monkeypatch, check_objectives: list[float]) -> list:
+    """The robust method on a small problem whose local solves are scripted: the first start's solve
+    takes 10 iterations and ends converged at objective 1.0; every later start's solve reports
+    ``check_objectives`` in turn and ends converged on the last. Returns the method's steps."""
+    from solver import optimizers
+
+    def scripted(work, x, spec, label, counters, rough=True):
+        values = [1.0] * 10 if counters[0] == 0 else check_objectives
+        for k, f in enumerate(values, 1):
+            counters[0] += 1
+            yield Step(x, {"objective": f}, 0.0, 0.0, counters[0], counters[0], label,
+                       status="converged" if k == len(values) else None)
+
+    monkeypatch.setattr(optimizers, "_polished", scripted)
+    problem = problem_from_dict(dict(gaussian_target(8), target={
+        "kind": "particles", "points": np.random.default_rng(1).normal([2, 1], 0.3, (8, 2)).tolist()}))
+    objective = Objective(problem)
+    return list(optimizers.robust(objective, _start_variables(objective, problem, None, None), problem.optimizer))
+
+
+def test_a_check_start_that_has_led_is_finished_and_one_that_trails_is_cut(monkeypatch):
+    """A check start may take as many iterations as the first start (at least ``CHECK_MIN_ITERATIONS``)
+    while it trails the best objective found; once it has led, it runs to its own end: the run returns
+    its best iterate, which must then be one whose local solve ended (the Fig.-4-like obstacle scenes'
+    checks led on their wide smoothing band and were cut before narrowing, reported "converged")."""
+    long = CHECK_MIN_ITERATIONS + 40
+    leading = [1.2 - 0.05 * k for k in range(6)] + [0.9 - 1e-3 * k for k in range(long - 6)]
+    steps = scripted_starts(monkeypatch, leading)
+    assert steps[-1].status == "converged"
+    assert steps[-1].energies["objective"] == pytest.approx(leading[-1], rel=1e-15)  # its end, not a cut
+    assert sum(s.phase == "short-start" for s in steps[:-1]) == long  # the last repeats one with the outcome
+
+    # above the best all along, gaining fast enough for the patience rule (1/20 of its lead per
+    # iteration, more than the 1/50 the rule asks): cut by the budget, the first start's end returned
+    trailing = [1.0 + 0.2 * math.exp(-k / 20) for k in range(long)]
+    steps = scripted_starts(monkeypatch, trailing)
+    assert sum(s.phase == "short-start" for s in steps[:-1]) == CHECK_MIN_ITERATIONS
+    assert steps[-1].status == "converged"  # the first start's outcome (the run returns its iterate, 1.0)
