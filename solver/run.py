@@ -126,9 +126,11 @@ SINGLE_THREAD_PAIRS = 1_000_000
 
 def use_threads(n: int) -> None:
     """Run torch and the compiled kernels on ``n`` threads. Entry points (the command line, the app,
-    the benchmark) call this once; a solve never changes the process's thread settings itself."""
-    torch.set_num_threads(n)
+    the benchmark) call this once; a solve never changes the process's thread settings itself.
+    Torch's count is set last: numba's first ``set_num_threads`` starts its OpenMP pool, which sets
+    the OpenMP thread count (shared with torch) to all cores, so set first, torch's 1 became 2."""
     numba.set_num_threads(max(1, min(n, numba.config.NUMBA_NUM_THREADS)))
+    torch.set_num_threads(n)
 
 
 def threads_for(problem: Problem, available: int) -> int:
