@@ -133,3 +133,27 @@ def test_a_check_start_that_has_led_is_finished_and_one_that_trails_is_cut(monke
     steps = scripted_starts(monkeypatch, trailing)
     assert sum(s.phase == "short-start" for s in steps[:-1]) == CHECK_MIN_ITERATIONS
     assert steps[-1].status == "converged"  # the first start's outcome (the run returns its iterate, 1.0)
+
+
+def test_rounds_end_once_a_round_gains_less_than_asked(monkeypatch):
+    """``_rounds`` (local solve, reassignment, local solve, ...) on a small problem (no plateau rule)
+    goes on while a round gains anything; with ``least_gain`` (the wide band of the obstacle
+    continuation, ``WIDE_ROUND_GAIN``) it stops after the first round that gains less than that
+    fraction. Scripted local solves: each ends converged 5e-5 below the last, the fifth no lower."""
+    from solver import optimizers
+
+    def run(**least) -> list[Step]:
+        ends = iter([1.0, 1.0 - 5e-5, 1.0 - 1e-4, 1.0 - 1.5e-4, 1.0 - 1.5e-4])
+
+        def scripted(objective, x, spec, phase, iterations, evaluations, rough=True):
+            yield Step(x, {"objective": next(ends)}, 0.0, 0.0, iterations + 1, evaluations + 1, phase, "converged")
+
+        monkeypatch.setattr(optimizers, "_local", scripted)
+        monkeypatch.setattr(optimizers, "reassign", lambda objective, x: x)
+        return list(_rounds(work, start, work.problem.optimizer, "w", [0, 0], rough=False, **least))
+
+    work, start = crossed_start(20)
+    assert optimizers.plateau_tolerance(work, work.problem.optimizer) == 0.0  # small: rounds while any gain
+    assert len(run()) == 5  # every round gained until the fifth, which did not
+    assert len(run(least_gain=1e-4)) == 2  # the second round gained 5e-5 < 1e-4
+    assert len(run(least_gain=1e-5)) == 5
