@@ -794,8 +794,9 @@ def robust(objective: Objective, x0: torch.Tensor, spec: OptimizerSpec) -> Itera
     in full trajectories, where each local solve takes seconds and the OT start gives a first answer
     sooner (the wall-with-a-gap preset: 12 s against 32 s); for problems of at most ``CHECK_VARS``
     variables, the OT start's terminal states pulled back by ``SHORT``. Every start after the first is a
-    check under an iteration budget and a patience rule: local minima differ (section 4.7), and the run
-    keeps the best iterate of all. After each local solve,
+    check under an iteration budget and a patience rule while it trails (one that has led runs to its
+    end): local minima differ (section 4.7), and the run keeps the best iterate of all. After each
+    local solve,
     an exact OT reassignment of sources to the terminal states (it can only lower the control energy)
     and a new local solve, while that helps. The run ends "converged" when the last local solve met
     its stopping rule."""
