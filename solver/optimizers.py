@@ -33,6 +33,7 @@ from typing import Callable, Generator, Iterator, TypeVar
 import numpy as np
 
 from .assignment import EXACT_PAIRS, LEAF_PARTICLES, improved_permutation
+from .costs.obstacles import Circle, circle_hessians
 from .init import DETOUR_MARGIN, OTStart, around_obstacles, blob_quantized, paths_to, target_size
 from .kernels import second_order
 from .lazy import torch
@@ -302,13 +303,21 @@ def own_hessians(objective: Objective, x: torch.Tensor) -> torch.Tensor:
     time step j = c mod (2b + 1) (of every particle) returns, at time step j, column (j', k) of B_i for
     the one j' = c mod (2b + 1) within b steps of j: (2b + 1) m batched Hessian-vector products give
     all blocks, m the variables per time step. Otherwise (controls of a linear system reach every later
-    time) V products, a unit vector in every particle's block at once."""
+    time) V products, a unit vector in every particle's block at once.
+
+    Discs are added in closed form (``circle_hessians``, mapped to the variables through the positions'
+    Jacobian, the same for every particle: the dynamics are linear): through automatic differentiation
+    their penalty's many small operations made these blocks most of an obstacle solve's time (the gap
+    preset, 6 discs with whole-path avoidance: 10.6 ms a call; the discs' part in closed form ~1 ms)."""
     N = x.shape[0]
     V = x.numel() // N
+    obstacles = objective.problem.obstacles
+    discs = obstacles is not None and all(isinstance(shape, Circle) for shape in obstacles.shapes)
 
     def local(v: torch.Tensor) -> torch.Tensor:
         pos = objective.positions(v)
-        return objective.kinetic(pos, v) + objective.obstacle(pos) + objective.potential_field(pos)
+        own = objective.kinetic(pos, v) + objective.potential_field(pos)
+        return own if discs else own + objective.obstacle(pos)
 
     coupling = objective.problem.dynamics.time_coupling
     if coupling is None or x.dim() != 3 or 2 * max(coupling, 1) + 1 >= x.shape[1]:
@@ -326,6 +335,13 @@ def own_hessians(objective: Objective, x: torch.Tensor) -> torch.Tensor:
         blocks = x.new_zeros(N, T, m, T, m)
         blocks[:, j, :, j2, :] = products[j2 % colors, :, :, j, :].permute(0, 2, 3, 1)  # B_i[(j, l), (j2, k)]
         blocks = blocks.reshape(N, V, V)
+    if discs:
+        pos = objective.positions(x.detach())
+        jacobian = torch.autograd.functional.jacobian(lambda v: objective.positions(v)[0].reshape(-1), x.detach(),
+                                                      vectorize=True)[:, 0].reshape(-1, V)  # (M D, V)
+        H = circle_hessians(list(obstacles.shapes), pos, objective.obstacle_smoothing, obstacles.segments)
+        scale = obstacles.weight * objective.h / N  # as in ``Objective.obstacle``
+        blocks = blocks + scale * torch.einsum("av,nab,bw->nvw", jacobian, H, jacobian)
     return 0.5 * (blocks + blocks.transpose(1, 2))
 
 

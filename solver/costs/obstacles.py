@@ -163,6 +163,69 @@ def hinge(g: "torch.Tensor", smoothing: float = 0.0) -> "torch.Tensor":
     return torch.where(inside < smoothing, inside * inside / (2 * smoothing), inside - smoothing / 2)
 
 
+def hinge_slopes(g: "torch.Tensor", smoothing: float = 0.0) -> tuple["torch.Tensor", "torch.Tensor"]:
+    """(h'(g), h''(g)) of ``hinge`` h: 0 and 0 below 0; g / tau and 1 / tau on [0, tau); 1 and 0 beyond
+    (without smoothing: 1 and 0 above 0)."""
+    if smoothing <= 0.0:
+        return (g > 0).to(g.dtype), torch.zeros_like(g)
+    inside = g.clamp_min(0.0)
+    band = inside < smoothing
+    return torch.where(band, inside / smoothing, torch.ones_like(g)), ((g > 0) & band).to(g.dtype) / smoothing
+
+
+def circle_hessians(circles: list[Circle], pos: "torch.Tensor", smoothing: float = 0.0,
+                    segments: bool = False) -> "torch.Tensor":
+    """Each trajectory's Hessian (N, M D, M D) of sum_j sum_k h(r_k^2 - |y_j - c_k|^2) (``penalty_sum``,
+    at the time points of ``pos``, (N, M, D)) plus, with ``segments``, of the same at the point of each
+    segment [y_j, y_j+1] closest to c_k (``segment_penalty_of``), in closed form (unweighted).
+
+    With g = r^2 - D and D the squared distance to the centre, Hess h(g) = h''(g) grad D grad D^T -
+    h'(g) Hess D. At a point, D = |y - c|^2: grad D = 2 (y - c), Hess D = 2 I. Along a segment
+    [a, b], u = b - a, t = clip((c - a).u / |u|^2, 0, 1), e = a + t u - c, D = |e|^2: grad D =
+    2 P^T e with P = [(1 - t) I, t I] (t's own change does not count: Danskin), and Hess D =
+    2 P^T P - 2 z z^T / |u|^2 with z = ((1 - t) u - e, t u + e) when 0 < t < 1 (from dt, by
+    differentiating e.u = 0), 2 P^T P at a clipped end. Only pairs inside a disc (g > 0) contribute;
+    they are found first and summed alone. Circles act on the first len(c) coordinates."""
+    N, M, D = pos.shape
+    H = pos.new_zeros(N, M, M, D, D)  # (particle, time, time, coordinate, coordinate)
+    for dim in sorted({len(c.center) for c in circles}):
+        group = [c for c in circles if len(c.center) == dim]
+        centres = torch.as_tensor(np.stack([c.center for c in group]), dtype=pos.dtype)  # (K, dim)
+        r2 = torch.as_tensor([c.radius for c in group], dtype=pos.dtype) ** 2
+        eye = torch.eye(dim, dtype=pos.dtype)
+        n, j, k = torch.nonzero(r2 - ((pos[..., None, :dim] - centres) ** 2).sum(-1) > 0, as_tuple=True)
+        diff = pos[n, j, :dim] - centres[k]  # (pairs, dim)
+        d1, d2 = hinge_slopes(r2[k] - (diff * diff).sum(-1), smoothing)
+        points = 4.0 * d2[:, None, None] * diff[:, :, None] * diff[:, None, :] - 2.0 * d1[:, None, None] * eye
+        H[..., :dim, :dim].index_put_((n, j, j), points, accumulate=True)
+        if not segments or M < 2:
+            continue
+        a, b = pos[:, :-1, None, :dim], pos[:, 1:, None, :dim]
+        u = b - a
+        uu = (u * u).sum(-1).clip(1e-300, None)
+        t = (((centres - a) * u).sum(-1) / uu).clip(0.0, 1.0)  # (N, M - 1, K)
+        e = a + t[..., None] * u - centres
+        n, j, k = torch.nonzero(r2 - (e * e).sum(-1) > 0, as_tuple=True)
+        a, u, uu = pos[n, j, :dim], u[n, j, 0], uu[n, j, 0]
+        raw = ((centres[k] - a) * u).sum(-1) / uu
+        t = raw.clip(0.0, 1.0)[:, None]
+        e = a + t * u - centres[k]  # (pairs, dim)
+        d1, d2 = hinge_slopes(r2[k] - (e * e).sum(-1), smoothing)
+        grad = torch.cat([2.0 * (1.0 - t) * e, 2.0 * t * e], -1)  # (pairs, 2 dim)
+        z = torch.cat([(1.0 - t) * u - e, t * u + e], -1)
+        weights = torch.cat([(1.0 - t).expand_as(e), t.expand_as(e)], -1)
+        PtP = weights[:, :, None] * weights[:, None, :] * eye.repeat(2, 2)
+        interior = ((raw > 0) & (raw < 1)).to(pos.dtype) / uu
+        hess_D = 2.0 * PtP - 2.0 * interior[:, None, None] * z[:, :, None] * z[:, None, :]
+        seg = d2[:, None, None] * grad[:, :, None] * grad[:, None, :] - d1[:, None, None] * hess_D
+        ends = (j, j + 1)  # a segment's two time points
+        for r in range(2):
+            for c in range(2):
+                block = seg[:, r * dim:(r + 1) * dim, c * dim:(c + 1) * dim]
+                H[..., :dim, :dim].index_put_((n, ends[r], ends[c]), block, accumulate=True)
+    return H.permute(0, 1, 3, 2, 4).reshape(N, M * D, M * D)
+
+
 def penalty_sum(circles: list[Circle], pos: "torch.Tensor", smoothing: float = 0.0) -> "torch.Tensor":
     """sum_k max(r_k^2 - |y - c_k|^2, 0) at every point of ``pos`` (..., D) (``hinge``, smoothed by
     ``smoothing``), circles of equal centre dimension vectorized together."""

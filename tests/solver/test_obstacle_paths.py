@@ -12,8 +12,11 @@ import torch
 
 from solver import problem_from_dict, solve
 from solver.costs import Circle, Polygon
+from solver.costs.obstacles import circle_hessians
 from solver.init import around_obstacles, detour
+from solver.kernels import second_order
 from solver.objective import Objective
+from solver.optimizers import _batched_hessian
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -30,6 +33,58 @@ def test_segment_penalty_gradient_matches_finite_differences(shape):
     assert bool((value > 0).all())  # both segments enter the shape
     assert torch.autograd.gradcheck(lambda a, b: type(shape).segment_penalty_of([shape], a, b), (a, b),
                                     eps=1e-7, atol=1e-6)
+
+
+@pytest.mark.parametrize("dim", [2, 3])
+@pytest.mark.parametrize("smoothing", [0.0, 0.01])
+def test_closed_form_disc_hessians_equal_automatic_differentiation(dim, smoothing):
+    """``circle_hessians`` (each trajectory's Hessian of the disc penalty at its time points and along
+    its segments) against double backward through ``penalty_sum`` and ``segment_penalty_of``, on random
+    paths crossing two discs (points and segments inside, in the smoothed band and beyond it, segments
+    whose nearest point is interior or an end), in 2-D and in 3-D with a 2-D disc (acting on the first
+    two coordinates) beside a ball. Both are sums of the same closed-form terms: equal to rounding
+    (1e-12 of the largest entry)."""
+    torch.manual_seed(dim)
+    N, M = 9, 7
+    centres = [np.array([0.5, 0.5] + [0.5] * (dim - 2)), np.array([1.0, 0.4])]
+    circles = [Circle(centres[0], 0.35), Circle(centres[1], 0.3)]
+    pos = torch.rand(N, M, dim, dtype=torch.float64) * 1.5
+    V = M * dim
+
+    def penalty(y):
+        pairs = Circle.segment_penalty_of(circles, y[:, :-1], y[:, 1:], smoothing)
+        return Circle.penalty_of(circles, y, smoothing).sum() + pairs.sum()
+
+    with second_order():
+        tangents = torch.eye(V, dtype=torch.float64).reshape(V, 1, M, dim).expand(V, N, M, dim).contiguous()
+        columns = _batched_hessian(penalty, pos, tangents)  # column k of every trajectory's block
+    automatic = columns.reshape(V, N, V).permute(1, 2, 0)
+    assert float(automatic.abs().max()) > 1.0  # the paths do enter the discs
+    closed = circle_hessians(circles, pos, smoothing, segments=True)
+    assert float((closed - automatic).abs().max()) <= 1e-12 * float(automatic.abs().max())
+
+
+@pytest.mark.parametrize("dynamics", ["velocity", "acceleration"])
+def test_own_hessians_with_discs_in_closed_form_equal_the_automatic_ones(dynamics, monkeypatch):
+    """``own_hessians`` adds discs in closed form through the positions' Jacobian; with the discs taken
+    for another shape (all by automatic differentiation, as for polygons) the blocks agree to rounding
+    (1e-12 of the largest), under velocity control (positions are the variables) and acceleration
+    control (positions are sums of the controls), on paths that cross the discs."""
+    from solver import optimizers
+    spec = {"source": {"points": [[0.0, 0.0], [0.1, 0.3], [-0.2, 0.1], [0.05, -0.2]]},
+            "target": {"kind": "particles", "points": [[2.0, 0.1], [1.9, -0.2], [2.2, 0.3], [2.1, 0.0]]},
+            "obstacles": [{"center": [1.0, 0.05], "radius": 0.3}, {"center": [0.6, -0.1], "radius": 0.2}],
+            "obstacle_segments": True, "eps": 0.05, "M": 9, "dynamics": {"kind": dynamics}}
+    if dynamics == "acceleration":
+        for key in ("source", "target"):
+            spec[key]["velocities"] = [[1.0, 0.0]] * 4
+    objective, _ = optimizers._working(Objective(problem_from_dict(spec)))
+    x = optimizers.OTStart(blob=False).variables(Objective(objective.problem))  # straight: through the discs
+    closed = optimizers.own_hessians(objective, x)
+    monkeypatch.setattr(optimizers, "Circle", type("OtherShape", (), {}))
+    automatic = optimizers.own_hessians(objective, x)
+    assert float((closed - automatic).abs().max()) <= 1e-12 * float(automatic.abs().max())
+    assert float(objective.obstacle(objective.positions(x))) > 0  # the discs do act here
 
 
 def test_circle_segment_depth_is_exact():
