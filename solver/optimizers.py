@@ -33,7 +33,6 @@ from typing import Callable, Generator, Iterator, TypeVar
 import numpy as np
 
 from .assignment import EXACT_PAIRS, LEAF_PARTICLES, improved_permutation
-from .costs.obstacles import Circle, circle_hessians
 from .init import DETOUR_MARGIN, OTStart, around_obstacles, blob_quantized, paths_to, target_size
 from .kernels import second_order
 from .lazy import torch
@@ -305,19 +304,21 @@ def own_hessians(objective: Objective, x: torch.Tensor) -> torch.Tensor:
     all blocks, m the variables per time step. Otherwise (controls of a linear system reach every later
     time) V products, a unit vector in every particle's block at once.
 
-    Discs are added in closed form (``circle_hessians``, mapped to the variables through the positions'
-    Jacobian, the same for every particle: the dynamics are linear): through automatic differentiation
-    their penalty's many small operations made these blocks most of an obstacle solve's time (the gap
-    preset, 6 discs with whole-path avoidance: 10.6 ms a call; the discs' part in closed form ~1 ms)."""
+    Obstacles whose shapes have closed-form Hessians (``Obstacles.hessians``: discs) are added as such,
+    mapped to the variables through the positions' Jacobian (the same for every particle: the dynamics
+    are linear). Through automatic differentiation the discs' many small operations made these blocks
+    most of an obstacle solve's time (the gap preset, 6 discs with whole-path avoidance: 10.6 ms a
+    call, 2.0 ms so)."""
     N = x.shape[0]
     V = x.numel() // N
     obstacles = objective.problem.obstacles
-    discs = obstacles is not None and all(isinstance(shape, Circle) for shape in obstacles.shapes)
+    closed = None if obstacles is None else obstacles.hessians(objective.positions(x.detach()),
+                                                               objective.obstacle_smoothing)
 
     def local(v: torch.Tensor) -> torch.Tensor:
         pos = objective.positions(v)
         own = objective.kinetic(pos, v) + objective.potential_field(pos)
-        return own if discs else own + objective.obstacle(pos)
+        return own if closed is not None else own + objective.obstacle(pos)
 
     coupling = objective.problem.dynamics.time_coupling
     if coupling is None or x.dim() != 3 or 2 * max(coupling, 1) + 1 >= x.shape[1]:
@@ -335,13 +336,11 @@ def own_hessians(objective: Objective, x: torch.Tensor) -> torch.Tensor:
         blocks = x.new_zeros(N, T, m, T, m)
         blocks[:, j, :, j2, :] = products[j2 % colors, :, :, j, :].permute(0, 2, 3, 1)  # B_i[(j, l), (j2, k)]
         blocks = blocks.reshape(N, V, V)
-    if discs:
-        pos = objective.positions(x.detach())
+    if closed is not None:
         jacobian = torch.autograd.functional.jacobian(lambda v: objective.positions(v)[0].reshape(-1), x.detach(),
                                                       vectorize=True)[:, 0].reshape(-1, V)  # (M D, V)
-        H = circle_hessians(list(obstacles.shapes), pos, objective.obstacle_smoothing, obstacles.segments)
-        scale = obstacles.weight * objective.h / N  # as in ``Objective.obstacle``
-        blocks = blocks + scale * torch.einsum("av,nab,bw->nvw", jacobian, H, jacobian)
+        scale = objective.h / N  # as in ``Objective.obstacle``
+        blocks = blocks + scale * torch.einsum("av,nab,bw->nvw", jacobian, closed, jacobian)
     return 0.5 * (blocks + blocks.transpose(1, 2))
 
 

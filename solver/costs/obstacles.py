@@ -96,6 +96,11 @@ class Circle:
             total = total + hinge(c.radius**2 - ((q - centre) ** 2).sum(-1), smoothing)
         return total
 
+    @staticmethod
+    def hessians_of(circles: list["Circle"], pos: "torch.Tensor", smoothing: float = 0.0,
+                    segments: bool = False) -> "torch.Tensor":
+        return circle_hessians(circles, pos, smoothing, segments)
+
     def segment_depth(self, a: np.ndarray, b: np.ndarray) -> np.ndarray:
         """The depth of the deepest point of each segment [a, b] (exact: its point closest to the centre)."""
         return self.depth(closest_point(a, b, self.center))
@@ -295,6 +300,17 @@ class Obstacles:
         for kind in dict.fromkeys(type(s) for s in self.shapes):
             total = total + kind.segment_penalty_of([s for s in self.shapes if type(s) is kind], a, b, smoothing)
         return self.weight * total
+
+    def hessians(self, positions: "torch.Tensor", smoothing: float = 0.0) -> "torch.Tensor | None":
+        """Each trajectory's Hessian (N, M D, M D) of the weighted penalty at the time points of
+        ``positions`` (N, M, D) and, with ``segments``, along the segments between them, in closed form
+        (a shape kind's ``hessians_of``); None when a kind of shape present has none (automatic
+        differentiation then gives it)."""
+        kinds = dict.fromkeys(type(s) for s in self.shapes)
+        if not all(hasattr(kind, "hessians_of") for kind in kinds):
+            return None
+        return self.weight * sum(kind.hessians_of([s for s in self.shapes if type(s) is kind], positions,
+                                                  smoothing, self.segments) for kind in kinds)
 
     def smoothing(self, fraction: float) -> float:
         """A ``hinge`` smoothing of ``fraction`` times the smallest shape's size squared (the penalty's
