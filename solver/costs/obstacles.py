@@ -15,12 +15,14 @@ problem and the weight c_Omega.
 from __future__ import annotations
 
 import dataclasses
+import functools
 from dataclasses import dataclass
 from typing import Any, Callable, ClassVar
 
 import numpy as np
 
 from ..errors import ProblemError
+from ..kernels import twice_differentiable
 from ..lazy import torch
 from ..reading import Context, array, check_keys, floats, mapping, number
 from ..registry import OBSTACLES
@@ -82,13 +84,19 @@ class Circle:
 
     @staticmethod
     def penalty_of(circles: list["Circle"], pos: "torch.Tensor", smoothing: float = 0.0) -> "torch.Tensor":
+        """``penalty_sum``; its gradient in closed form (``disc_terms``) except inside ``second_order()``."""
+        if pos.requires_grad and not twice_differentiable():
+            return _fused()[0].apply(pos, circles, smoothing)
         return penalty_sum(circles, pos, smoothing)
 
     @staticmethod
     def segment_penalty_of(circles: list["Circle"], a: "torch.Tensor", b: "torch.Tensor",
                            smoothing: float = 0.0) -> "torch.Tensor":
         """Eq. (59) at the point of each segment [a, b] closest to each centre (its deepest point, exactly),
-        summed over the circles."""
+        summed over the circles; the gradient in closed form (``disc_segment_terms``) except inside
+        ``second_order()``, where it is this plain expression."""
+        if (a.requires_grad or b.requires_grad) and not twice_differentiable():
+            return _fused()[1].apply(a, b, circles, smoothing)
         total = a.new_zeros(a.shape[:-1])
         for c in circles:
             centre = torch.as_tensor(c.center, dtype=a.dtype)
@@ -229,6 +237,79 @@ def circle_hessians(circles: list[Circle], pos: "torch.Tensor", smoothing: float
                 block = seg[:, r * dim:(r + 1) * dim, c * dim:(c + 1) * dim]
                 H[..., :dim, :dim].index_put_((n, ends[r], ends[c]), block, accumulate=True)
     return H.permute(0, 1, 3, 2, 4).reshape(N, M * D, M * D)
+
+
+def _groups(circles: list[Circle], like: "torch.Tensor"):
+    """(dim, centres (K, dim), r^2 (K,)) for the circles of each centre dimension."""
+    for dim in sorted({len(c.center) for c in circles}):
+        group = [c for c in circles if len(c.center) == dim]
+        yield (dim, torch.as_tensor(np.stack([c.center for c in group]), dtype=like.dtype),
+               torch.as_tensor([c.radius for c in group], dtype=like.dtype) ** 2)
+
+
+def disc_terms(circles: list[Circle], pos: "torch.Tensor", smoothing: float = 0.0
+               ) -> tuple["torch.Tensor", "torch.Tensor"]:
+    """(values, gradients) of ``penalty_sum`` at every point of ``pos`` (..., D): h(r^2 - |y - c|^2)
+    summed over the circles, and its gradient -2 h'(g) (y - c) summed likewise."""
+    value, grad = pos.new_zeros(pos.shape[:-1]), torch.zeros_like(pos)
+    for dim, centres, r2 in _groups(circles, pos):
+        diff = pos[..., None, :dim] - centres
+        g = r2 - (diff * diff).sum(-1)
+        value += hinge(g, smoothing).sum(-1)
+        grad[..., :dim] -= 2.0 * (hinge_slopes(g, smoothing)[0][..., None] * diff).sum(-2)
+    return value, grad
+
+
+def disc_segment_terms(circles: list[Circle], a: "torch.Tensor", b: "torch.Tensor", smoothing: float = 0.0
+                       ) -> tuple["torch.Tensor", "torch.Tensor", "torch.Tensor"]:
+    """(values, gradients in a, in b) of ``segment_penalty_of`` for every segment [a, b] (..., D): at the
+    point q = a + t (b - a) closest to the centre, d/da = (1 - t) dh/dq and d/db = t dh/dq (t's own
+    change does not count: q is the minimizer over t, or an end)."""
+    value, grad_a, grad_b = a.new_zeros(a.shape[:-1]), torch.zeros_like(a), torch.zeros_like(b)
+    for dim, centres, r2 in _groups(circles, a):
+        start = a[..., None, :dim]
+        u = b[..., None, :dim] - start
+        t = (((centres - start) * u).sum(-1) / (u * u).sum(-1).clip(1e-300, None)).clip(0.0, 1.0)[..., None]
+        e = start + t * u - centres
+        g = r2 - (e * e).sum(-1)
+        value += hinge(g, smoothing).sum(-1)
+        w = -2.0 * hinge_slopes(g, smoothing)[0][..., None] * e  # dh/dq
+        grad_a[..., :dim] += ((1.0 - t) * w).sum(-2)
+        grad_b[..., :dim] += (t * w).sum(-2)
+    return value, grad_a, grad_b
+
+
+@functools.cache
+def _fused() -> tuple[type, type]:
+    """The disc penalties at points and along segments as torch.autograd.Functions: value and gradient
+    in one closed-form pass (``disc_terms``, ``disc_segment_terms``; built on first use, after torch
+    is loaded). Through automatic differentiation their many small operations cost twice as much."""
+
+    class DiscPenalty(torch.autograd.Function):
+        @staticmethod
+        def forward(ctx, pos, circles, smoothing):  # type: ignore[override]
+            value, grad = disc_terms(circles, pos, smoothing)
+            ctx.save_for_backward(grad)
+            return value
+
+        @staticmethod
+        def backward(ctx, out):  # type: ignore[override]
+            (grad,) = ctx.saved_tensors
+            return out[..., None] * grad, None, None
+
+    class DiscSegmentPenalty(torch.autograd.Function):
+        @staticmethod
+        def forward(ctx, a, b, circles, smoothing):  # type: ignore[override]
+            value, grad_a, grad_b = disc_segment_terms(circles, a, b, smoothing)
+            ctx.save_for_backward(grad_a, grad_b)
+            return value
+
+        @staticmethod
+        def backward(ctx, out):  # type: ignore[override]
+            grad_a, grad_b = ctx.saved_tensors
+            return out[..., None] * grad_a, out[..., None] * grad_b, None, None
+
+    return DiscPenalty, DiscSegmentPenalty
 
 
 def penalty_sum(circles: list[Circle], pos: "torch.Tensor", smoothing: float = 0.0) -> "torch.Tensor":

@@ -73,6 +73,12 @@ def second_order() -> Iterator[None]:
         _SECOND_ORDER.reset(token)
 
 
+def twice_differentiable() -> bool:
+    """Whether the caller is inside ``second_order()``: terms with fused gradients (pair sums, disc
+    penalties) then use plain expressions that automatic differentiation can differentiate twice."""
+    return _SECOND_ORDER.get()
+
+
 def cutoff(scale: float) -> float:
     """r_c with phi(r_c) = TRUNCATION."""
     return scale * math.sqrt(2.0 * math.log(1.0 / TRUNCATION))

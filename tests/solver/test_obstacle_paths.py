@@ -87,6 +87,30 @@ def test_own_hessians_with_discs_in_closed_form_equal_the_automatic_ones(dynamic
     assert float(objective.obstacle(objective.positions(x))) > 0  # the discs do act here
 
 
+@pytest.mark.parametrize("dim", [2, 3])
+@pytest.mark.parametrize("smoothing", [0.0, 0.01])
+def test_fused_disc_penalties_equal_the_plain_expressions(dim, smoothing):
+    """The discs' penalties at points and along segments with their closed-form gradients (an autograd
+    Function, used outside ``second_order()``) against the plain expressions (inside it), on random
+    paths crossing two discs: values and gradients equal to rounding (1e-13 of the largest)."""
+    torch.manual_seed(10 + dim)
+    circles = [Circle(np.array([0.5, 0.5] + [0.5] * (dim - 2)), 0.35), Circle(np.array([1.0, 0.4]), 0.3)]
+    pos = (torch.rand(9, 7, dim, dtype=torch.float64) * 1.5).requires_grad_(True)
+
+    def value_and_gradient():
+        values = (Circle.penalty_of(circles, pos, smoothing),
+                  Circle.segment_penalty_of(circles, pos[:, :-1], pos[:, 1:], smoothing))
+        return values, torch.autograd.grad(sum(v.sum() for v in values), pos)[0]
+
+    fused, fused_grad = value_and_gradient()
+    with second_order():
+        plain, plain_grad = value_and_gradient()
+    assert float(plain_grad.abs().max()) > 1.0  # the paths do enter the discs
+    for f, p in zip(fused, plain):
+        assert torch.allclose(f, p, rtol=0, atol=1e-13 * float(p.detach().abs().max()))
+    assert float((fused_grad - plain_grad).abs().max()) <= 1e-13 * float(plain_grad.abs().max())
+
+
 def test_circle_segment_depth_is_exact():
     """The deepest point of a segment in a disc is its point closest to the centre."""
     c = Circle(np.array([0.0, 0.0]), 1.0)
