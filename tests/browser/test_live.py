@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 
 from tests.browser.figures import data_to_page, figure_column, figure_columns, figure_state
-from tests.browser.test_explorer import choose_preset, open_app, set_number, text, wait_text
+from tests.browser.test_explorer import choose_preset, open_app, set_number, stop_if_running, text, wait_text
 
 pytestmark = pytest.mark.browser
 
@@ -121,8 +121,8 @@ def test_drag_an_obstacle_mid_solve_then_undo(app_url, browser_page):
         wait_for(lambda: obstacle_cell(page, 0, "y") > y0 + 0.3, "the drag did not move the obstacle")
     assert obstacle_cell(page, 0, "x") == pytest.approx(x0, abs=0.05)
     wait_text(page, ".note", "obstacles changed during the solve", timeout=5)
-    time.sleep(3.0)  # the solve re-routes around the obstacle's new place
-    page.locator(".stop-button button").click()
+    time.sleep(3.0)  # the solve re-routes around the obstacle's new place (and may converge meanwhile)
+    stop_if_running(page)
     wait_text(page, ".iteration", "finished", timeout=30)
     depth = re.search(r"deepest inside an obstacle: (\S+) at the time points", text(page, ".status-bar"))
     assert depth and float(depth.group(1)) < 0.05, text(page, ".status-bar")  # against the moved obstacle
