@@ -201,14 +201,13 @@ def circle_hessians(circles: list[Circle], pos: "torch.Tensor", smoothing: float
     they are found first and summed alone. Circles act on the first len(c) coordinates."""
     N, M, D = pos.shape
     H = pos.new_zeros(N, M, M, D, D)  # (particle, time, time, coordinate, coordinate)
-    for dim in sorted({len(c.center) for c in circles}):
-        group = [c for c in circles if len(c.center) == dim]
-        centres = torch.as_tensor(np.stack([c.center for c in group]), dtype=pos.dtype)  # (K, dim)
-        r2 = torch.as_tensor([c.radius for c in group], dtype=pos.dtype) ** 2
+    for dim, centres, r2 in _groups(circles, pos):
         eye = torch.eye(dim, dtype=pos.dtype)
-        n, j, k = torch.nonzero(r2 - ((pos[..., None, :dim] - centres) ** 2).sum(-1) > 0, as_tuple=True)
-        diff = pos[n, j, :dim] - centres[k]  # (pairs, dim)
-        d1, d2 = hinge_slopes(r2[k] - (diff * diff).sum(-1), smoothing)
+        diff = pos[..., None, :dim] - centres  # (N, M, K, dim)
+        g = r2 - (diff * diff).sum(-1)
+        n, j, k = torch.nonzero(g > 0, as_tuple=True)
+        diff = diff[n, j, k]  # (pairs, dim)
+        d1, d2 = hinge_slopes(g[n, j, k], smoothing)
         points = 4.0 * d2[:, None, None] * diff[:, :, None] * diff[:, None, :] - 2.0 * d1[:, None, None] * eye
         H[..., :dim, :dim].index_put_((n, j, j), points, accumulate=True)
         if not segments or M < 2:
@@ -216,14 +215,13 @@ def circle_hessians(circles: list[Circle], pos: "torch.Tensor", smoothing: float
         a, b = pos[:, :-1, None, :dim], pos[:, 1:, None, :dim]
         u = b - a
         uu = (u * u).sum(-1).clip(1e-300, None)
-        t = (((centres - a) * u).sum(-1) / uu).clip(0.0, 1.0)  # (N, M - 1, K)
-        e = a + t[..., None] * u - centres
-        n, j, k = torch.nonzero(r2 - (e * e).sum(-1) > 0, as_tuple=True)
-        a, u, uu = pos[n, j, :dim], u[n, j, 0], uu[n, j, 0]
-        raw = ((centres[k] - a) * u).sum(-1) / uu
-        t = raw.clip(0.0, 1.0)[:, None]
-        e = a + t * u - centres[k]  # (pairs, dim)
-        d1, d2 = hinge_slopes(r2[k] - (e * e).sum(-1), smoothing)
+        raw = ((centres - a) * u).sum(-1) / uu  # (N, M - 1, K): the nearest point's unclipped parameter
+        t = raw.clip(0.0, 1.0)[..., None]
+        e = a + t * u - centres
+        g = r2 - (e * e).sum(-1)
+        n, j, k = torch.nonzero(g > 0, as_tuple=True)
+        u, uu, raw, t, e = u[n, j, 0], uu[n, j, 0], raw[n, j, k], t[n, j, k], e[n, j, k]  # (pairs, ...)
+        d1, d2 = hinge_slopes(g[n, j, k], smoothing)
         grad = torch.cat([2.0 * (1.0 - t) * e, 2.0 * t * e], -1)  # (pairs, 2 dim)
         z = torch.cat([(1.0 - t) * u - e, t * u + e], -1)
         weights = torch.cat([(1.0 - t).expand_as(e), t.expand_as(e)], -1)
@@ -316,10 +314,7 @@ def penalty_sum(circles: list[Circle], pos: "torch.Tensor", smoothing: float = 0
     """sum_k max(r_k^2 - |y - c_k|^2, 0) at every point of ``pos`` (..., D) (``hinge``, smoothed by
     ``smoothing``), circles of equal centre dimension vectorized together."""
     total = pos.new_zeros(pos.shape[:-1])
-    for dim in sorted({len(c.center) for c in circles}):
-        group = [c for c in circles if len(c.center) == dim]
-        centers = torch.as_tensor(np.stack([c.center for c in group]), dtype=pos.dtype)
-        r2 = torch.as_tensor([c.radius for c in group], dtype=pos.dtype) ** 2
+    for dim, centers, r2 in _groups(circles, pos):
         d2 = ((pos[..., None, :dim] - centers) ** 2).sum(-1)
         total = total + hinge(r2 - d2, smoothing).sum(-1)
     return total
