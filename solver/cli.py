@@ -17,6 +17,7 @@ from pathlib import Path
 
 from tqdm import tqdm
 
+from .allocator import keep_freed_memory
 from .budget import DEFAULT_BUDGET, check
 from .diagnostics import summary
 from .io import trajectories_csv, write_atomic
@@ -48,6 +49,7 @@ def _solve(args: argparse.Namespace) -> int:
     store = RunStore(args.store) if args.store else None  # a bad store path is refused before the solve
     for line in problem_warnings(problem):
         print(f"warning: {line}", file=sys.stderr)
+    keep_freed_memory()
     use_threads(threads_for(problem, os.cpu_count() or 1))
     bar = tqdm(total=problem.optimizer.max_iter, unit="it", disable=not sys.stderr.isatty() or args.quiet,
                desc=problem.name[:40])

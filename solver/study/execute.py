@@ -17,6 +17,7 @@ from typing import Any, Callable
 
 from tqdm import tqdm
 
+from ..allocator import keep_freed_memory
 from ..diagnostics import summary
 from ..errors import ProblemError
 from ..problem import problem_from_dict
@@ -56,6 +57,7 @@ def execute(spec: dict[str, Any], key: str, origin: str = "sweep") -> RunRecord:
     clock = time.perf_counter()
     try:
         problem = problem_from_dict(spec)
+        keep_freed_memory()
         use_threads(1)  # one run per worker process and core
         return record_from_result(solve(problem), origin, time.perf_counter() - clock)
     except Exception as err:  # stored with the run: one failing run must not stop a sweep
