@@ -24,24 +24,22 @@ def gaussian_target(N: int, **extra) -> dict:
             "optimizer": {"time_limit": 60}, **extra}
 
 
-def first_start(spec: dict) -> str:
-    """The label of the first start the robust method works from (after the problem's own)."""
-    run = solve_iter(problem_from_dict(spec), every=1)
-    try:
-        for snap in run:
-            label = snap.phase.split(":")[0].split("/")[0]
-            if label != "start":
-                return label
-    finally:
-        run.close()
-    raise AssertionError("the run ended on the problem's own start")
+def start_labels(spec: dict) -> list[str]:
+    """The labels of the starts the robust method works from, in order (after the problem's own)."""
+    labels: list[str] = []
+    for snap in solve_iter(problem_from_dict(spec), every=1):
+        label = snap.phase.split(":")[0].split("/")[0]
+        if label != "start" and label not in labels:
+            labels.append(label)
+    return labels
 
 
-def test_blob_quantizations_come_first_in_the_terminal_states_and_second_in_full_trajectories():
-    assert first_start(gaussian_target(40)) == "blob-start"
-    # an obstacle makes the problem one of full trajectories: the OT start's answer comes sooner
-    with_obstacle = gaussian_target(40, obstacles=[{"center": [1.0, 3.0], "radius": 0.2}])
-    assert first_start(with_obstacle) == "ot-start"
+def test_the_ot_start_goes_first_and_a_blob_start_follows_as_a_check():
+    """In the terminal states and in full trajectories (an obstacle) alike: the quasi-random OT start
+    sets the reference; the blob start, whose Newton solve crawls where a cluster's expansion stalls,
+    follows as a check (it used to go first in the terminal states)."""
+    for spec in (gaussian_target(40), gaussian_target(40, obstacles=[{"center": [1.0, 3.0], "radius": 0.2}])):
+        assert start_labels(spec)[:2] == ["ot-start", "blob-start"]
 
 
 def crossed_start(N: int) -> tuple[ReducedObjective, torch.Tensor]:
