@@ -12,6 +12,7 @@ constant, NE = (1/eps) ||k_delta * mu_1 - k_delta * m_1||^2 >= 0 (up to rounding
 """
 from __future__ import annotations
 
+import functools
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
@@ -58,6 +59,15 @@ class Objective:
 
     def variables_from_positions(self, positions: torch.Tensor) -> torch.Tensor:
         return self.problem.dynamics.variables_from_positions(positions, self.h)
+
+    @functools.cached_property
+    def position_jacobian(self) -> torch.Tensor:
+        """(M d, V): the derivative of a particle's positions (flattened) by its own V variables, the
+        same for every particle and every iterate (positions are affine in the variables under every
+        dynamics), so computed once."""
+        x = torch.zeros(self.variable_shape, dtype=torch.float64)
+        jacobian = torch.autograd.functional.jacobian(lambda v: self.positions(v)[0].reshape(-1), x, vectorize=True)
+        return jacobian[:, 0].reshape(-1, x[0].numel())
 
     # -- energies ----------------------------------------------------------------------------
     def controls(self, positions: torch.Tensor, variables: torch.Tensor) -> torch.Tensor:

@@ -337,8 +337,7 @@ def own_hessians(objective: Objective, x: torch.Tensor) -> torch.Tensor:
         blocks[:, j, :, j2, :] = products[j2 % colors, :, :, j, :].permute(0, 2, 3, 1)  # B_i[(j, l), (j2, k)]
         blocks = blocks.reshape(N, V, V)
     if closed is not None:
-        jacobian = torch.autograd.functional.jacobian(lambda v: objective.positions(v)[0].reshape(-1), x.detach(),
-                                                      vectorize=True)[:, 0].reshape(-1, V)  # (M D, V)
+        jacobian = objective.position_jacobian  # (M D, V)
         scale = objective.h / N  # as in ``Objective.obstacle``
         blocks = blocks + scale * torch.einsum("av,nab,bw->nvw", jacobian, closed, jacobian)
     return 0.5 * (blocks + blocks.transpose(1, 2))
@@ -797,8 +796,9 @@ def robust(objective: Objective, x0: torch.Tensor, spec: OptimizerSpec) -> Itera
     When only the terminal states matter (``reducible``) the problem is solved in them alone
     (``ReducedObjective``) by trust-region Newton-CG (from a rough start of more than ``GLASSY_MIN_VARS``
     unknowns, by L-BFGS with periodic reassignments: ``glassy``), and every reported iterate is mapped
-    back to full trajectories; otherwise in full trajectories by L-BFGS, then Newton (``_local``: saddle-free for
-    small smooth problems, trust-region on the structured Hessian for obstacle problems).
+    back to full trajectories; otherwise in full trajectories by L-BFGS, then Newton (``_local``:
+    saddle-free for small smooth problems, trust-region on the structured Hessian for obstacle problems).
+
     Starts, in turn: minimum-energy paths to an OT assignment onto the target's points or
     quasi-random quantization (``OTStart(blob=False)``: exact emd where affordable, multiscale beyond);
     for a continuum target of at most ``QUANTIZE_MAX_N`` particles, onto a blob quantization of the
@@ -813,13 +813,13 @@ def robust(objective: Objective, x0: torch.Tensor, spec: OptimizerSpec) -> Itera
     runs to its end as a check: the same objectives in 12 s against 6 s (N = 1,000), 3.0 against 2.5 s
     (Fig. 2 continuum). Over 23 continuum scenes (N = 200-1,000, four target kinds, three draws of the
     sources, three presets) the two orders ended equal on 17, this one lower on 3 (by up to 6e-4),
-    higher on 3 (by 4e-6 to 5e-5). Every start after the first is a
-    check under an iteration budget and a patience rule while it trails (one that has led runs to its
-    end): local minima differ (section 4.7), and the run keeps the best iterate of all. After each
-    local solve,
-    an exact OT reassignment of sources to the terminal states (it can only lower the control energy)
-    and a new local solve, while that helps. The run ends "converged" when the last local solve met
-    its stopping rule."""
+    higher on 3 (by 4e-6 to 5e-5).
+
+    Every start after the first is a check under an iteration budget and a patience rule while it
+    trails (one that has led runs to its end): local minima differ (section 4.7), and the run keeps
+    the best iterate of all. After each local solve, an exact OT reassignment of sources to the
+    terminal states (it can only lower the control energy) and a new local solve, while that helps.
+    The run ends "converged" when the last local solve met its stopping rule."""
     p = objective.problem
     work, reduced = _working(objective)
     size = p.N * (p.dynamics.state_dim if reduced else int(np.prod(objective.variable_shape[1:])))

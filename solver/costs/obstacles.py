@@ -97,12 +97,7 @@ class Circle:
         ``second_order()``, where it is this plain expression."""
         if (a.requires_grad or b.requires_grad) and not twice_differentiable():
             return _fused()[1].apply(a, b, circles, smoothing)
-        total = a.new_zeros(a.shape[:-1])
-        for c in circles:
-            centre = torch.as_tensor(c.center, dtype=a.dtype)
-            q = closest_point(a, b, centre)
-            total = total + hinge(c.radius**2 - ((q - centre) ** 2).sum(-1), smoothing)
-        return total
+        return disc_segment_terms(circles, a, b, smoothing, gradient=False)[0]
 
     @staticmethod
     def hessians_of(circles: list["Circle"], pos: "torch.Tensor", smoothing: float = 0.0,
@@ -212,12 +207,7 @@ def circle_hessians(circles: list[Circle], pos: "torch.Tensor", smoothing: float
         H[..., :dim, :dim].index_put_((n, j, j), points, accumulate=True)
         if not segments or M < 2:
             continue
-        a, b = pos[:, :-1, None, :dim], pos[:, 1:, None, :dim]
-        u = b - a
-        uu = (u * u).sum(-1).clip(1e-300, None)
-        raw = ((centres - a) * u).sum(-1) / uu  # (N, M - 1, K): the nearest point's unclipped parameter
-        t = raw.clip(0.0, 1.0)[..., None]
-        e = a + t * u - centres
+        u, uu, raw, t, e = _segment_geometry(pos[:, :-1, :dim], pos[:, 1:, :dim], centres)
         g = r2 - (e * e).sum(-1)
         n, j, k = torch.nonzero(g > 0, as_tuple=True)
         u, uu, raw, t, e = u[n, j, 0], uu[n, j, 0], raw[n, j, k], t[n, j, k], e[n, j, k]  # (pairs, ...)
@@ -237,6 +227,18 @@ def circle_hessians(circles: list[Circle], pos: "torch.Tensor", smoothing: float
     return H.permute(0, 1, 3, 2, 4).reshape(N, M * D, M * D)
 
 
+def _segment_geometry(a: "torch.Tensor", b: "torch.Tensor", centres: "torch.Tensor") -> tuple["torch.Tensor", ...]:
+    """For segments [a, b] (..., dim) and centres (K, dim): u = b - a (..., 1, dim), |u|^2 (..., 1),
+    the parameter of the point nearest each centre unclipped (raw, (..., K)) and clipped to [0, 1]
+    (t, (..., K, 1)), and e = a + t u - c (..., K, dim)."""
+    start = a[..., None, :]
+    u = b[..., None, :] - start
+    uu = (u * u).sum(-1).clip(1e-300, None)
+    raw = ((centres - start) * u).sum(-1) / uu
+    t = raw.clip(0.0, 1.0)[..., None]
+    return u, uu, raw, t, start + t * u - centres
+
+
 def _groups(circles: list[Circle], like: "torch.Tensor"):
     """(dim, centres (K, dim), r^2 (K,)) for the circles of each centre dimension."""
     for dim in sorted({len(c.center) for c in circles}):
@@ -245,35 +247,37 @@ def _groups(circles: list[Circle], like: "torch.Tensor"):
                torch.as_tensor([c.radius for c in group], dtype=like.dtype) ** 2)
 
 
-def disc_terms(circles: list[Circle], pos: "torch.Tensor", smoothing: float = 0.0
-               ) -> tuple["torch.Tensor", "torch.Tensor"]:
-    """(values, gradients) of ``penalty_sum`` at every point of ``pos`` (..., D): h(r^2 - |y - c|^2)
-    summed over the circles, and its gradient -2 h'(g) (y - c) summed likewise."""
-    value, grad = pos.new_zeros(pos.shape[:-1]), torch.zeros_like(pos)
+def disc_terms(circles: list[Circle], pos: "torch.Tensor", smoothing: float = 0.0, gradient: bool = True
+               ) -> tuple["torch.Tensor", "torch.Tensor | None"]:
+    """(values, gradients) of the disc penalty at every point of ``pos`` (..., D): h(r^2 - |y - c|^2)
+    summed over the circles, and (with ``gradient``, else None) its gradient -2 h'(g) (y - c) summed
+    likewise. Circles of equal centre dimension are vectorized together."""
+    value, grad = pos.new_zeros(pos.shape[:-1]), torch.zeros_like(pos) if gradient else None
     for dim, centres, r2 in _groups(circles, pos):
         diff = pos[..., None, :dim] - centres
         g = r2 - (diff * diff).sum(-1)
-        value += hinge(g, smoothing).sum(-1)
-        grad[..., :dim] -= 2.0 * (hinge_slopes(g, smoothing)[0][..., None] * diff).sum(-2)
+        value = value + hinge(g, smoothing).sum(-1)
+        if gradient:
+            grad[..., :dim] -= 2.0 * (hinge_slopes(g, smoothing)[0][..., None] * diff).sum(-2)
     return value, grad
 
 
-def disc_segment_terms(circles: list[Circle], a: "torch.Tensor", b: "torch.Tensor", smoothing: float = 0.0
-                       ) -> tuple["torch.Tensor", "torch.Tensor", "torch.Tensor"]:
+def disc_segment_terms(circles: list[Circle], a: "torch.Tensor", b: "torch.Tensor", smoothing: float = 0.0,
+                       gradient: bool = True) -> tuple["torch.Tensor", "torch.Tensor | None", "torch.Tensor | None"]:
     """(values, gradients in a, in b) of ``segment_penalty_of`` for every segment [a, b] (..., D): at the
     point q = a + t (b - a) closest to the centre, d/da = (1 - t) dh/dq and d/db = t dh/dq (t's own
-    change does not count: q is the minimizer over t, or an end)."""
-    value, grad_a, grad_b = a.new_zeros(a.shape[:-1]), torch.zeros_like(a), torch.zeros_like(b)
+    change does not count: q is the minimizer over t, or an end); without ``gradient`` the values
+    alone (then a plain expression, differentiable to any order)."""
+    value = a.new_zeros(a.shape[:-1])
+    grad_a, grad_b = (torch.zeros_like(a), torch.zeros_like(b)) if gradient else (None, None)
     for dim, centres, r2 in _groups(circles, a):
-        start = a[..., None, :dim]
-        u = b[..., None, :dim] - start
-        t = (((centres - start) * u).sum(-1) / (u * u).sum(-1).clip(1e-300, None)).clip(0.0, 1.0)[..., None]
-        e = start + t * u - centres
+        _, _, _, t, e = _segment_geometry(a[..., :dim], b[..., :dim], centres)
         g = r2 - (e * e).sum(-1)
-        value += hinge(g, smoothing).sum(-1)
-        w = -2.0 * hinge_slopes(g, smoothing)[0][..., None] * e  # dh/dq
-        grad_a[..., :dim] += ((1.0 - t) * w).sum(-2)
-        grad_b[..., :dim] += (t * w).sum(-2)
+        value = value + hinge(g, smoothing).sum(-1)
+        if gradient:
+            w = -2.0 * hinge_slopes(g, smoothing)[0][..., None] * e  # dh/dq
+            grad_a[..., :dim] += ((1.0 - t) * w).sum(-2)
+            grad_b[..., :dim] += (t * w).sum(-2)
     return value, grad_a, grad_b
 
 
@@ -312,12 +316,8 @@ def _fused() -> tuple[type, type]:
 
 def penalty_sum(circles: list[Circle], pos: "torch.Tensor", smoothing: float = 0.0) -> "torch.Tensor":
     """sum_k max(r_k^2 - |y - c_k|^2, 0) at every point of ``pos`` (..., D) (``hinge``, smoothed by
-    ``smoothing``), circles of equal centre dimension vectorized together."""
-    total = pos.new_zeros(pos.shape[:-1])
-    for dim, centers, r2 in _groups(circles, pos):
-        d2 = ((pos[..., None, :dim] - centers) ** 2).sum(-1)
-        total = total + hinge(r2 - d2, smoothing).sum(-1)
-    return total
+    ``smoothing``): ``disc_terms``' values, a plain expression differentiable to any order."""
+    return disc_terms(circles, pos, smoothing, gradient=False)[0]
 
 
 @dataclass(frozen=True)
