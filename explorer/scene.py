@@ -212,7 +212,7 @@ class SceneEditor(param.Parameterized):
         paths = plots.trajectories(None, dim).opts(hooks=[self.live.hook("trajectories")])
         now = plots.particles_at(None, dim, self.time.value).opts(hooks=[self.live.hook("particles")])
         active = {"paint": ["freehand_draw"], "pan / zoom": ["wheel_zoom"]}.get(self.mode, ["point_draw"])
-        title = "Scene: " + HINTS[self.mode]
+        title = f"Scene ({self.mode}: see the hint beside it)"  # the whole hint overran the plot's width
         overlay = reduce(operator.mul, layers + [obstacles, paths, source, target, now]
                          + ([centres] if centres is not None else []))
         return overlay.opts(
