@@ -34,6 +34,10 @@ from .runner import SolveRunner
 
 MODES = ["edit source", "edit target", "paint", "place obstacles", "pan / zoom"]
 SCENE_SIZE = 540
+#: Pixels below the scene's frame: tick labels and the x axis' label (Bokeh left too few, and cut the label).
+SCENE_BOTTOM = 70
+#: Pixels above it: the title (with these, the frame is SCENE_SIZE square, as the equal ranges need).
+SCENE_TITLE = 27
 HINTS = {"edit source": "click to add source points, drag to move, Backspace deletes; box-select + Delete points",
          "edit target": "click to add target points, drag to move, Backspace deletes; box-select + Delete points",
          "paint": "drag a brush stroke: it becomes points of the chosen kind at the brush's spacing",
@@ -154,7 +158,8 @@ class SceneEditor(param.Parameterized):
         self._editing = False  # True while a draw-tool event edits the obstacles
         self.history = SceneHistory(model)
         self.pane = pn.pane.HoloViews(self._build(), css_classes=["scene-plot"], linked_axes=False,
-                                      width=SCENE_SIZE + 140, height=SCENE_SIZE + 90, sizing_mode="fixed")
+                                      width=SCENE_SIZE + 140, height=SCENE_SIZE + SCENE_BOTTOM + SCENE_TITLE,
+                                      sizing_mode="fixed")
         self.hint = pn.pane.Markdown(f"Mode: **{self.mode}**: {HINTS[self.mode]}", css_classes=["mode-hint"])
         self.table = pn.widgets.Tabulator(self._obstacle_frame(), css_classes=["obstacle-table"],
                                           show_index=True, selectable=1, height=170,
@@ -219,7 +224,7 @@ class SceneEditor(param.Parameterized):
             hv.opts.Overlay(title=title, xlim=(x0, x1), ylim=(y0, y1), frame_width=SCENE_SIZE,
                             frame_height=SCENE_SIZE, legend_position="top_left", xlabel=kx, ylabel=ky,
                             active_tools=active, toolbar="right", show_grid=True,
-                            backend_opts={"plot.toolbar.autohide": False}))
+                            backend_opts={"plot.toolbar.autohide": False, "plot.min_border_bottom": SCENE_BOTTOM}))
 
     def _density(self, bounds: tuple[float, float, float, float]) -> hv.Element:
         """The continuum target as K_delta * m_1 on a grid (an empty image if it is invalid)."""

@@ -90,3 +90,21 @@ def data_to_page(page, title_prefix: str, canvas_css: str, x: float, y: float) -
     cx, cy = page.evaluate(_DATA_TO_CANVAS, [title_prefix, x, y])
     box = page.locator(canvas_css).first.bounding_box()
     return box["x"] + cx, box["y"] + cy
+
+
+#: The figure's height and the bottom of its x axis' box (ticks, tick labels and axis label, as Bokeh
+#: measured them), in pixels; the newest figure whose title starts with ``prefix``.
+_AXIS_ROOM = """(prefix) => {
+  let found = null;
+  for (const doc of Bokeh.documents) for (const m of doc._all_models.values())
+    if (m.x_range !== undefined && m.title && m.title.text && m.title.text.startsWith(prefix)) found = m;
+  if (!found) return null;
+  const plot = Bokeh.index.find_one(found);
+  const axis = plot.views.find_one(found.below[0]);
+  return {height: plot.bbox.height, axis_bottom: axis.bbox.bottom};
+}"""
+
+
+def axis_room(page, title_prefix: str) -> dict | None:
+    """{height, axis_bottom} of the figure whose title starts with ``title_prefix`` (``_AXIS_ROOM``)."""
+    return page.evaluate(_AXIS_ROOM, title_prefix)
