@@ -10,6 +10,7 @@ decorators or torch-typed constants at module level); everything that does so si
 from __future__ import annotations
 
 import importlib
+import threading
 import types
 from typing import Any
 
@@ -41,3 +42,18 @@ def load(*modules: LazyModule) -> None:
     scipy.stats, takes about a second and is not the solver's time)."""
     for module in modules:
         LazyModule.__getattr__(module, "__name__")  # imports it and fills the stand-in
+
+
+_preloading: threading.Thread | None = None
+
+
+def load_in_background(*modules: LazyModule) -> threading.Thread:
+    """Start importing ``modules`` in a daemon thread (once per process; later calls return the same
+    thread): a server that will solve loads POT while its first page is being read, so the first Run
+    does not wait a second for it. A solve that begins meanwhile waits on Python's import lock for the
+    import in progress, never imports twice."""
+    global _preloading
+    if _preloading is None:
+        _preloading = threading.Thread(target=load, args=modules, name="mfc-preload", daemon=True)
+        _preloading.start()
+    return _preloading
