@@ -31,6 +31,8 @@ class LazyModule(types.ModuleType):
 
 torch = LazyModule("torch")
 ot = LazyModule("ot")
+#: torch.optim's first optimizer imports it (~1.3 s): solves that step one load it before their clock starts
+torch_dynamo = LazyModule("torch._dynamo")
 scipy_linalg = LazyModule("scipy.linalg")
 scipy_optimize = LazyModule("scipy.optimize")
 scipy_spatial = LazyModule("scipy.spatial")

@@ -19,8 +19,8 @@ import numpy as np
 
 from .budget import DEFAULT_BUDGET, check
 from .history import ThinnedHistory
-from .init import Cancelled, PaperStart, initial_variables, target_size
-from .lazy import load, numba, ot, torch
+from .init import Cancelled, PaperStart, blob_quantized, initial_variables, target_size
+from .lazy import LazyModule, load, numba, ot, torch, torch_dynamo
 from .objective import Objective
 from .steps import Step
 from .problem import Problem
@@ -139,6 +139,18 @@ def threads_for(problem: Problem, available: int) -> int:
     return 1 if problem.N * max(problem.N, target_size(problem)) < SINGLE_THREAD_PAIRS else available
 
 
+#: Methods stepping a torch.optim optimizer.
+TORCH_OPTIM_METHODS = ("gd", "adam")
+
+
+def libraries(problem: Problem, method: str) -> tuple[LazyModule, ...]:
+    """The heavy libraries a solve of ``problem`` by ``method`` loads: torch and POT; torch._dynamo too
+    (torch.optim's first optimizer imports it, ~1.3 s) where a torch optimizer runs: blob quantizations
+    of a continuum target (``blob_quantized``) and the methods in ``TORCH_OPTIM_METHODS``."""
+    optim = blob_quantized(problem) or method in TORCH_OPTIM_METHODS
+    return (torch, ot, torch_dynamo) if optim else (torch, ot)
+
+
 def solve_iter(problem: Problem, control: SolveControl | None = None, every: int = 10,
                resume: Snapshot | None = None, method: str | None = None,
                memory: int = DEFAULT_BUDGET) -> Iterator[Snapshot]:
@@ -150,8 +162,8 @@ def solve_iter(problem: Problem, control: SolveControl | None = None, every: int
     ``memory``: the budget in bytes; a larger problem raises ``ProblemError`` before any allocation.
     """
     check(problem, memory)
-    load(torch, ot)  # library loading (seconds on a first solve) is not counted as solver time
     spec = problem.optimizer
+    load(*libraries(problem, method or spec.method))  # library loading (seconds on a first solve) is not solver time
     objective = Objective(problem)
     x0 = _start_variables(objective, problem, resume, control)
     it0 = resume.iteration if resume else 0

@@ -5,6 +5,8 @@ from __future__ import annotations
 import subprocess
 import sys
 
+import pytest
+
 SCRIPT = """
 import sys, threading
 import solver.run
@@ -22,3 +24,28 @@ def test_import_is_light_and_the_background_preload_loads_once():
     # a fresh process: in the test session torch and POT are imported already
     res = subprocess.run([sys.executable, "-c", SCRIPT], capture_output=True, text=True, timeout=300, check=True)
     assert res.stdout.split("\n")[:3] == ["before False False", "after True True True True", "filled True True"], res
+
+
+FIRST_REPORT = """
+import sys
+
+import pytest
+from solver.problem import problem_from_dict
+from solver.run import solve_iter
+spec = {"source": {"points": [[0.1 * i, 0.0] for i in range(6)]}, "eps": 0.1, "M": 3,
+        "target": %s}
+first = next(solve_iter(problem_from_dict(spec)))
+print(first.phase, "torch._dynamo" in sys.modules)
+"""
+
+
+@pytest.mark.parametrize("target, loaded", [
+    ('{"kind": "gaussian", "mean": [0.5, 1.0], "cov": 0.04}', True),  # a blob quantization will run torch.optim
+    ('{"points": [[0.1 * i, 1.0] for i in range(6)]}', False),  # particles: no torch optimizer, no 1.3 s import
+])
+def test_a_solve_loads_torch_optims_machinery_before_its_clock_only_when_it_needs_it(target, loaded):
+    # robust reports the problem's own start before it prepares any start: torch._dynamo (imported by
+    # torch.optim's first optimizer, ~1.3 s) is loaded by then only if solve_iter loaded it up front
+    res = subprocess.run([sys.executable, "-c", FIRST_REPORT % target], capture_output=True, text=True,
+                         timeout=300, check=True)
+    assert res.stdout.split() == ["start", str(loaded)], res
