@@ -27,6 +27,7 @@ from __future__ import annotations
 
 import dataclasses
 import math
+import re
 import threading
 from typing import Callable, Generator, Iterator, TypeVar
 
@@ -459,6 +460,20 @@ SHORT = 0.05
 #: The check start is also dropped when it trails the best objective found by more than this many
 #: times its recent progress per iteration (the mean over its last ``CHECK_WINDOW`` iterations).
 CHECK_PATIENCE, CHECK_WINDOW = 50.0, 3
+#: Resumed reassignment rounds that trail the best finished solve are dropped once the gap exceeds this
+#: many times what their last round gained: rounds' gains mostly shrink by half or more from one to the
+#: next, so all further rounds together gain about as much as the last one. Judged per iteration they
+#: were dropped in their first round (Newton's last steps in a round gain nothing, the next reassignment
+#: jumps), and an annulus at N = 200 ended 1e-5 higher. A Gaussian at N = 1,000 gains 6e-4, then 5e-5,
+#: against a gap of 1.9e-3 and is dropped; 5 instead of 2 changed no objective over the 36 scenes of the
+#: robust method's docstring and cost the Gaussian 2 s. One draw there gained 3.6e-6 in a round and
+#: 5.4e-5 in the next (in its Newton solve, not by the reassignment): no multiple short of 12 keeps it.
+ROUND_PATIENCE = 2.0
+#: Before a blob start the OT start pauses after this many rounds (its first local solve and one
+#: reassignment round), and the blob check is judged by where they got. Paused after its first local
+#: solve alone, the OT start's objective was so far above its end that blob checks led it and ran to
+#: their own ends where the OT start then won (swarm_500: 6.3 -> 9.3 s; now 6.2 s).
+PAUSE_ROUNDS = 2
 
 
 def _local(objective: Objective, x: torch.Tensor, spec: OptimizerSpec, phase: str, iterations: int,
@@ -593,10 +608,10 @@ def _polished(objective: Objective | ReducedObjective, x: torch.Tensor, spec: Op
     final, narrow band alone it crawls (hundreds of short steps while contacts come and go); a wide
     band first, then narrower ones from its minimizer, take a few dozen steps each. On the wide band
     the rounds end once one gains less than ``WIDE_ROUND_GAIN``."""
-    tau = getattr(objective, "obstacle_smoothing", 0.0)
-    if not (tau > 0 and _structured(objective)):
+    if not _continued(objective):
         yield from _rounds(objective, x, spec, label, counters, rough)
         return
+    tau = objective.obstacle_smoothing
     loose = dataclasses.replace(spec, rtol=max(spec.rtol, HANDOVER_RTOL))
     wide = dataclasses.replace(objective, obstacle_smoothing=tau * SMOOTHING_CONTINUATION[0])
     best = yield from _until_slow(_rounds(wide, x, loose, label, counters, rough, WIDE_ROUND_GAIN), keep_best=True)
@@ -612,16 +627,37 @@ def _polished(objective: Objective | ReducedObjective, x: torch.Tensor, spec: Op
         counters[0], counters[1] = best.iterations, best.evaluations
 
 
-def _rounds(objective: Objective | ReducedObjective, x: torch.Tensor, spec: OptimizerSpec, label: str,
-            counters: list[int], rough: bool, least_gain: float = 0.0) -> Generator[Step, None, Step]:
+@dataclasses.dataclass(frozen=True)
+class Paused:
+    """``_rounds`` stopped before a round (``pause``): that round's start, the best round's last step
+    and how many rounds ran; ``_rounds(..., resume=paused)`` goes on as if never stopped."""
+
+    x: torch.Tensor
+    best: Step
+    rounds: int
+
+
+def round_of(phase: str) -> int:
+    """Which round of ``_rounds`` a step's phase label names (0 for the first, ``k`` for "reassign k")."""
+    found = re.search(r"/reassign (\d+)", phase)
+    return int(found.group(1)) if found else 0
+
+
+def _rounds(objective: Objective | ReducedObjective, x: torch.Tensor | None, spec: OptimizerSpec, label: str,
+            counters: list[int], rough: bool, least_gain: float = 0.0, pause: int = 0,
+            resume: Paused | None = None) -> Generator[Step, None, Step | Paused]:
     """``_polished``'s rounds of local solve and reassignment on one objective; returns the last step of
     the best round. Rounds end when a reassignment no longer lowers the objective, or (where the
     plateau rule applies, ``trust_region.plateau_tolerance``) when a whole round gained at most the
     plateau, or ``least_gain``, of the objective: at N = 3,000 samples every reassignment still found a
-    little (32 rounds of ~3e-6 each in 120 s)."""
-    best: Step | None = None
-    rounds = 0
+    little (32 rounds of ~3e-6 each in 120 s). With ``pause`` k > 0, returns ``Paused`` where round k + 1
+    would begin; ``resume`` (``x`` unused) begins it."""
+    best: Step | None = None if resume is None else resume.best
+    rounds = 0 if resume is None else resume.rounds
+    x = x if resume is None else resume.x
     while x is not None:
+        if pause and rounds == pause:
+            return Paused(x, best, rounds)
         steps = _local(objective, x, spec, phase=f"{label}" + (f"/reassign {rounds}" if rounds else ""),
                        iterations=counters[0], evaluations=counters[1],
                        rough=rough and (rounds == 0 or glassy(objective, rough)))
@@ -673,6 +709,12 @@ def _until_reassigned(objective: Objective | ReducedObjective, steps: Iterator[S
     finally:
         steps.close()
     return last, None
+
+
+def _continued(objective: Objective | ReducedObjective) -> bool:
+    """Whether ``_polished`` solves ``objective`` by continuation in the obstacle penalty's smoothing
+    (structured Newton on a smoothed penalty), not by plain ``_rounds``."""
+    return getattr(objective, "obstacle_smoothing", 0.0) > 0 and _structured(objective)
 
 
 def _structured(objective: Objective | ReducedObjective) -> bool:
@@ -809,11 +851,17 @@ def robust(objective: Objective, x0: torch.Tensor, spec: OptimizerSpec) -> Itera
     states, until this order) was never cut, and where the cluster's expansion stalls (in an annulus'
     hole, between a mixture's components, short of a box's corners) Newton crawled from it for
     hundreds of iterations before the OT start ran at all: N = 1,000, annulus 71 s, mixture 33 s, box
-    23 s, now 15, 13 and 8 s to the same objectives. Where the blob start leads (Gaussian targets) it
-    runs to its end as a check: the same objectives in 12 s against 6 s (N = 1,000), 3.0 against 2.5 s
-    (Fig. 2 continuum). Over 23 continuum scenes (N = 200-1,000, four target kinds, three draws of the
-    sources, three presets) the two orders ended equal on 17, this one lower on 3 (by up to 6e-4),
-    higher on 3 (by 4e-6 to 5e-5).
+    23 s, now 15, 13 and 8 s to the same objectives. Over 23 continuum scenes (N = 200-1,000, four
+    target kinds, three draws of the sources, three presets) the two orders ended equal on 17, this
+    one lower on 3 (by up to 6e-4), higher on 3 (by 4e-6 to 5e-5). Before a blob start the OT start
+    pauses after ``PAUSE_ROUNDS`` rounds (``Paused``; not on the obstacle continuation): its further
+    reassignment rounds come after the blob check, which is judged by the paused start's objective,
+    and are a check themselves (``ROUND_PATIENCE``) when the blob start ended lower. Where the blob
+    start wins (Gaussian targets) the rounds it makes moot are dropped: N = 1,000, 11.7 -> 8.6 s to the
+    same objective. Over 36 scenes (N = 200, 500, 700; Gaussian, mixture, box and annulus targets;
+    three draws) 35 ended at the same objectives as with all rounds first, one annulus draw at N = 200
+    5.5e-6 higher; the sweep took 243 s against 256 s (Gaussians 0.5-1.0x, annuli at N = 200 up to
+    1.4x: their blob checks led the paused start and ran to their ends).
 
     Every start after the first is a check under an iteration budget and a patience rule while it
     trails (one that has led runs to its end): local minima differ (section 4.7), and the run keeps
@@ -844,9 +892,12 @@ def robust(objective: Objective, x0: torch.Tensor, spec: OptimizerSpec) -> Itera
         starts.append(("blob-start", lambda cancel: OTStart().variables(objective, cancel), False))
     if size <= CHECK_VARS:
         starts.append(("short-start", make_short, False))
+    # the OT start pauses after PAUSE_ROUNDS rounds when a blob start follows (not on the obstacle
+    # continuation, whose rounds report no round ends): its later rounds come after the blob check
+    pause = len(starts) > 1 and starts[1][0] == "blob-start" and not _continued(work)
     counters = [0, 0]
     last: Step | None = None
-    best_objective, outcome = math.inf, "stalled"
+    best_objective, outcome, diverged = math.inf, "stalled", False
     structured = _structured(work)
     if p.N * max(p.N, target_size(p)) <= EXACT_PAIRS:
         # the problem's own start, reported at once (cheap here): the OT start's preparation (blob
@@ -856,36 +907,87 @@ def robust(objective: Objective, x0: torch.Tensor, spec: OptimizerSpec) -> Itera
         counters[1] = 1
         yield last
     budget = math.inf
-    for label, make, rough in starts:
+
+    def leg(steps: Generator[Step, None, Step | Paused], reference: float, resumed_from: float | None = None
+            ) -> Generator[Step, None, tuple[Step | Paused | None, float]]:
+        """Report a start's ``steps``; returns what they return (None if cut) and their lowest objective.
+        Under a finite ``budget`` the leg is a check: cut when its iterations exceed the budget, or by
+        the patience rule, while it trails both the best finished solve and ``reference``. Resumed
+        reassignment rounds (``resumed_from``: the objective they go on from) are judged round by round
+        instead (``ROUND_PATIENCE``): within a round Newton's last steps gain little, the next
+        reassignment much more."""
+        nonlocal last, best_objective, outcome, diverged
+        begun, recent, lowest = counters[0], [], math.inf
+        round_index, round_start, before = -1, resumed_from, resumed_from
+        try:
+            while True:
+                try:
+                    step = next(steps)
+                except StopIteration as stop:
+                    return stop.value, lowest
+                ended = step.status
+                last = reported(objective, work, step)
+                yield last
+                f = last.energies["objective"]
+                lowest = min(lowest, f)
+                if ended is not None and f <= best_objective:
+                    best_objective, outcome = f, ended
+                if ended == "diverged":
+                    diverged = True
+                    return None, lowest
+                bar = min(best_objective, reference)
+                if lowest <= bar:
+                    continue  # a check that has led is never cut: the run's best iterate is its to finish
+                if step.iterations - begun >= budget:
+                    return None, lowest  # the check start's budget is spent
+                if resumed_from is not None:
+                    index = round_of(step.phase)
+                    if index > round_index >= 0:  # the round before this step ended at ``before``
+                        if before - bar > ROUND_PATIENCE * max(round_start - before, 0.0):
+                            return None, lowest  # further rounds like the last cannot plausibly catch up
+                        round_start = before
+                    round_index = max(round_index, index)
+                    before = f
+                    continue
+                if structured and not step.phase.endswith(NARROWING):
+                    continue  # on the continuation's wide band the exact objective can rise while the solve gains
+                recent.append(f)
+                if math.isfinite(budget) and len(recent) > CHECK_WINDOW:
+                    progress = (recent[-CHECK_WINDOW - 1] - f) / CHECK_WINDOW
+                    if f - bar > CHECK_PATIENCE * max(progress, 0.0):
+                        return None, lowest  # the check trails by more than it can plausibly still gain
+        finally:
+            steps.close()
+            # a cut leg's unfinished round did not count its iterations: the next leg goes on from them
+            if last is not None:
+                counters[0], counters[1] = max(counters[0], last.iterations), max(counters[1], last.evaluations)
+
+    paused: Paused | None = None
+    reference = math.inf  # the paused first start's lowest objective, which the blob check is judged by
+    for index, (label, make, rough) in enumerate(starts):
         waiting = None if last is None else dataclasses.replace(last, phase=f"{label}: preparing")
         x = yield from prepared(make if p.obstacles is None else bent(make, work), waiting)
         if reduced:
             x = work.variables_from_positions(objective.positions(x))
         begun = counters[0]
-        recent: list[float] = []
-        lowest = math.inf  # this start's lowest objective so far
-        for step in _polished(work, x, spec, label, counters, rough):
-            ended = step.status
-            last = reported(objective, work, step)
-            yield last
-            f = last.energies["objective"]
-            lowest = min(lowest, f)
-            if ended is not None and f <= best_objective:
-                best_objective, outcome = f, ended
-            if ended == "diverged":
-                break
-            if lowest <= best_objective:
-                continue  # a check that has led is never cut: the run's best iterate is its to finish
-            if step.iterations - begun >= budget:
-                break  # the check start's budget is spent
-            if structured and not step.phase.endswith(NARROWING):
-                continue  # on the continuation's wide band the exact objective can rise while the solve gains
-            recent.append(f)
-            if math.isfinite(budget) and len(recent) > CHECK_WINDOW:
-                progress = (recent[-CHECK_WINDOW - 1] - f) / CHECK_WINDOW
-                if f - best_objective > CHECK_PATIENCE * max(progress, 0.0):
-                    break  # the check trails by more than it can plausibly still gain
+        if index == 0 and pause:
+            result, reference = yield from leg(_rounds(work, x, spec, label, counters, rough, pause=PAUSE_ROUNDS),
+                                               math.inf)
+            paused = result if isinstance(result, Paused) else None
+            if paused is None:  # it ended within those rounds: later starts are judged as before
+                reference = math.inf
+        else:
+            yield from leg(_polished(work, x, spec, label, counters, rough), reference)
         budget = max(CHECK_MIN_ITERATIONS, counters[0] - begun)
-        if ended == "diverged":
+        if diverged:
             break
+        if paused is not None and index == 1:  # the first start's later rounds, after the blob check
+            first, _, first_rough = starts[0]
+            begun = counters[0]
+            yield from leg(_rounds(work, None, spec, first, counters, first_rough, resume=paused), math.inf,
+                           resumed_from=reference)
+            paused, reference = None, math.inf
+            budget = max(CHECK_MIN_ITERATIONS, counters[0] - begun)
+            if diverged:
+                break
     yield dataclasses.replace(last, status=outcome)

@@ -155,3 +155,140 @@ def test_rounds_end_once_a_round_gains_less_than_asked(monkeypatch):
     assert len(run()) == 5  # every round gained until the fifth, which did not
     assert len(run(least_gain=1e-4)) == 2  # the second round gained 5e-5 < 1e-4
     assert len(run(least_gain=1e-5)) == 5
+
+
+@pytest.mark.parametrize("pause", [1, 2])
+def test_rounds_paused_and_resumed_go_on_as_if_never_stopped(pause):
+    """``_rounds(pause=k)`` returns where round k + 1 would begin (``Paused``); resumed, the rounds
+    reproduce the uninterrupted ones bitwise (robust runs the blob check in between)."""
+    from solver.optimizers import Paused, round_of
+
+    work, start = crossed_start(80)
+    spec = work.problem.optimizer
+    whole = list(_rounds(work, start, spec, "r", [0, 0], rough=True))
+    assert max(round_of(s.phase) for s in whole) > pause  # more rounds: the pause is inside
+
+    counters = [0, 0]
+    before, paused = [], None
+    rounds = _rounds(work, start, spec, "r", counters, rough=True, pause=pause)
+    while paused is None:
+        try:
+            before.append(next(rounds))
+        except StopIteration as stop:
+            paused = stop.value
+    assert isinstance(paused, Paused) and paused.rounds == pause
+    assert max(round_of(s.phase) for s in before) == pause - 1
+    rest = list(_rounds(work, None, spec, "r", counters, rough=True, resume=paused))
+    both = before + rest
+    assert [(s.phase, s.iterations, s.status) for s in both] == [(s.phase, s.iterations, s.status) for s in whole]
+    assert [s.energies["objective"] for s in both] == [s.energies["objective"] for s in whole]
+    assert torch.equal(both[-1].variables, whole[-1].variables)
+
+
+def test_the_blob_check_comes_between_the_ot_starts_first_rounds_and_the_rest():
+    """A continuum target: the OT start's first ``PAUSE_ROUNDS`` rounds, then the blob check, then the
+    OT start's further rounds (a check themselves when the blob start ended lower); the run ends on the
+    best iterate of all, "converged" (a Gaussian target, N = 100). At N = 1,000 the blob start wins, and
+    the OT start's rounds (~5 s of 1e-5 gains when they all came first) are cut: 11.7 -> 8 s."""
+    from solver.optimizers import PAUSE_ROUNDS, round_of
+
+    phases, best = [], math.inf
+    for snap in solve_iter(problem_from_dict(gaussian_target(100)), every=1):
+        best = min(best, snap.objective)
+        label = snap.phase.split(":")[0]
+        if label != "start" and (not phases or phases[-1] != label):
+            phases.append(label)
+    starts = [p.split("/")[0] for p in phases]
+    blob = starts.index("blob-start")
+    before = [round_of(p) for p in phases[:blob]]
+    assert set(starts[:blob]) == {"ot-start"} and max(before) == PAUSE_ROUNDS - 1, phases
+    after = [round_of(p) for p, s in zip(phases[blob:], starts[blob:]) if s == "ot-start"]
+    assert after and min(after) == PAUSE_ROUNDS, phases  # the first start's rounds came back after the check
+    assert snap.status == "converged" and snap.objective == best
+
+
+def test_the_blob_check_is_judged_by_the_paused_first_starts_objective(monkeypatch):
+    """The OT start pauses after a first round that ended with a reassignment pending (no local solve
+    finished yet, so no finished objective to compare with): the blob check that trails its objective
+    is cut by the budget all the same (never "leading" an empty field), and the resumed rounds finish
+    the run. Scripted local solves: the first round at 1.0, the check above it, the rounds at 0.99."""
+    from solver import optimizers
+
+    long = CHECK_MIN_ITERATIONS + 40
+    trailing = [1.0 + 0.2 * math.exp(-k / 20) for k in range(long)]
+
+    def script(values, counters, x, label, last_status):
+        for k, f in enumerate(values, 1):
+            counters[0] += 1
+            yield Step(x, {"objective": f}, 0.0, 0.0, counters[0], counters[0], label,
+                       status=last_status if k == len(values) else None)
+
+    def rounds(work, x, spec, label, counters, rough, least_gain=0.0, pause=False, resume=None):
+        if pause:
+            yield from script([1.0] * 10, counters, x, label, None)
+            return optimizers.Paused(x, Step(x, {"objective": 1.0}, 0.0, 0.0, counters[0], counters[0], label), 1)
+        yield from script([0.99] * 5, counters, resume.x, label + "/reassign 1", "converged")
+
+    def polished(work, x, spec, label, counters, rough=True):
+        yield from script(trailing, counters, x, label, "converged")
+
+    monkeypatch.setattr(optimizers, "_rounds", rounds)
+    monkeypatch.setattr(optimizers, "_polished", polished)
+    problem = problem_from_dict(gaussian_target(8))
+    objective = Objective(problem)
+    steps = list(optimizers.robust(objective, _start_variables(objective, problem, None, None), problem.optimizer))
+    assert sum(s.phase == "blob-start" for s in steps) == CHECK_MIN_ITERATIONS  # cut by its budget
+    assert [s.phase for s in steps if "reassign" in s.phase] == ["ot-start/reassign 1"] * 5
+    # the run's outcome is the resumed rounds' (its best iterate, which solve_iter returns, is theirs)
+    assert steps[-1].status == "converged" and min(s.energies["objective"] for s in steps) == 0.99
+
+
+def scripted_resumed_rounds(monkeypatch, rounds_values: list[list[float]]) -> list:
+    """The robust method on a small continuum problem with scripted solves: the OT start's first round
+    pauses at 1.0 (no solve finished), the blob check runs to its end at 0.95, converged (it leads the
+    paused 1.0), and the resumed rounds report ``rounds_values`` (round k's objectives, phase
+    "ot-start/reassign k"), the last step converged. Returns the method's steps."""
+    from solver import optimizers
+
+    def step(x, f, counters, label, status=None):
+        counters[0] += 1
+        return Step(x, {"objective": f}, 0.0, 0.0, counters[0], counters[0], label, status=status)
+
+    def rounds(work, x, spec, label, counters, rough, least_gain=0.0, pause=False, resume=None):
+        if pause:
+            for _ in range(10):
+                yield step(x, 1.0, counters, label)
+            return optimizers.Paused(x, step(x, 1.0, [counters[0] - 1], label), 1)
+        for k, values in enumerate(rounds_values, 1):
+            for j, f in enumerate(values):
+                last = k == len(rounds_values) and j == len(values) - 1
+                yield step(resume.x, f, counters, f"{label}/reassign {k}/newton", "converged" if last else None)
+
+    def polished(work, x, spec, label, counters, rough=True):
+        for f in [1.1, 1.0, 0.97, 0.95]:
+            yield step(x, f, counters, label, "converged" if f == 0.95 else None)
+
+    monkeypatch.setattr(optimizers, "_rounds", rounds)
+    monkeypatch.setattr(optimizers, "_polished", polished)
+    problem = problem_from_dict(gaussian_target(8))
+    objective = Objective(problem)
+    return list(optimizers.robust(objective, _start_variables(objective, problem, None, None), problem.optimizer))
+
+
+def test_resumed_rounds_are_judged_round_by_round(monkeypatch):
+    """Resumed rounds trailing the blob start's end are dropped once the gap exceeds ``ROUND_PATIENCE``
+    times the last round's gain, not by the per-iteration patience (within a round Newton's last steps
+    gain nothing; the next reassignment jumps): rounds gaining 0.02, 0.015 against gaps of 0.03 and
+    0.015 go on and lead (the run ends on them, 0.94); rounds gaining 0.001 against 0.049 are dropped at
+    the second round's first step."""
+    catching_up = [[0.99] + [0.98] * 6, [0.97] + [0.965] * 6, [0.94] * 3]
+    steps = scripted_resumed_rounds(monkeypatch, catching_up)
+    resumed = [s for s in steps[:-1] if "reassign" in s.phase]
+    assert len(resumed) == sum(map(len, catching_up))  # every round ran, to the end
+    assert steps[-1].status == "converged" and min(s.energies["objective"] for s in steps) == 0.94
+
+    slow = [[0.9995] + [0.999] * 6, [0.9985] * 6, [0.998] * 6]
+    steps = scripted_resumed_rounds(monkeypatch, slow)
+    resumed = [s for s in steps[:-1] if "reassign" in s.phase]
+    assert len(resumed) == len(slow[0]) + 1  # cut at the second round's first step
+    assert min(s.energies["objective"] for s in steps) == 0.95  # the blob start's end is the run's
