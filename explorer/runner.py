@@ -48,7 +48,9 @@ LIVE_W2_MAX_PAIRS = 1_000_000  # larger N x K plans are solved once, at the end 
 TRAJECTORY_NUMBERS_PER_SECOND = 400_000
 PATH_KEEP = 200  # iterates kept for the landscape's path (each N x M x d numbers)
 TERMINAL_PATH_KEEP = 5000  # terminal positions kept for Fig. 6's path (a long solve stays bounded)
-ENERGY_COLUMNS = ["iteration", "objective", "kinetic", "nonlocal", "obstacle"]
+#: The energy history's columns: the iteration, the iterate's energies, and the run's best objective so far
+#: (``Snapshot.best_objective``: the robust method's check starts begin far above it, and the total jumps)
+ENERGY_COLUMNS = ["iteration", "objective", "kinetic", "nonlocal", "obstacle", "best"]
 ENERGY_PLOT_ROWS = 2000
 #: The landscape thread waits so that it uses at most this share of a core, and sizes each slice's grid
 #: so that a slice takes this share of ``LANDSCAPE_PERIOD``: in the browser a new slice every 0.4-0.9 s
@@ -330,7 +332,8 @@ class SolveRunner(param.Parameterized):
                     return current or (snap if snap.states is not None else None), pending
                 if snap.states is not None:
                     current = snap
-                row = [snap.iteration] + [snap.energies.get(k, 0.0) for k in ENERGY_COLUMNS[1:]]
+                row = [snap.iteration] + [snap.energies.get(k, 0.0) for k in ENERGY_COLUMNS[1:-1]] + [
+                    min(snap.best_objective, snap.objective)]
                 last = snap.status not in (None, "paused")
                 if snap.states is not None and (last or live_w2 and time.perf_counter() - w2_time > W2_PERIOD):
                     w2, w2_time = w2sq_terminal(problem, snap.states), time.perf_counter()

@@ -40,7 +40,8 @@ LIVE_TOOLS = "pan,wheel_zoom,box_zoom,save,reset"
 
 class EnergyLayers:
     """The energy plot, a Bokeh figure written in place: ``show(data)`` takes the runner's energy frame
-    (columns ``runner.ENERGY_COLUMNS``) and draws each term against the iteration, non-positive values left
+    (columns ``runner.ENERGY_COLUMNS``) and draws each term against the iteration, and the run's best
+    objective so far dashed (the total jumps up where a check start begins), non-positive values left
     out (log axis), the axes framed around what is drawn. Plain Bokeh, not HoloViews: a HoloViews
     render of its four curves costs ~70 ms of the server's event loop per update and ~0.3 s per new
     browser tab; building the figure costs a few ms and a write about one. Each curve's data source
@@ -57,6 +58,9 @@ class EnergyLayers:
             self.figure.line("iteration", "energy", source=self.sources[term], color=plots.ENERGY_COLORS[term],
                              line_width=2 if term == "objective" else 1.5,
                              legend_label="total" if term == "objective" else term)
+        self.sources["best"] = ColumnDataSource({"iteration": np.zeros(0), "energy": np.zeros(0)})
+        self.figure.line("iteration", "energy", source=self.sources["best"], color=plots.ENERGY_COLORS["objective"],
+                         line_width=1.5, line_dash="dashed", legend_label="best so far")
         self.figure.legend.location = "top_right"
         self.figure.toolbar.logo = None
 
@@ -66,7 +70,7 @@ class EnergyLayers:
         iterations = data["iteration"].to_numpy(dtype=float) if len(data) else np.zeros(0)
         drawn = []
         with unlocked():
-            for term in plots.ENERGY_TERMS:
+            for term in (*plots.ENERGY_TERMS, "best"):
                 values = data[term].to_numpy(dtype=float) if term in data and len(data) else np.zeros(0)
                 values = np.where(values > 0, values, np.nan)
                 drawn.append(values[np.isfinite(values)])

@@ -39,7 +39,8 @@ def test_energy_plot_axes_follow_the_solve_and_skip_zero_terms():
     renderers_before = len(fig.renderers)
     it = np.arange(1.0, 500.0)
     frame = pd.DataFrame({"iteration": it, "objective": 3 + 1 / it, "kinetic": 2 + 0 * it, "nonlocal": 1 / it,
-                          "obstacle": 0 * it})  # no obstacles: an all-zero term, left out on a log axis
+                          "obstacle": 0 * it,  # no obstacles: an all-zero term, left out on a log axis
+                          "best": 3 + 1 / it})
     started = time.perf_counter()
     layers.show(frame)
     print(f"one energy update: {1000 * (time.perf_counter() - started):.1f} ms on the event loop")
@@ -48,7 +49,9 @@ def test_energy_plot_axes_follow_the_solve_and_skip_zero_terms():
     assert fig.y_range.start > 0  # log axis: a zero term must not drag the range to 0
     assert len(fig.renderers) == renderers_before  # updated in place, not drawn as new glyphs
     ys = [np.asarray(r.data_source.data["energy"], dtype=float) for r in fig.renderers]
-    assert [np.isfinite(y).sum() for y in ys] == [len(it)] * 3 + [0]  # total, kinetic, nonlocal; no obstacle
+    # total, kinetic, nonlocal; no obstacle; the best so far (dashed)
+    assert [np.isfinite(y).sum() for y in ys] == [len(it)] * 3 + [0, len(it)]
+    assert fig.renderers[-1].glyph.line_dash == [6] and fig.legend[0].items[-1].label.value == "best so far"
     assert np.array_equal(ys[0], frame["objective"].to_numpy())
 
 
