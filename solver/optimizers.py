@@ -941,12 +941,12 @@ def robust(objective: Objective, x0: torch.Tensor, spec: OptimizerSpec) -> Itera
                 if step.iterations - begun >= budget:
                     return None, lowest  # the check start's budget is spent
                 if resumed_from is not None:
-                    index = round_of(step.phase)
-                    if index > round_index >= 0:  # the round before this step ended at ``before``
+                    this_round = round_of(step.phase)
+                    if this_round > round_index >= 0:  # the round before this step ended at ``before``
                         if before - bar > ROUND_PATIENCE * max(round_start - before, 0.0):
                             return None, lowest  # further rounds like the last cannot plausibly catch up
                         round_start = before
-                    round_index = max(round_index, index)
+                    round_index = max(round_index, this_round)
                     before = f
                     continue
                 if structured and not step.phase.endswith(NARROWING):
