@@ -637,8 +637,14 @@ class Paused:
     rounds: int
 
 
+def round_phase(label: str, rounds: int) -> str:
+    """The phase label of ``_rounds``' round ``rounds`` of a start ``label``: "label", "label/reassign k"."""
+    return label + (f"/reassign {rounds}" if rounds else "")
+
+
 def round_of(phase: str) -> int:
-    """Which round of ``_rounds`` a step's phase label names (0 for the first, ``k`` for "reassign k")."""
+    """Which round a step's phase label names (``round_phase``'s inverse; a local solve may append its own
+    phase, e.g. "/newton")."""
     found = re.search(r"/reassign (\d+)", phase)
     return int(found.group(1)) if found else 0
 
@@ -658,7 +664,7 @@ def _rounds(objective: Objective | ReducedObjective, x: torch.Tensor | None, spe
     while x is not None:
         if pause and rounds == pause:
             return Paused(x, best, rounds)
-        steps = _local(objective, x, spec, phase=f"{label}" + (f"/reassign {rounds}" if rounds else ""),
+        steps = _local(objective, x, spec, phase=round_phase(label, rounds),
                        iterations=counters[0], evaluations=counters[1],
                        rough=rough and (rounds == 0 or glassy(objective, rough)))
         last, moved = yield from _until_reassigned(objective, steps, periodic=rough)
@@ -912,11 +918,12 @@ def robust(objective: Objective, x0: torch.Tensor, spec: OptimizerSpec) -> Itera
             ) -> Generator[Step, None, tuple[Step | Paused | None, float]]:
         """Report a start's ``steps``; returns what they return (None if cut) and their lowest objective.
         Under a finite ``budget`` the leg is a check: cut when its iterations exceed the budget, or by
-        the patience rule, while it trails both the best finished solve and ``reference``. Resumed
+        the patience rule, while it trails both the best finished solve and ``reference``; its own
+        iterations (at least ``CHECK_MIN_ITERATIONS``) are the next leg's budget. Resumed
         reassignment rounds (``resumed_from``: the objective they go on from) are judged round by round
         instead (``ROUND_PATIENCE``): within a round Newton's last steps gain little, the next
         reassignment much more."""
-        nonlocal last, best_objective, outcome, diverged
+        nonlocal last, best_objective, outcome, diverged, budget
         begun, recent, lowest = counters[0], [], math.inf
         round_index, round_start, before = -1, resumed_from, resumed_from
         try:
@@ -961,6 +968,7 @@ def robust(objective: Objective, x0: torch.Tensor, spec: OptimizerSpec) -> Itera
             # a cut leg's unfinished round did not count its iterations: the next leg goes on from them
             if last is not None:
                 counters[0], counters[1] = max(counters[0], last.iterations), max(counters[1], last.evaluations)
+            budget = max(CHECK_MIN_ITERATIONS, counters[0] - begun)
 
     paused: Paused | None = None
     reference = math.inf  # the paused first start's lowest objective, which the blob check is judged by
@@ -969,7 +977,6 @@ def robust(objective: Objective, x0: torch.Tensor, spec: OptimizerSpec) -> Itera
         x = yield from prepared(make if p.obstacles is None else bent(make, work), waiting)
         if reduced:
             x = work.variables_from_positions(objective.positions(x))
-        begun = counters[0]
         if index == 0 and pause:
             result, reference = yield from leg(_rounds(work, x, spec, label, counters, rough, pause=PAUSE_ROUNDS),
                                                math.inf)
@@ -978,16 +985,13 @@ def robust(objective: Objective, x0: torch.Tensor, spec: OptimizerSpec) -> Itera
                 reference = math.inf
         else:
             yield from leg(_polished(work, x, spec, label, counters, rough), reference)
-        budget = max(CHECK_MIN_ITERATIONS, counters[0] - begun)
         if diverged:
             break
         if paused is not None and index == 1:  # the first start's later rounds, after the blob check
             first, _, first_rough = starts[0]
-            begun = counters[0]
             yield from leg(_rounds(work, None, spec, first, counters, first_rough, resume=paused), math.inf,
                            resumed_from=reference)
             paused, reference = None, math.inf
-            budget = max(CHECK_MIN_ITERATIONS, counters[0] - begun)
             if diverged:
                 break
     yield dataclasses.replace(last, status=outcome)
