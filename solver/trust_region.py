@@ -20,7 +20,8 @@ at least 1e-4 of the model's prediction; the radius grows after good steps on th
 shrinks after poor ones.
 
 Stopping rule (``status = "converged"`` only when it truly holds): the gradient is below ``gtol`` per
-particle (N max |dE/dy|), or the model predicts a decrease below the objective's rounding, or (large
+particle (N max |dE/dy|), or the model predicts a decrease below the objective's rounding (relative to
+the sums it is computed from, ``rounding_scale``), or (large
 problems and full trajectories) the last step was an interior Newton step that the objective confirmed
 and the model predicts less than ``rtol |E|`` of further decrease (the Newton decrement), or (more
 than ``PLATEAU_MIN_VARS`` terminal unknowns) the plateau: the last ``PLATEAU_WINDOW`` iterations
@@ -96,6 +97,17 @@ PLATEAU_WINDOW, PLATEAU_MIN_VARS = 10, 1000
 PLATEAU_MOVE = 0.25
 #: Relative size of float64 rounding in a sum of O(1) terms: predicted decreases below it are noise.
 ROUNDING = 4e-16
+
+
+def rounding_scale(objective: "ReducedObjective | Objective", f: float) -> float:
+    """The size of the sums ``objective``'s value ``f`` is computed from, to which its rounding is
+    relative: |f| plus the nonlocal energy's target term C / eps (NE = (S - 2 X + C) / eps is a
+    difference of sums that large; where it cancels to zero, e.g. particles resting on their targets
+    with nothing to pay, |f| is itself rounding noise and no predicted decrease falls below ROUNDING |f|).
+    An objective without that term (a stand-in of the tests) gives |f|."""
+    full = objective.full if isinstance(objective, ReducedObjective) else objective
+    constant = getattr(full, "constant", None)
+    return abs(f) + (abs(float(constant)) / full.problem.eps if constant is not None else 0.0)
 
 
 def plateau_tolerance(objective: "ReducedObjective | Objective", spec: OptimizerSpec) -> float:
@@ -500,7 +512,7 @@ def trust_region(objective: "ReducedObjective | Objective", x0: "torch.Tensor", 
             status = "diverged"
         elif gnorm <= spec.gtol:
             status = "converged"
-        elif predicted <= ROUNDING * abs(f):  # what is left to gain is rounding noise
+        elif predicted <= ROUNDING * rounding_scale(objective, f):  # what is left to gain is rounding noise
             status = "converged"
         elif not to_gtol and accepted and not boundary and predicted <= spec.rtol * abs(f):
             status = "converged"  # the Newton decrement

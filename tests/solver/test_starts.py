@@ -17,6 +17,7 @@ from solver.optimizers import CHECK_MIN_ITERATIONS, REASSIGN_EVERY, _rounds, bey
 from solver.reduced import ReducedObjective
 from solver.run import _start_variables, solve
 from solver.steps import Step
+from solver.warm import carry_over
 
 
 def gaussian_target(N: int, **extra) -> dict:
@@ -340,3 +341,24 @@ def test_a_weak_penalty_solves_the_ot_start_as_rough_and_ends_lower():
     assert robust.final.objective < paper.final.objective * (1 - 5e-3)
     assert "ot-start" not in first_phases(default_scene(0.01))
 
+
+
+def test_a_warm_start_after_eps_is_raised_is_solved_as_rough():
+    """Live tuning: from the eps = 0.01 solution, eps -> 1 continues with ``local``. Its minimum lies
+    far back toward the sources (``beyond_reach``): L-BFGS first (phase "local" before "local/newton"),
+    ending below L-BFGS from the paper's start (2.35714); Newton from the carried start ended at 2.36720,
+    now 2.28162."""
+    before = problem_from_dict(default_scene(0.01))
+    solved = solve(before)
+    after = problem_from_dict(default_scene(1.0))
+    carried = carry_over(before, solved.final.states, after)
+    spec = default_scene(1.0, init={"trajectories": carried.tolist()})
+    phases: list[str] = []
+    last = None
+    for last in solve_iter(problem_from_dict(spec), every=1, method="local"):
+        if last.phase not in phases:
+            phases.append(last.phase)
+    assert phases.index("local") < phases.index("local/newton")
+    paper = solve(problem_from_dict(default_scene(1.0, init="paper", optimizer={"method": "lbfgs"})))
+    # 3 % lower here; the margin is far above the solves' tolerances
+    assert last.status == "converged" and last.objective < paper.final.objective * (1 - 5e-3)
