@@ -14,25 +14,27 @@ absolute values (so every particle's step is measured against its own curvature)
 * larger ones: by preconditioned conjugate gradients (Steihaug-Toint), H p from ``Curvature`` (the
   kernels' Hessian-vector products), preconditioner P = M^{-1}; CG stops at the model's minimizer to
   the forcing tolerance min(1/2, sqrt|g|_P) |g|_P (superlinear convergence near a minimum), at the
-  boundary, or along a direction of negative curvature (then it follows it to the boundary). Every step is also capped so that no particle moves farther than ``cap`` (delta: longer jumps
-skip over the structure the kernel senses, section 4.7). The step is taken when the objective falls by
+  boundary, or along a direction of negative curvature (then it follows it to the boundary).
+
+Every step is also capped so that no particle moves farther than ``cap`` (delta: longer jumps skip
+over the structure the kernel senses, section 4.7). The step is taken when the objective falls by
 at least 1e-4 of the model's prediction; the radius grows after good steps on the boundary and
 shrinks after poor ones.
 
 Stopping rule (``status = "converged"`` only when it truly holds): the gradient is below ``gtol`` per
 particle (N max |dE/dy|), or the model predicts a decrease below the objective's rounding (relative to
-the sums it is computed from, ``rounding_scale``), or (large
-problems and full trajectories) the last step was an interior Newton step that the objective confirmed
-and the model predicts less than ``rtol |E|`` of further decrease (the Newton decrement), or (more
-than ``PLATEAU_MIN_VARS`` terminal unknowns) the plateau: the last ``PLATEAU_WINDOW`` iterations
-lowered E by at most ``plateau |E|`` (``OptimizerSpec.plateau``) while no particle moved farther than
-``PLATEAU_MOVE`` times the cap. Past the first descent the landscape of many particles is glassy
-(section 4.7): N = 1,000 samples fell 2.6e-5 (relative) in 25 iterations, then 1.5e-5 in 380 more
-(48 s); the plateau ends such crawls, the robust method's reassignments then take the larger gains
-(``optimizers._rounds``). Small reduced problems, where Newton's quadratic convergence makes the last
-digits cheap, are solved to ``gtol``. Otherwise the run ends by its limits, or as ``stalled`` when no
-step can be found while the decrement is still above that level. Where the plateau applies, dense
-systems are factored in single precision (``DenseSystem``): the digits it would refine are not sought.
+the sums it is computed from, ``rounding_scale``), or (large problems and full trajectories) the last
+step was an interior Newton step that the objective confirmed and the model predicts less than
+``rtol |E|`` of further decrease (the Newton decrement), or (more than ``PLATEAU_MIN_VARS`` terminal
+unknowns) the plateau: the last ``PLATEAU_WINDOW`` iterations lowered E by at most ``plateau |E|``
+(``OptimizerSpec.plateau``) while no particle moved farther than ``PLATEAU_MOVE`` times the cap. Past
+the first descent the landscape of many particles is glassy (section 4.7): N = 1,000 samples fell
+2.6e-5 (relative) in 25 iterations, then 1.5e-5 in 380 more (48 s); the plateau ends such crawls, the
+robust method's reassignments then take the larger gains (``optimizers._rounds``). Small reduced
+problems, where Newton's quadratic convergence makes the last digits cheap, are solved to ``gtol``.
+Otherwise the run ends by its limits, or as ``stalled`` when no step can be found while the decrement
+is still above that level. Where the plateau applies, dense systems are factored in single precision
+(``DenseSystem``): the digits it would refine are not sought.
 """
 from __future__ import annotations
 
