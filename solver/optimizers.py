@@ -1009,10 +1009,10 @@ def robust(objective: Objective, x0: torch.Tensor, spec: OptimizerSpec) -> Itera
         x = yield from prepared(make if p.obstacles is None else bent(make, work), waiting)
         if reduced:
             x = work.variables_from_positions(objective.positions(x))
-            if label == "ot-start" and not rough and beyond_reach(work, x):
-                rough = True  # weak penalty: the minimum lies far from the start, L-BFGS covers the distance
-                starts[index] = (label, make, rough)
+            # weak penalty: the OT start's minimum lies far from it, L-BFGS covers the distance
+            rough = rough or (label == "ot-start" and beyond_reach(work, x))
         if index == 0 and pause:
+            first_label, first_rough = label, rough  # the resumed rounds go on as this start's
             result, reference = yield from leg(_rounds(work, x, spec, label, counters, rough, pause=PAUSE_ROUNDS),
                                                math.inf)
             paused = result if isinstance(result, Paused) else None
@@ -1023,8 +1023,7 @@ def robust(objective: Objective, x0: torch.Tensor, spec: OptimizerSpec) -> Itera
         if diverged:
             break
         if paused is not None and index == 1:  # the first start's later rounds, after the blob check
-            first, _, first_rough = starts[0]
-            yield from leg(_rounds(work, None, spec, first, counters, first_rough, resume=paused), math.inf,
+            yield from leg(_rounds(work, None, spec, first_label, counters, first_rough, resume=paused), math.inf,
                            resumed_from=reference)
             paused, reference = None, math.inf
             if diverged:

@@ -23,18 +23,18 @@ shrinks after poor ones.
 
 Stopping rule (``status = "converged"`` only when it truly holds): the gradient is below ``gtol`` per
 particle (N max |dE/dy|), or the model predicts a decrease below the objective's rounding (relative to
-the sums it is computed from, ``rounding_scale``), or (large problems and full trajectories) the last
-step was an interior Newton step that the objective confirmed and the model predicts less than
-``rtol |E|`` of further decrease (the Newton decrement), or (more than ``PLATEAU_MIN_VARS`` terminal
-unknowns) the plateau: the last ``PLATEAU_WINDOW`` iterations lowered E by at most ``plateau |E|``
-(``OptimizerSpec.plateau``) while no particle moved farther than ``PLATEAU_MOVE`` times the cap. Past
-the first descent the landscape of many particles is glassy (section 4.7): N = 1,000 samples fell
-2.6e-5 (relative) in 25 iterations, then 1.5e-5 in 380 more (48 s); the plateau ends such crawls, the
-robust method's reassignments then take the larger gains (``optimizers._rounds``). Small reduced
-problems, where Newton's quadratic convergence makes the last digits cheap, are solved to ``gtol``.
-Otherwise the run ends by its limits, or as ``stalled`` when no step can be found while the decrement
-is still above that level. Where the plateau applies, dense systems are factored in single precision
-(``DenseSystem``): the digits it would refine are not sought.
+|E| and the sums it is computed from, ``rounding_scale``), or (large problems and full trajectories)
+the last step was an interior Newton step that the objective confirmed and the model predicts less
+than ``rtol |E|`` of further decrease (the Newton decrement), or (more than ``PLATEAU_MIN_VARS``
+terminal unknowns) the plateau: the last ``PLATEAU_WINDOW`` iterations lowered E by at most
+``plateau |E|`` (``OptimizerSpec.plateau``) while no particle moved farther than ``PLATEAU_MOVE``
+times the cap. Past the first descent the landscape of many particles is glassy (section 4.7):
+N = 1,000 samples fell 2.6e-5 (relative) in 25 iterations, then 1.5e-5 in 380 more (48 s); the plateau
+ends such crawls, the robust method's reassignments then take the larger gains
+(``optimizers._rounds``). Small reduced problems, where Newton's quadratic convergence makes the last
+digits cheap, are solved to ``gtol``. Otherwise the run ends by its limits, or as ``stalled`` when no
+step can be found while the decrement is still above that level. Where the plateau applies, dense
+systems are factored in single precision (``DenseSystem``): the digits it would refine are not sought.
 """
 from __future__ import annotations
 
@@ -101,15 +101,15 @@ PLATEAU_MOVE = 0.25
 ROUNDING = 4e-16
 
 
-def rounding_scale(objective: "ReducedObjective | Objective", f: float) -> float:
-    """The size of the sums ``objective``'s value ``f`` is computed from, to which its rounding is
-    relative: |f| plus the nonlocal energy's target term C / eps (NE = (S - 2 X + C) / eps is a
-    difference of sums that large; where it cancels to zero, e.g. particles resting on their targets
-    with nothing to pay, |f| is itself rounding noise and no predicted decrease falls below ROUNDING |f|).
-    An objective without that term (a stand-in of the tests) gives |f|."""
+def rounding_scale(objective: "ReducedObjective | Objective") -> float:
+    """What the objective's rounding is relative to besides |E|: the nonlocal energy's target term
+    C / eps (NE = (S - 2 X + C) / eps is a difference of sums that large; where it cancels to zero,
+    e.g. particles resting on their targets with nothing to pay, |E| is itself rounding noise and no
+    predicted decrease falls below ROUNDING |E|). 0 for an objective without that term (a stand-in of
+    the tests)."""
     full = objective.full if isinstance(objective, ReducedObjective) else objective
     constant = getattr(full, "constant", None)
-    return abs(f) + (abs(float(constant)) / full.problem.eps if constant is not None else 0.0)
+    return abs(float(constant)) / full.problem.eps if constant is not None else 0.0
 
 
 def plateau_tolerance(objective: "ReducedObjective | Objective", spec: OptimizerSpec) -> float:
@@ -438,6 +438,7 @@ def trust_region(objective: "ReducedObjective | Objective", x0: "torch.Tensor", 
     moved = True  # whether x changed since the Hessian was computed (a rejected step keeps it)
     path: CGPath | None = None  # the last CG run's iterates (CG steps)
     plateau = plateau_tolerance(objective, spec)
+    summed = rounding_scale(objective)  # the objective's rounding is relative to |E| + this
     window = Window(f, PLATEAU_WINDOW)
     while True:
         it += 1
@@ -514,7 +515,7 @@ def trust_region(objective: "ReducedObjective | Objective", x0: "torch.Tensor", 
             status = "diverged"
         elif gnorm <= spec.gtol:
             status = "converged"
-        elif predicted <= ROUNDING * rounding_scale(objective, f):  # what is left to gain is rounding noise
+        elif predicted <= ROUNDING * (abs(f) + summed):  # what is left to gain is rounding noise
             status = "converged"
         elif not to_gtol and accepted and not boundary and predicted <= spec.rtol * abs(f):
             status = "converged"  # the Newton decrement
