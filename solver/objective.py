@@ -90,6 +90,15 @@ class Objective:
             total = total + ob.segment_penalty(positions[:, :-1], positions[:, 1:], self.obstacle_smoothing).sum()
         return total * self.h / self.problem.N
 
+    def obstacle_terms(self, positions: torch.Tensor) -> torch.Tensor:
+        """The obstacle penalty of each particle's time points and, with ``obstacle_segments``, of its
+        segments, (N, M) or (N, 2M - 1): the terms ``obstacle`` sums (weighted by c_Omega, not by h/N)."""
+        ob = self.problem.obstacles
+        terms = ob(positions, self.obstacle_smoothing)
+        if ob.segments:
+            terms = torch.cat([terms, ob.segment_penalty(positions[:, :-1], positions[:, 1:], self.obstacle_smoothing)], 1)
+        return terms
+
     def potential_field(self, positions: torch.Tensor) -> torch.Tensor:
         total = positions.new_zeros(())
         for V in self.problem.potentials:
