@@ -340,16 +340,18 @@ def entering_fractions(objective: Objective, x: "torch.Tensor", p: "torch.Tensor
     20-30 times the whole predicted decrease) and the radius shrank 4x to 64x before steps grew back, a
     sawtooth of a dozen iterations per contact. A point stopped just inside the band is not free at the
     next iteration: the model then has the band's curvature. Positions are affine in each particle's
-    own variables, so the fraction of its step is the fraction of its positions' displacement."""
-    ob, dynamics, source = objective.problem.obstacles, objective.problem.dynamics, objective.source
-
-    def terms(rows: "torch.Tensor", a: "torch.Tensor") -> "torch.Tensor":
-        step = a.reshape((-1,) + (1,) * (x.dim() - 1)) * p[rows]
-        return objective.obstacle_terms(dynamics.positions(source[rows], x[rows] + step, objective.h))
+    own variables (every dynamics), so a fraction of its step moves its positions by that fraction of
+    their whole displacement."""
     with torch.no_grad():
+        start = objective.positions(x)
+        moved = objective.positions(x + p) - start
+
+        def terms(rows: "torch.Tensor", a: "torch.Tensor") -> "torch.Tensor":
+            return objective.obstacle_terms(start[rows] + a[:, None, None] * moved[rows])
         everyone = torch.arange(x.shape[0])
         free = terms(everyone, torch.zeros(x.shape[0], dtype=x.dtype)) <= 0.0
-        level = ob.weight * hinge(torch.tensor(ENTERING_BAND * objective.obstacle_smoothing), objective.obstacle_smoothing)
+        tau = objective.obstacle_smoothing
+        level = objective.problem.obstacles.weight * hinge(torch.tensor(ENTERING_BAND * tau), tau)
 
         def entered(rows: "torch.Tensor", a: "torch.Tensor") -> "torch.Tensor":
             return ((terms(rows, a) > level) & free[rows]).any(1)

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import math
 
+import pytest
 import torch
 
 from solver import problem_from_dict
@@ -49,13 +50,16 @@ def test_a_step_into_a_disc_stops_at_the_edge_of_its_band():
     assert entering_fractions(objective, x, 0.5 * step) is None
 
 
-def test_no_accepted_newton_step_carries_a_point_into_an_obstacle():
+@pytest.mark.parametrize("dynamics", ["velocity", "acceleration"])
+def test_no_accepted_newton_step_carries_a_point_into_an_obstacle(dynamics):
     # 30 particles heading straight through two discs: L-BFGS, then Newton on the structured system
+    # (under acceleration control the positions are affine in the variables too, through the velocities)
     g = torch.Generator().manual_seed(3)
     src = (torch.rand(30, 2, generator=g, dtype=torch.float64) * 0.6).tolist()
     tgt = (torch.rand(30, 2, generator=g, dtype=torch.float64) * 0.6 + torch.tensor([2.0, 0.0])).tolist()
     spec = {"source": {"points": src}, "target": {"kind": "particles", "points": tgt}, "eps": 0.01, "M": 6,
-            "obstacles": [{"center": [1.3, 0.3], "radius": 0.25}, {"center": [0.8, 0.6], "radius": 0.15}]}
+            "obstacles": [{"center": [1.3, 0.3], "radius": 0.25}, {"center": [0.8, 0.6], "radius": 0.15}],
+            "dynamics": {"kind": dynamics}}
     problem = problem_from_dict(spec)
     tau = problem.obstacles.smoothing(OBSTACLE_SMOOTHING)
     objective = Objective(problem, obstacle_smoothing=tau)
