@@ -41,6 +41,7 @@ from .objective import Objective, add_to_diagonal_blocks
 from .problem import OptimizerSpec
 from .reduced import ReducedObjective, reducible
 from .registry import OPTIMIZERS
+from .release import released
 from .steering import KineticPreconditioner, quadratic_structure, steering_coordinates
 from .steps import Step, per_particle_grad_norm
 from .trust_region import STRUCTURED_VARS, Window, plateau_tolerance, trust_region
@@ -678,20 +679,24 @@ def _rounds(objective: Objective | ReducedObjective, x: torch.Tensor | None, spe
             counters: list[int], rough: bool, least_gain: float = 0.0, pause: int = 0,
             resume: Paused | None = None) -> Generator[Step, None, Step | Paused]:
     """``_polished``'s rounds of local solve and reassignment on one objective; returns the last step of
-    the best round. Rounds end when a reassignment no longer lowers the objective, or (where the
+    the best round. Reassignments end when one no longer lowers the objective, or (where the
     plateau rule applies, ``trust_region.plateau_tolerance``) when a whole round gained at most the
     plateau, or ``least_gain``, of the objective: at N = 3,000 samples every reassignment still found a
-    little (32 rounds of ~3e-6 each in 120 s). With ``pause`` k > 0, returns ``Paused`` where round k + 1
-    would begin; ``resume`` (``x`` unused) begins it."""
+    little (32 rounds of ~3e-6 each in 120 s). Then, in the terminal states, a round may begin from
+    releases (``release.released``: particles giving up their place in the target), solved as from a
+    rough start; the rounds end when none is left or a round does not lower the objective. With
+    ``pause`` k > 0, returns ``Paused`` where round k + 1 would begin; ``resume`` (``x`` unused) begins
+    it."""
     best: Step | None = None if resume is None else resume.best
     rounds = 0 if resume is None else resume.rounds
     x = x if resume is None else resume.x
+    leap = False  # whether x is a release's (far from where the last local solve ended)
     while x is not None:
         if pause and rounds == pause:
             return Paused(x, best, rounds)
         steps = _local(objective, x, spec, phase=round_phase(label, rounds),
                        iterations=counters[0], evaluations=counters[1],
-                       rough=rough and (rounds == 0 or glassy(objective, rough)))
+                       rough=(rough and (rounds == 0 or glassy(objective, rough))) or leap)
         last, moved = yield from _until_reassigned(objective, steps, periodic=rough)
         counters[0], counters[1] = last.iterations, last.evaluations
         if last.status == "diverged":
@@ -704,10 +709,14 @@ def _rounds(objective: Objective | ReducedObjective, x: torch.Tensor | None, spe
             f = last.energies["objective"]
             if best is not None and f >= best.energies["objective"]:
                 return best
-            if best is not None and best.energies["objective"] - f <= max(least_gain, plateau_tolerance(objective, spec)) * abs(f):
-                return last  # the round (a reassignment and its local solve) gained less than the plateau
+            # a round (a reassignment or a release, and its local solve) that gained less than the plateau
+            # ends the reassignments; a release may still follow
+            little = best is not None and best.energies["objective"] - f <= max(least_gain, plateau_tolerance(objective, spec)) * abs(f)
             best = last
-            x = reassign(objective, last.variables)
+            x = None if little else reassign(objective, last.variables)
+            leap = x is None and isinstance(objective, ReducedObjective)
+            if leap:
+                x = released(objective, last.variables)
         rounds += 1
     return best
 

@@ -127,6 +127,20 @@ class ReducedObjective:
             (cols,) = torch.autograd.grad(grad, U, tangents, is_grads_batched=True)  # (D, N, D)
         return value.detach(), grad.detach(), cols.permute(1, 2, 0).contiguous()
 
+    def particle_kinetic(self, Y: "torch.Tensor") -> "torch.Tensor":
+        """Each particle's share of KE (``kinetic`` is their sum), (N,)."""
+        N = self.problem.N
+        if self.quadratic:
+            return (((0.5 * (Y @ self.Q) + self.q) * Y).sum(1) + self.c) / N
+        return self.problem.control_cost(Y - self.start).reshape(N, -1).sum(1) / N
+
+    def rest_states(self) -> "torch.Tensor":
+        """The terminal states of least control energy, (N, D): where each particle ends without control
+        (its source under velocity control)."""
+        if self.quadratic:
+            return -torch.linalg.solve(self.Q, self.q.T).T
+        return self.start.clone()
+
     def nonlocal_value_and_grad(self, Y: "torch.Tensor") -> tuple["torch.Tensor", "torch.Tensor"]:
         y = Y.detach().requires_grad_(True)
         with torch.enable_grad():

@@ -145,17 +145,24 @@ def test_rounds_end_once_a_round_gains_less_than_asked(monkeypatch):
     """``_rounds`` (local solve, reassignment, local solve, ...) on a small problem (no plateau rule)
     goes on while a round gains anything; with ``least_gain`` (the wide band of the obstacle
     continuation, ``WIDE_ROUND_GAIN``) it stops after the first round that gains less than that
-    fraction. Scripted local solves: each ends converged 5e-5 below the last, the fifth no lower."""
+    fraction; then one round may begin from releases, solved as from a rough start. Scripted local
+    solves: each ends converged 5e-5 below the last, the fifth no lower."""
     from solver import optimizers
 
-    def run(**least) -> list[Step]:
+    def run(releases: int = 0, **least) -> list[Step]:
         ends = iter([1.0, 1.0 - 5e-5, 1.0 - 1e-4, 1.0 - 1.5e-4, 1.0 - 1.5e-4])
+        left = [releases]
 
         def scripted(objective, x, spec, phase, iterations, evaluations, rough=True):
-            yield Step(x, {"objective": next(ends)}, 0.0, 0.0, iterations + 1, evaluations + 1, phase, "converged")
+            yield Step(x, {"objective": next(ends)}, 0.0, float(rough), iterations + 1, evaluations + 1, phase,
+                       "converged")
 
+        def release(objective, x):
+            left[0] -= 1
+            return x if left[0] >= 0 else None
         monkeypatch.setattr(optimizers, "_local", scripted)
         monkeypatch.setattr(optimizers, "reassign", lambda objective, x: x)
+        monkeypatch.setattr(optimizers, "released", release)
         return list(_rounds(work, start, work.problem.optimizer, "w", [0, 0], rough=False, **least))
 
     work, start = crossed_start(20)
@@ -163,6 +170,10 @@ def test_rounds_end_once_a_round_gains_less_than_asked(monkeypatch):
     assert len(run()) == 5  # every round gained until the fifth, which did not
     assert len(run(least_gain=1e-4)) == 2  # the second round gained 5e-5 < 1e-4
     assert len(run(least_gain=1e-5)) == 5
+    # a release after the round that gained too little: one more round, from a rough start (its
+    # local solve's rough flag is scripted into the step size)
+    steps = run(releases=1, least_gain=1e-4)
+    assert len(steps) == 3 and [s.step_size for s in steps] == [0.0, 0.0, 1.0]
 
 
 @pytest.mark.parametrize("pause", [1, 2])

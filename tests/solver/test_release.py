@@ -1,0 +1,61 @@
+"""Releases (``solver.release``): particles giving up their place in the target for a cheaper path.
+The greedy's prediction of each release is checked against the objective itself, and its end against
+every single release it could still make (none lowers the objective)."""
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+
+from solver import problem_from_dict, solve
+from solver.assignment import match
+from solver.release import FRACTIONS, released
+from solver.reduced import ReducedObjective
+
+
+def samples(N: int, eps: float, seed: int = 1) -> dict:
+    """Uniform sources on the unit square to N samples of N((2, 1), 0.3^2 I)."""
+    rng = np.random.default_rng(seed)
+    return {"source": {"points": rng.uniform(0, 1, (N, 2)).tolist()}, "eps": eps, "M": 5,
+            "target": {"kind": "particles", "points": rng.normal([2, 1], 0.3, (N, 2)).tolist()}}
+
+
+def single_releases(objective: ReducedObjective, Y: torch.Tensor) -> torch.Tensor:
+    """The objective's exact change for every single release candidate (F, N), by evaluating it."""
+    E = objective.value_and_grad(Y)[0]["objective"]
+    rest = objective.rest_states()
+    out = torch.empty(len(FRACTIONS), Y.shape[0], dtype=Y.dtype)
+    for k, f in enumerate(FRACTIONS):
+        for i in range(Y.shape[0]):
+            Z = Y.clone()
+            Z[i] = Y[i] + f * (rest[i] - Y[i])
+            out[k, i] = objective.value_and_grad(Z)[0]["objective"] - E
+    return out
+
+
+@pytest.mark.parametrize("eps", [0.3, 1.0])
+def test_the_greedy_releases_lower_the_objective_until_no_single_release_does(eps):
+    problem = problem_from_dict(samples(60, eps))
+    objective = ReducedObjective(problem)
+    # the OT start: every particle on its target point, held there by the point's well
+    images, _, _ = match(problem.source, np.asarray(problem.target.points))
+    Y = torch.as_tensor(images, dtype=torch.float64)
+    before = objective.value_and_grad(Y)[0]["objective"]
+    moved = released(objective, Y)
+    assert moved is not None and int((moved != Y).any(1).sum()) >= 1
+    after = objective.value_and_grad(moved)[0]["objective"]
+    assert after < before
+    # the greedy releases each particle at most once and stops only when no single release of the
+    # others lowers the objective (1e-12: its rounding level)
+    kept = ~(moved != Y).any(1)
+    assert float(single_releases(objective, moved)[:, kept].min()) >= -1e-12 * abs(after)
+
+
+def test_no_release_pays_with_a_strong_penalty():
+    # eps = 0.01: giving up a place costs more than the whole way saves, for every particle
+    problem = problem_from_dict(samples(60, 0.01))
+    result = solve(problem)
+    objective = ReducedObjective(problem)
+    Y = torch.as_tensor(result.final.states[:, -1], dtype=torch.float64)
+    assert released(objective, Y) is None
+    assert float(single_releases(objective, Y).min()) > 0
