@@ -704,7 +704,7 @@ def _rounds(objective: Objective | ReducedObjective, x: torch.Tensor | None, spe
         if moved is not None:  # interrupted by a reassignment (which lowers the objective): go on from it
             if best is None or last.energies["objective"] < best.energies["objective"]:
                 best = last
-            x = moved
+            x, leap = moved, False
         else:
             f = last.energies["objective"]
             if best is not None and f >= best.energies["objective"]:
