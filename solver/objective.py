@@ -82,21 +82,17 @@ class Objective:
     def obstacle(self, positions: torch.Tensor) -> torch.Tensor:
         """h/N sum_ij L(y_ij) (eq. 59 at the time points) plus, with ``obstacle_segments``, the same
         weight times the penalty of every segment [y_ij, y_i,j+1] at its deepest point."""
-        ob = self.problem.obstacles
-        if ob is None:
+        if self.problem.obstacles is None:
             return positions.new_zeros(())
-        total = ob(positions, self.obstacle_smoothing).sum()
-        if ob.segments:
-            total = total + ob.segment_penalty(positions[:, :-1], positions[:, 1:], self.obstacle_smoothing).sum()
-        return total * self.h / self.problem.N
+        return sum(terms.sum() for terms in self.obstacle_terms(positions)) * self.h / self.problem.N
 
-    def obstacle_terms(self, positions: torch.Tensor) -> torch.Tensor:
-        """The obstacle penalty of each particle's time points and, with ``obstacle_segments``, of its
-        segments, (N, M) or (N, 2M - 1): the terms ``obstacle`` sums (weighted by c_Omega, not by h/N)."""
+    def obstacle_terms(self, positions: torch.Tensor) -> list[torch.Tensor]:
+        """The obstacle penalty at each particle's time points, (N, M), and with ``obstacle_segments`` along
+        its segments, (N, M - 1): the terms ``obstacle`` sums (weighted by c_Omega, not by h/N)."""
         ob = self.problem.obstacles
-        terms = ob(positions, self.obstacle_smoothing)
+        terms = [ob(positions, self.obstacle_smoothing)]
         if ob.segments:
-            terms = torch.cat([terms, ob.segment_penalty(positions[:, :-1], positions[:, 1:], self.obstacle_smoothing)], 1)
+            terms.append(ob.segment_penalty(positions[:, :-1], positions[:, 1:], self.obstacle_smoothing))
         return terms
 
     def potential_field(self, positions: torch.Tensor) -> torch.Tensor:

@@ -347,7 +347,7 @@ def entering_fractions(objective: Objective, x: "torch.Tensor", p: "torch.Tensor
         moved = objective.positions(x + p) - start
 
         def terms(rows: "torch.Tensor", a: "torch.Tensor") -> "torch.Tensor":
-            return objective.obstacle_terms(start[rows] + a[:, None, None] * moved[rows])
+            return torch.cat(objective.obstacle_terms(start[rows] + a[:, None, None] * moved[rows]), 1)
         everyone = torch.arange(x.shape[0])
         free = terms(everyone, torch.zeros(x.shape[0], dtype=x.dtype)) <= 0.0
         tau = objective.obstacle_smoothing

@@ -73,6 +73,6 @@ def test_no_accepted_newton_step_carries_a_point_into_an_obstacle(dynamics):
     # the rule, points entered to 800-2,700 times the level and Newton took 8,123 iterations, not 272
     deepest = 0.0
     for before, after in zip(newton, newton[1:]):
-        free = objective.obstacle_terms(objective.positions(before.variables)) <= 0
-        deepest = max(deepest, float(objective.obstacle_terms(objective.positions(after.variables))[free].max()) / level)
+        free = torch.cat(objective.obstacle_terms(objective.positions(before.variables)), 1) <= 0
+        deepest = max(deepest, float(torch.cat(objective.obstacle_terms(objective.positions(after.variables)), 1)[free].max()) / level)
     assert deepest <= 1 + 1e-6
