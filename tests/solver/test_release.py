@@ -59,3 +59,35 @@ def test_no_release_pays_with_a_strong_penalty():
     Y = torch.as_tensor(result.final.states[:, -1], dtype=torch.float64)
     assert released(objective, Y) is None
     assert float(single_releases(objective, Y).min()) > 0
+
+
+@pytest.mark.parametrize("eps", [0.01, 0.3])
+def test_the_ot_start_onto_particles_begins_from_its_releases(monkeypatch, eps):
+    """The robust method's first local solve begins from the OT start's releases, as from a rough
+    start, when any pays (a weak penalty), and from the OT start itself otherwise (eps = 0.01: none
+    pays, the run is as without releases)."""
+    from solver import optimizers
+    from solver.run import _start_variables
+    from solver.objective import Objective
+
+    problem = problem_from_dict(samples(60, eps))
+    seen = []
+
+    def recorded(work, x, spec, label, counters, rough):
+        seen.append((label, x.clone(), rough))
+        return
+        yield
+    monkeypatch.setattr(optimizers, "_polished", recorded)
+    objective = Objective(problem)
+    list(optimizers.robust(objective, _start_variables(objective, problem, None, None), problem.optimizer))
+    label, x, rough = seen[0]
+    assert label == "ot-start"
+    images, _, _ = match(problem.source, np.asarray(problem.target.points))
+    Y = torch.as_tensor(images, dtype=torch.float64)
+    freed = released(ReducedObjective(problem), Y)
+    if eps == 0.01:
+        assert freed is None and torch.allclose(x, Y, rtol=0, atol=1e-12) and not rough
+    else:
+        # the releases of the OT start exactly (1e-12: the map to trajectories and back rounds)
+        assert freed is not None and torch.allclose(x, freed, rtol=0, atol=1e-12) and rough
+        assert int((freed != Y).any(1).sum()) >= 1

@@ -144,36 +144,45 @@ def test_a_check_start_that_has_led_is_finished_and_one_that_trails_is_cut(monke
 def test_rounds_end_once_a_round_gains_less_than_asked(monkeypatch):
     """``_rounds`` (local solve, reassignment, local solve, ...) on a small problem (no plateau rule)
     goes on while a round gains anything; with ``least_gain`` (the wide band of the obstacle
-    continuation, ``WIDE_ROUND_GAIN``) it stops after the first round that gains less than that
-    fraction; then one round may begin from releases, solved as from a rough start. Scripted local
-    solves: each ends converged 5e-5 below the last, the fifth no lower."""
+    continuation, ``WIDE_ROUND_GAIN``) it stops reassigning after the first round that gains less than
+    that fraction. After every round the (reassigned) states are offered to releases; a round that
+    begins from releases is solved as from a rough start, and one may follow the round that gained too
+    little. Scripted local solves: each ends converged 5e-5 below the last, the fifth no lower."""
     from solver import optimizers
 
-    def run(releases: int = 0, **least) -> list[Step]:
+    def run(releases: set[int] = frozenset(), **least) -> tuple[list[Step], list[torch.Tensor]]:
+        """The steps, and the states each release was asked about; ``releases``: which of the calls
+        (0, 1, ...) find a release."""
         ends = iter([1.0, 1.0 - 5e-5, 1.0 - 1e-4, 1.0 - 1.5e-4, 1.0 - 1.5e-4])
-        left = [releases]
+        asked: list[torch.Tensor] = []
 
         def scripted(objective, x, spec, phase, iterations, evaluations, rough=True):
             yield Step(x, {"objective": next(ends)}, 0.0, float(rough), iterations + 1, evaluations + 1, phase,
                        "converged")
 
         def release(objective, x):
-            left[0] -= 1
-            return x if left[0] >= 0 else None
+            asked.append(x)
+            return x + 1.0 if len(asked) - 1 in releases else None
         monkeypatch.setattr(optimizers, "_local", scripted)
-        monkeypatch.setattr(optimizers, "reassign", lambda objective, x: x)
+        monkeypatch.setattr(optimizers, "reassign", lambda objective, x: x + 0.5)
         monkeypatch.setattr(optimizers, "released", release)
-        return list(_rounds(work, start, work.problem.optimizer, "w", [0, 0], rough=False, **least))
+        steps = list(_rounds(work, start, work.problem.optimizer, "w", [0, 0], rough=False, **least))
+        return steps, asked
 
     work, start = crossed_start(20)
     assert optimizers.plateau_tolerance(work, work.problem.optimizer) == 0.0  # small: rounds while any gain
-    assert len(run()) == 5  # every round gained until the fifth, which did not
-    assert len(run(least_gain=1e-4)) == 2  # the second round gained 5e-5 < 1e-4
-    assert len(run(least_gain=1e-5)) == 5
-    # a release after the round that gained too little: one more round, from a rough start (its
-    # local solve's rough flag is scripted into the step size)
-    steps = run(releases=1, least_gain=1e-4)
-    assert len(steps) == 3 and [s.step_size for s in steps] == [0.0, 0.0, 1.0]
+    assert len(run()[0]) == 5  # every round gained until the fifth, which did not
+    assert len(run(least_gain=1e-4)[0]) == 2  # the second round gained 5e-5 < 1e-4
+    assert len(run(least_gain=1e-5)[0]) == 5
+    # releases after the first round: taken from its reassigned states, the next round rough (the local
+    # solve's rough flag is scripted into the step size); then rounds as before
+    steps, asked = run(releases={0})
+    assert [s.step_size for s in steps] == [0.0, 1.0, 0.0, 0.0, 0.0]
+    assert torch.equal(asked[0], steps[0].variables + 0.5) and torch.equal(steps[1].variables, asked[0] + 1.0)
+    # a release after the round that gained too little (no reassignment then): one more round, rough
+    steps, asked = run(releases={1}, least_gain=1e-4)
+    assert [s.step_size for s in steps] == [0.0, 0.0, 1.0]
+    assert torch.equal(asked[1], steps[1].variables)  # not reassigned
 
 
 @pytest.mark.parametrize("pause", [1, 2])
