@@ -15,7 +15,7 @@ from solver import problem_from_dict, solve
 from solver.kernels import second_order
 from solver.objective import Objective
 from solver.optimizers import _batched_hessian, own_hessians, separable_parts
-from solver.trust_region import DenseSystem, TrajectorySystem, block_metric, exact_step
+from solver.trust_region import DenseSystem, TrajectorySystem, _hard_case, block_metric, exact_step
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -174,6 +174,39 @@ def test_exact_step_reaches_the_region_minimum(hard):
     # doubling to the first positive definite shift, then a bracketed search (19 in the hard case here;
     # without the bracket the search ran into its limit of 60)
     assert Counting.factorizations <= 25
+
+
+def test_the_hard_case_never_raises_the_model_above_the_interior_step():
+    """The hard case completes an interior step p along the lowest eigenvector u to the region's
+    boundary, for a lower model value. Where it is entered though H + mu M is far from singular (the
+    Schur factorization counts a shift as too small while some particle's own block is indefinite, H
+    itself positive definite there), p + tau u can lie uphill: H = diag(1, 2), g = (1, 0), p the
+    shifted Newton step (-1/1.001, 0) inside a region of radius 5, u = e1; the boundary points (+-5, 0)
+    have model values 17.5 and 7.5 against p's -0.4995. Such steps were rejected and their negative
+    predicted decrease read as "converged" (Fig. 4, the three-disc and random disc scenes: at gradient
+    norms 0.05-5). p itself must come back (exactly: it is one of the candidates)."""
+    H = torch.diag(torch.tensor([1.0, 2.0], dtype=torch.float64))
+    M = torch.eye(2, dtype=H.dtype)[None]
+    g = torch.tensor([[1.0, 0.0]], dtype=H.dtype)
+    system = DenseSystem(H, M)
+    mu = 1e-3
+    solve = system.factor(mu)
+    p = solve(-g)
+    step = _hard_case(system, g, M, 5.0, p, solve)
+
+    def model(v: torch.Tensor) -> float:
+        return float((g * v).sum() + 0.5 * (v.reshape(-1) @ H @ v.reshape(-1)))
+    assert model(p) == pytest.approx(-0.5 / 1.001 * (2 - 1 / 1.001), rel=1e-12)
+    assert torch.equal(step, p)
+    # where the completion does lower the model (an indefinite H, the true hard case) it is taken
+    H2 = torch.diag(torch.tensor([-1.0, 2.0], dtype=torch.float64))
+    g2 = torch.tensor([[0.0, 1.0]], dtype=H.dtype)  # orthogonal to the lowest eigenvector e1
+    system2 = DenseSystem(H2, M)
+    solve2 = system2.factor(1.0 + 1e-3)
+    p2 = solve2(-g2)
+    step2 = _hard_case(system2, g2, M, 2.0, p2, solve2)
+    value2 = float((g2 * step2).sum() + 0.5 * (step2.reshape(-1) @ H2 @ step2.reshape(-1)))
+    assert float(step2.norm()) == pytest.approx(2.0, rel=1e-9) and value2 < -1.0
 
 
 def test_structured_newton_solves_a_segment_scene_outside_the_obstacles():
