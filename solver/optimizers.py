@@ -661,17 +661,19 @@ class Paused:
     x: torch.Tensor
     best: Step
     rounds: int
+    released: bool = False  # whether x is a release's
 
 
-def round_phase(label: str, rounds: int) -> str:
-    """The phase label of ``_rounds``' round ``rounds`` of a start ``label``: "label", "label/reassign k"."""
-    return label + (f"/reassign {rounds}" if rounds else "")
+def round_phase(label: str, rounds: int, released: bool = False) -> str:
+    """The phase label of ``_rounds``' round ``rounds`` of a start ``label``: "label", "label/reassign k",
+    or "label/release k" for a round that begins from releases."""
+    return label + (f"/{'release' if released else 'reassign'} {rounds}" if rounds else "")
 
 
 def round_of(phase: str) -> int:
     """Which round a step's phase label names (``round_phase``'s inverse; a local solve may append its own
     phase, e.g. "/newton")."""
-    found = re.search(r"/reassign (\d+)", phase)
+    found = re.search(r"/(?:reassign|release) (\d+)", phase)
     return int(found.group(1)) if found else 0
 
 
@@ -691,11 +693,11 @@ def _rounds(objective: Objective | ReducedObjective, x: torch.Tensor | None, spe
     best: Step | None = None if resume is None else resume.best
     rounds = 0 if resume is None else resume.rounds
     x = x if resume is None else resume.x
-    leap = False  # whether x is a release's (far from where the last local solve ended)
+    leap = resume is not None and resume.released  # whether x is a release's (far from the last solve's end)
     while x is not None:
         if pause and rounds == pause:
-            return Paused(x, best, rounds)
-        steps = _local(objective, x, spec, phase=round_phase(label, rounds),
+            return Paused(x, best, rounds, leap)
+        steps = _local(objective, x, spec, phase=round_phase(label, rounds, leap),
                        iterations=counters[0], evaluations=counters[1],
                        rough=(rough and (rounds == 0 or glassy(objective, rough))) or leap)
         last, moved = yield from _until_reassigned(objective, steps, periodic=rough)

@@ -178,6 +178,8 @@ def test_rounds_end_once_a_round_gains_less_than_asked(monkeypatch):
     # solve's rough flag is scripted into the step size); then rounds as before
     steps, asked = run(releases={0})
     assert [s.step_size for s in steps] == [0.0, 1.0, 0.0, 0.0, 0.0]
+    assert [s.phase for s in steps] == ["w", "w/release 1", "w/reassign 2", "w/reassign 3", "w/reassign 4"]
+    assert [optimizers.round_of(s.phase + "/newton") for s in steps] == [0, 1, 2, 3, 4]
     assert torch.equal(asked[0], steps[0].variables + 0.5) and torch.equal(steps[1].variables, asked[0] + 1.0)
     # a release after the round that gained too little (no reassignment then): one more round, rough
     steps, asked = run(releases={1}, least_gain=1e-4)
