@@ -352,14 +352,13 @@ def entering_fractions(objective: Objective, x: "torch.Tensor", p: "torch.Tensor
 
         def terms(rows: "torch.Tensor", a: "torch.Tensor") -> "torch.Tensor":
             return torch.cat(objective.obstacle_terms(start[rows] + a[:, None, None] * moved[rows]), 1)
-        everyone = torch.arange(x.shape[0])
-        free = terms(everyone, torch.zeros(x.shape[0], dtype=x.dtype)) <= 0.0
+        free = torch.cat(objective.obstacle_terms(start), 1) <= 0.0
         tau = objective.obstacle_smoothing
         level = objective.problem.obstacles.weight * hinge(torch.tensor(ENTERING_BAND * tau), tau)
 
         def entered(rows: "torch.Tensor", a: "torch.Tensor") -> "torch.Tensor":
             return ((terms(rows, a) > level) & free[rows]).any(1)
-        rows = entered(everyone, torch.ones(x.shape[0], dtype=x.dtype)).nonzero()[:, 0]
+        rows = entered(torch.arange(x.shape[0]), torch.ones(x.shape[0], dtype=x.dtype)).nonzero()[:, 0]
         if rows.numel() == 0:
             return None
         low, high = torch.zeros(rows.numel(), dtype=x.dtype), torch.ones(rows.numel(), dtype=x.dtype)
