@@ -8,6 +8,7 @@ from ..errors import ProblemError
 from ..lazy import torch
 from ..reading import number
 from ..registry import CONTROL_COSTS
+from ..short_sums import inner
 
 
 def read_p(spec: dict) -> float:
@@ -38,7 +39,7 @@ class PowerCost:
         return self.p == 2.0
 
     def __call__(self, u: "torch.Tensor") -> "torch.Tensor":
-        sq = (u * u).sum(-1)
+        sq = inner(u, u)
         if self.p == 2.0:
             return sq
         return sq.clamp_min(1e-300) ** (0.5 * self.p)
@@ -61,5 +62,5 @@ class PiecewiseCost:
         return {"control_cost": self.kind, "p": self.p}
 
     def __call__(self, u: "torch.Tensor") -> "torch.Tensor":
-        r = (u * u).sum(-1).clamp_min(1e-300).sqrt()
+        r = inner(u, u).clamp_min(1e-300).sqrt()
         return torch.where(r <= 1.0, r, r ** self.p) / self.p

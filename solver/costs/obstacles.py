@@ -26,6 +26,7 @@ from ..kernels import twice_differentiable
 from ..lazy import torch
 from ..reading import Context, array, check_keys, floats, mapping, number
 from ..registry import OBSTACLES
+from ..short_sums import inner, total
 
 
 @OBSTACLES.register
@@ -199,7 +200,7 @@ def circle_hessians(circles: list[Circle], pos: "torch.Tensor", smoothing: float
     for dim, centres, r2 in _groups(circles, pos):
         eye = torch.eye(dim, dtype=pos.dtype)
         diff = pos[..., None, :dim] - centres  # (N, M, K, dim)
-        g = r2 - (diff * diff).sum(-1)
+        g = r2 - inner(diff, diff)
         n, j, k = torch.nonzero(g > 0, as_tuple=True)
         diff = diff[n, j, k]  # (pairs, dim)
         d1, d2 = hinge_slopes(g[n, j, k], smoothing)
@@ -208,7 +209,7 @@ def circle_hessians(circles: list[Circle], pos: "torch.Tensor", smoothing: float
         if not segments or M < 2:
             continue
         u, uu, raw, t, e = _segment_geometry(pos[:, :-1, :dim], pos[:, 1:, :dim], centres)
-        g = r2 - (e * e).sum(-1)
+        g = r2 - inner(e, e)
         n, j, k = torch.nonzero(g > 0, as_tuple=True)
         u, uu, raw, t, e = u[n, j, 0], uu[n, j, 0], raw[n, j, k], t[n, j, k], e[n, j, k]  # (pairs, ...)
         d1, d2 = hinge_slopes(g[n, j, k], smoothing)
@@ -233,8 +234,8 @@ def _segment_geometry(a: "torch.Tensor", b: "torch.Tensor", centres: "torch.Tens
     (t, (..., K, 1)), and e = a + t u - c (..., K, dim)."""
     start = a[..., None, :]
     u = b[..., None, :] - start
-    uu = (u * u).sum(-1).clip(1e-300, None)
-    raw = ((centres - start) * u).sum(-1) / uu
+    uu = inner(u, u).clip(1e-300, None)
+    raw = inner(centres - start, u) / uu
     t = raw.clip(0.0, 1.0)[..., None]
     return u, uu, raw, t, start + t * u - centres
 
@@ -255,10 +256,10 @@ def disc_terms(circles: list[Circle], pos: "torch.Tensor", smoothing: float = 0.
     value, grad = pos.new_zeros(pos.shape[:-1]), torch.zeros_like(pos) if gradient else None
     for dim, centres, r2 in _groups(circles, pos):
         diff = pos[..., None, :dim] - centres
-        g = r2 - (diff * diff).sum(-1)
-        value = value + hinge(g, smoothing).sum(-1)
+        g = r2 - inner(diff, diff)
+        value = value + total(hinge(g, smoothing))
         if gradient:
-            grad[..., :dim] -= 2.0 * (hinge_slopes(g, smoothing)[0][..., None] * diff).sum(-2)
+            grad[..., :dim] -= 2.0 * total(hinge_slopes(g, smoothing)[0][..., None] * diff, -2)
     return value, grad
 
 
@@ -272,12 +273,12 @@ def disc_segment_terms(circles: list[Circle], a: "torch.Tensor", b: "torch.Tenso
     grad_a, grad_b = (torch.zeros_like(a), torch.zeros_like(b)) if gradient else (None, None)
     for dim, centres, r2 in _groups(circles, a):
         _, _, _, t, e = _segment_geometry(a[..., :dim], b[..., :dim], centres)
-        g = r2 - (e * e).sum(-1)
-        value = value + hinge(g, smoothing).sum(-1)
+        g = r2 - inner(e, e)
+        value = value + total(hinge(g, smoothing))
         if gradient:
             w = -2.0 * hinge_slopes(g, smoothing)[0][..., None] * e  # dh/dq
-            grad_a[..., :dim] += ((1.0 - t) * w).sum(-2)
-            grad_b[..., :dim] += (t * w).sum(-2)
+            grad_a[..., :dim] += total((1.0 - t) * w, -2)
+            grad_b[..., :dim] += total(t * w, -2)
     return value, grad_a, grad_b
 
 

@@ -21,6 +21,7 @@ from ..errors import ProblemError
 from ..lazy import torch
 from ..reading import Context, check_keys, floats, points
 from ..registry import OBSTACLES
+from ..short_sums import inner
 from .obstacles import deepest_along, hinge
 
 #: The inradius is found on grids of this many points a side, each refined around the best point.
@@ -61,7 +62,7 @@ def _edge_gaps(vertices: "torch.Tensor", q: "torch.Tensor") -> "torch.Tensor":
     """The vectors (..., K, 2) from each edge's nearest point to the points q (..., 2)."""
     edge = torch.roll(vertices, -1, 0) - vertices
     p = q[..., None, :]
-    u = (((p - vertices) * edge).sum(-1) / (edge * edge).sum(-1)).clamp(0.0, 1.0)
+    u = (inner(p - vertices, edge) / inner(edge, edge)).clamp(0.0, 1.0)
     return (p - vertices) - u[..., None] * edge
 
 
@@ -174,7 +175,7 @@ class Polygon:
         (``hinge`` of the same expression with s signed, smoothed by ``smoothing``)."""
         a = torch.as_tensor(self.vertices, dtype=pos.dtype)
         gap = _edge_gaps(a, pos[..., :2])
-        s = (gap * gap).sum(-1).min(-1).values.clamp_min(1e-300).sqrt()
+        s = inner(gap, gap).min(-1).values.clamp_min(1e-300).sqrt()
         s = torch.where(_inside(a, torch.roll(a, -1, 0), pos[..., :2].detach()), s, -s)
         return hinge(s * (2 * self._inradius - s), smoothing)
 
@@ -201,8 +202,8 @@ class Polygon:
         A = torch.as_tensor(self.vertices, dtype=a.dtype)
         edge = torch.roll(A, -1, 0) - A
         inward = torch.stack([-edge[:, 1], edge[:, 0]], 1) * self._orientation / edge.norm(dim=1, keepdim=True)
-        alpha = ((a[..., None, :2] - A) * inward).sum(-1)  # (..., K): distances of a to the lines
-        beta = ((b - a)[..., None, :2] * inward).sum(-1)
+        alpha = inner(a[..., None, :2] - A, inward)  # (..., K): distances of a to the lines
+        beta = inner((b - a)[..., None, :2], inward)
         k, l = torch.triu_indices(len(A), len(A), 1)
         denominator = beta[..., k] - beta[..., l]
         crossing = (alpha[..., l] - alpha[..., k]) / torch.where(denominator == 0, torch.ones_like(denominator),
@@ -225,8 +226,8 @@ class Polygon:
         ab = b[..., :2] - a[..., :2]
         q = a[..., :2] + t[..., None] * ab
         gap = _edge_gaps(A, q)
-        dist = (gap * gap).sum(-1).clamp_min(1e-300).sqrt()
-        slope = (gap * ab[..., None, :]).sum(-1) / dist  # d dist / dt
+        dist = inner(gap, gap).clamp_min(1e-300).sqrt()
+        slope = inner(gap, ab[..., None, :]) / dist  # d dist / dt
         two = dist.detach().topk(2, dim=-1, largest=False).indices
         (d_i, d_j), (s_i, s_j) = (x.gather(-1, two).unbind(-1) for x in (dist, slope))
         tied = ((d_j - d_i).detach() <= KINK_TOLERANCE * ab.detach().norm(dim=-1)) & (s_i * s_j < 0).detach()

@@ -10,6 +10,7 @@ from ..errors import ProblemError
 from ..lazy import torch
 from ..reading import Context, array, check_keys, floats, number
 from ..registry import POTENTIALS
+from ..short_sums import inner
 
 
 def read_center(spec: dict, where: str, context: Context) -> np.ndarray:
@@ -40,7 +41,8 @@ class QuadraticPotential:
 
     def __call__(self, y: "torch.Tensor") -> "torch.Tensor":
         c = torch.as_tensor(self.center, dtype=y.dtype)
-        return 0.5 * self.weight * ((y[..., : c.shape[0]] - c) ** 2).sum(-1)
+        d = y[..., : c.shape[0]] - c
+        return 0.5 * self.weight * inner(d, d)
 
 
 @POTENTIALS.register
@@ -65,4 +67,5 @@ class GaussianBump:
 
     def __call__(self, y: "torch.Tensor") -> "torch.Tensor":
         c = torch.as_tensor(self.center, dtype=y.dtype)
-        return self.height * torch.exp(-((y[..., : c.shape[0]] - c) ** 2).sum(-1) / (2 * self.width**2))
+        d = y[..., : c.shape[0]] - c
+        return self.height * torch.exp(-inner(d, d) / (2 * self.width**2))

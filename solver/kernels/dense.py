@@ -5,6 +5,7 @@ fastest for small clouds. Also the dense second derivatives that Newton's method
 from __future__ import annotations
 
 from ..lazy import torch
+from ..short_sums import inner
 
 #: Largest number of kernel entries held at once (2**22 float64 entries = 32 MB per temporary).
 MEMORY_BUDGET = 2**22
@@ -49,7 +50,7 @@ def twice_differentiable(x: "torch.Tensor", z: "torch.Tensor", a: "torch.Tensor"
     """sum_ik a_i b_k phi(x_i - z_k) as one plain torch expression, differentiable to any order."""
     shift = z.detach().mean(0)
     diff = (x - shift)[:, None, :] - (z - shift)[None, :, :]
-    d2 = (diff * diff).sum(-1)
+    d2 = inner(diff, diff)
     return a @ torch.exp((-0.5 / (scale * scale)) * d2).clamp_min(1e-261) @ b
 
 
@@ -115,6 +116,6 @@ def self_products(x: "torch.Tensor", b: "torch.Tensor", scale: float, v: "torch.
     for start in range(0, x.shape[0], step):
         r = x[start:start + step, None, :] - x[None, :, :]
         dv = v[start:start + step, None, :] - v[None, :, :]
-        E = b * torch.exp(-0.5 * inv * (r * r).sum(-1))
-        out[start:start + step] = inv * inv * ((E * (r * dv).sum(-1))[..., None] * r).sum(1) - inv * (E[..., None] * dv).sum(1)
+        E = b * torch.exp(-0.5 * inv * inner(r, r))
+        out[start:start + step] = inv * inv * ((E * inner(r, dv))[..., None] * r).sum(1) - inv * (E[..., None] * dv).sum(1)
     return out

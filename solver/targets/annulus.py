@@ -25,6 +25,7 @@ from ..errors import ProblemError
 from ..lazy import torch
 from ..reading import Context, check_keys, floats, number, vector
 from ..registry import TARGETS
+from ..short_sums import inner
 
 NODES = 16  # Gauss-Legendre nodes per panel
 
@@ -100,7 +101,7 @@ class AnnulusTarget:
     def smoothed(self, y: "torch.Tensor", delta: float) -> "torch.Tensor":
         diff = y - torch.as_tensor(self.center, dtype=y.dtype)
         # sqrt of a floor keeps the gradient finite at the centre (where the density is flat)
-        rho = (diff * diff).sum(-1).clamp_min(1e-300).sqrt()
+        rho = inner(diff, diff).clamp_min(1e-300).sqrt()
         return self._radial(rho, delta)
 
     def cross_term(self, y: "torch.Tensor", a: "torch.Tensor", delta: float) -> "torch.Tensor":
