@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import os
 import time
 from pathlib import Path
 from typing import Any, Callable
@@ -25,7 +26,7 @@ from matplotlib.figure import Figure
 from .diagnostics import obstacle_depths
 from .problem import Problem, problem_from_dict
 from .reproduce import draw_obstacles
-from .run import solve
+from .run import solve, threads_for, use_threads
 
 ASSETS = Path(__file__).resolve().parent.parent / "assets"
 #: Both solvers stop here at the latest.
@@ -48,6 +49,7 @@ def three_obstacle_scene(segments: bool, seed: int = 0) -> dict[str, Any]:
 
 
 def _timed(problem: Problem, method: str | None) -> dict[str, Any]:
+    use_threads(threads_for(problem, os.cpu_count() or 1))  # as the command line would (one thread here)
     started = time.perf_counter()
     result = solve(problem, method=method)
     seconds = time.perf_counter() - started
