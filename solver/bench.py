@@ -14,11 +14,12 @@ peak memory (``ru_maxrss`` increase in a fresh spawned process) against the 3.2 
 N x N float64 kernel matrix would take.
 
 ``--scale`` runs the scale benchmark (``bench_scale``), ``--obstacles`` the obstacle benchmark
-(``bench_obstacles``) instead.
+(``bench_obstacles``), ``--scenes [--save PATH] [--against PATH]`` its 23 obstacle scenes instead.
 """
 from __future__ import annotations
 
 import argparse
+import json
 import logging
 import os
 import platform
@@ -242,8 +243,23 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--obstacles", action="store_true",
                         help="the obstacle benchmark instead: Fig. 4 and a three-obstacle scene, and "
                              "docs/obstacles_off_on.png")
+    parser.add_argument("--scenes", action="store_true",
+                        help="the obstacle scenes instead: 23 scenes with discs or a polygon by the default solver")
+    parser.add_argument("--save", metavar="PATH", help="with --scenes: save the results (JSON)")
+    parser.add_argument("--against", metavar="PATH", help="with --scenes: compare with results saved by --save")
     args = parser.parse_args(argv)
+    if (args.save or args.against) and not args.scenes:
+        parser.error("--save and --against go with --scenes")
     keep_freed_memory()  # as the command line and the app run (ratios are within one process)
+    if args.scenes:
+        against = json.loads(Path(args.against).read_text()) if args.against else None
+        text, results = bench_obstacles.scenes_report(args.markdown or bool(args.write), render, against)
+        print(text)
+        if args.write:
+            Path(args.write).write_text("## Obstacle scenes\n\n" + text + "\n")
+        if args.save:
+            Path(args.save).write_text(json.dumps(results, indent=1))
+        return 0
     if args.obstacles:
         text = bench_obstacles.report(args.markdown or bool(args.write), render, FIGURE)
         print(text)

@@ -10,6 +10,16 @@ start, both under the same time limit:
    radius 0.2-0.25, M = 16, eps 0.01), with whole-path avoidance on, and off for comparison.
 
 It also draws ``docs/obstacles_off_on.png``: the three-obstacle scene solved with the option off and on.
+
+``--scenes`` instead solves the 23 obstacle scenes the solver's changes are measured on (``scenes``: the
+three cases above, the gap-in-a-wall and mixture presets, and ``assets/obstacle_scenes``: the default
+scene with a disc on its paths, with and without whole-path avoidance, 400 particles past a disc, a
+polygon wall, 14 random scenes of 40-250 particles and 1-3 discs with particle and continuum targets)
+by the default solver alone, one after the other in this process: seconds, iterations, status,
+objective and depths per scene, and their total. Plain L-BFGS takes minutes on most of them, so there
+is no baseline in the same process: ``--against PATH`` compares with a run saved by ``--save PATH``
+(e.g. of another commit): time ratios and relative objective changes (local minima differ: section
+4.7).
 """
 from __future__ import annotations
 
@@ -29,6 +39,8 @@ from .reproduce import draw_obstacles
 from .run import solve, threads_for, use_threads
 
 ASSETS = Path(__file__).resolve().parent.parent / "assets"
+#: The drawn and random obstacle scenes of ``--scenes`` (besides the cases and presets).
+SCENES = ASSETS / "obstacle_scenes"
 #: Both solvers stop here at the latest.
 TIME_LIMIT = 60.0
 #: The figure marks segments reaching deeper than this into an obstacle.
@@ -54,7 +66,8 @@ def _timed(problem: Problem, method: str | None) -> dict[str, Any]:
     result = solve(problem, method=method)
     seconds = time.perf_counter() - started
     return {"seconds": seconds, "status": result.final.status, "objective": result.final.energies["objective"],
-            **obstacle_depths(problem, result.positions), "positions": result.positions}
+            "iterations": result.final.iteration, **obstacle_depths(problem, result.positions),
+            "positions": result.positions}
 
 
 def _warm_up(problem: Problem) -> None:
@@ -121,3 +134,55 @@ def report(markdown: bool, render: Callable[[tuple[str, ...], list[list[str]], b
     note = (f"Published Fig. 4 objective: {FIG4_PUBLISHED}. Depths: how far the deepest point lies inside "
             f"an obstacle (<= 0: outside all); time limit {TIME_LIMIT:.0f} s for both solvers.")
     return render(header, rows, markdown) + "\n\n" + note
+
+
+def scenes() -> list[tuple[str, Problem]]:
+    """The cases above, the obstacle presets of ``assets/playful`` and the scenes of ``SCENES``, each
+    under ``TIME_LIMIT``."""
+    found = cases()
+    for path in [ASSETS / "playful" / "gap_in_a_wall.json", ASSETS / "playful" / "mixture_with_obstacles.json",
+                 *sorted(SCENES.glob("*.json"))]:
+        spec = json.loads(path.read_text())
+        spec["optimizer"] = {**spec.get("optimizer", {}), "time_limit": TIME_LIMIT}
+        found.append((path.stem, problem_from_dict(spec)))
+    return found
+
+
+def scenes_report(markdown: bool, render: Callable[[tuple[str, ...], list[list[str]], bool], str],
+                  against: dict[str, dict] | None = None) -> tuple[str, dict[str, dict]]:
+    """Solve every scene of ``scenes`` by the default solver; the table (compared with ``against``, a
+    saved run, where given) and the results to save."""
+    found = scenes()
+    _warm_up(found[0][1])
+    results = {}
+    for label, problem in found:
+        run = _timed(problem, None)
+        results[label] = {k: run[k] for k in ("seconds", "iterations", "status", "objective", "max_obstacle_depth",
+                                              "max_obstacle_depth_segments")}
+    header = ["scene", "N", "M", "seconds", "iterations", "status", "objective", "depth at time points",
+              "depth along segments"]
+    if against:
+        header += ["saved run: seconds", "time / saved", "objective change (relative)"]
+    rows = []
+    for label, problem in found:
+        r = results[label]
+        row = [label, str(problem.N), str(problem.M), f"{r['seconds']:.1f}", str(r["iterations"]), r["status"],
+               f"{r['objective']:.9f}", f"{r['max_obstacle_depth']:.1e}", f"{r['max_obstacle_depth_segments']:.1e}"]
+        if against:
+            old = against.get(label)
+            row += (["-"] * 3 if old is None else
+                    [f"{old['seconds']:.1f}", f"{r['seconds'] / old['seconds']:.2f}",
+                     f"{(r['objective'] - old['objective']) / abs(old['objective']):+.1e}"])
+        rows.append(row)
+    total = sum(r["seconds"] for r in results.values())
+    note = f"{len(found)} scenes, {total:.0f} s in all; time limit {TIME_LIMIT:.0f} s each."
+    if against:
+        shared = [label for label in results if label in against]
+        before = sum(against[label]["seconds"] for label in shared)
+        changes = [(results[label]["objective"] - against[label]["objective"]) / abs(against[label]["objective"])
+                   for label in shared]
+        note += (f" Against the saved run ({len(shared)} shared scenes): {before:.0f} -> "
+                 f"{sum(results[label]['seconds'] for label in shared):.0f} s; objectives "
+                 f"{sum(c > 1e-12 for c in changes)} higher, {sum(c < -1e-12 for c in changes)} lower, "
+                 f"{sum(abs(c) <= 1e-12 for c in changes)} equal (to 1e-12 relative).")
+    return render(tuple(header), rows, markdown) + "\n\n" + note, results
