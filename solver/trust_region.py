@@ -311,11 +311,15 @@ class TrajectorySystem:
         N, D = H_ne.shape[:2]
         self.H_ne = H_ne.reshape(N * D, N * D)
         # below this shift some A_i = B_i + mu M_i is indefinite: -lambda_min of the pencils (B_i, M_i),
-        # the eigenvalues of L_i^-1 B_i L_i^-T with M_i = L_i L_i^T
-        L = torch.linalg.cholesky(M)
-        half = torch.linalg.solve_triangular(L, blocks, upper=False)
-        pencil = torch.linalg.solve_triangular(L, half.transpose(1, 2), upper=False)
-        self.floor = max(0.0, -float(torch.linalg.eigvalsh(0.5 * (pencil + pencil.transpose(1, 2)))[:, 0].min()))
+        # the eigenvalues of L_i^-1 B_i L_i^-T with M_i = L_i L_i^T (0, none known, if a metric block
+        # does not factor: the search then probes from 0 as without it)
+        L, info = torch.linalg.cholesky_ex(M)
+        self.floor = 0.0
+        if not bool((info != 0).any()):
+            half = torch.linalg.solve_triangular(L, blocks, upper=False)
+            pencil = torch.linalg.solve_triangular(L, half.transpose(1, 2), upper=False)
+            lowest = float(torch.linalg.eigvalsh(0.5 * (pencil + pencil.transpose(1, 2)))[:, 0].min())
+            self.floor = max(0.0, -lowest) if math.isfinite(lowest) else 0.0
         self.scale = float(blocks.abs().sum(2).max() + self.H_ne.abs().sum(1).max() * float(J.abs().sum(1).max()) ** 2
                            ) / max(float(M.abs().sum(2).max()), 1e-300)
 

@@ -122,7 +122,7 @@ class CountingTrajectory(TrajectorySystem):
 def test_the_floor_is_the_least_shift_with_every_own_block_positive_definite():
     """``TrajectorySystem.floor``: paths inside an obstacle (the penalty's concave inside makes some
     particle's own block indefinite); just below the floor a Cholesky of some B_i + mu M_i fails, just
-    above it none does."""
+    above it none does. Where a metric block does not factor, no floor (0)."""
     p = problem_from_dict(scene())
     objective = Objective(p, obstacle_smoothing=1e-3)
     blocks, J, H_ne = separable_parts(objective, random_point(objective, seed=1))
@@ -132,6 +132,10 @@ def test_the_floor_is_the_least_shift_with_every_own_block_positive_definite():
     # the pencils' eigenvalues are accurate to ~1e-12 relative here: 1e-6 on either side is decisive
     assert bool((torch.linalg.cholesky_ex(blocks + floor * (1 - 1e-6) * M)[1] != 0).any())
     assert bool((torch.linalg.cholesky_ex(blocks + floor * (1 + 1e-6) * M)[1] == 0).all())
+    # a metric block that does not factor (a non-finite Hessian's): no floor known, the search probes from 0
+    broken = M.clone()
+    broken[0] = float("nan")
+    assert TrajectorySystem(blocks, J, H_ne, broken).floor == 0.0
 
 
 @pytest.mark.parametrize("hard", [False, True], ids=["easy case", "hard case"])
