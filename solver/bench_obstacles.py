@@ -159,6 +159,10 @@ def scenes_report(markdown: bool, render: Callable[[tuple[str, ...], list[list[s
         run = _timed(problem, None)
         results[label] = {k: run[k] for k in ("seconds", "iterations", "status", "objective", "max_obstacle_depth",
                                               "max_obstacle_depth_segments")}
+    saved = against or {}
+    # relative objective change against the saved run, for the scenes it has
+    change = {label: (r["objective"] - saved[label]["objective"]) / abs(saved[label]["objective"])
+              for label, r in results.items() if label in saved}
     header = ["scene", "N", "M", "seconds", "iterations", "status", "objective", "depth at time points",
               "depth along segments"]
     if against:
@@ -169,18 +173,16 @@ def scenes_report(markdown: bool, render: Callable[[tuple[str, ...], list[list[s
         row = [label, str(problem.N), str(problem.M), f"{r['seconds']:.1f}", str(r["iterations"]), r["status"],
                f"{r['objective']:.9f}", f"{r['max_obstacle_depth']:.1e}", f"{r['max_obstacle_depth_segments']:.1e}"]
         if against:
-            old = against.get(label)
-            row += (["-"] * 3 if old is None else
-                    [f"{old['seconds']:.1f}", f"{r['seconds'] / old['seconds']:.2f}",
-                     f"{(r['objective'] - old['objective']) / abs(old['objective']):+.1e}"])
+            row += (["-"] * 3 if label not in change else
+                    [f"{saved[label]['seconds']:.1f}", f"{r['seconds'] / saved[label]['seconds']:.2f}",
+                     f"{change[label]:+.1e}"])
         rows.append(row)
     total = sum(r["seconds"] for r in results.values())
     note = f"{len(found)} scenes, {total:.0f} s in all; time limit {TIME_LIMIT:.0f} s each."
     if against:
-        shared = [label for label in results if label in against]
-        before = sum(against[label]["seconds"] for label in shared)
-        changes = [(results[label]["objective"] - against[label]["objective"]) / abs(against[label]["objective"])
-                   for label in shared]
+        shared = list(change)
+        before = sum(saved[label]["seconds"] for label in shared)
+        changes = list(change.values())
         note += (f" Against the saved run ({len(shared)} shared scenes): {before:.0f} -> "
                  f"{sum(results[label]['seconds'] for label in shared):.0f} s; objectives "
                  f"{sum(c > 1e-12 for c in changes)} higher, {sum(c < -1e-12 for c in changes)} lower, "

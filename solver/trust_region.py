@@ -149,16 +149,16 @@ class Window:
                 and self.gained() <= tolerance * abs(self.values[-1]))
 
 
-def block_metric(blocks: "torch.Tensor", floor: float) -> tuple["torch.Tensor", "torch.Tensor", "torch.Tensor"]:
-    """(|B|^{-1}, |B|, |B|^{-1/2}) for each D x D block B, |B| with the eigenvalues of B replaced by
-    their absolute values (floored at ``floor`` times the largest): a positive definite preconditioner,
-    its metric and the metric's inverse square root, from the diagonal blocks of an indefinite Hessian."""
+def block_metric(blocks: "torch.Tensor", floor: float) -> tuple["torch.Tensor", "torch.Tensor"]:
+    """(|B|^{-1}, |B|) for each D x D block B, |B| with the eigenvalues of B replaced by their absolute
+    values (floored at ``floor`` times the largest): a positive definite preconditioner and its metric,
+    from the diagonal blocks of an indefinite Hessian."""
     lam, Q = torch.linalg.eigh(0.5 * (blocks + blocks.transpose(1, 2)))
     lam = lam.abs().clamp_min(floor * float(lam.abs().max()))
 
     def f(values: "torch.Tensor") -> "torch.Tensor":
         return torch.einsum("nij,nj,nkj->nik", Q, values, Q)
-    return f(1.0 / lam), f(lam), f(lam.rsqrt())
+    return f(1.0 / lam), f(lam)
 
 
 class DenseSystem:
@@ -525,16 +525,16 @@ def trust_region(objective: "ReducedObjective | Objective", x0: "torch.Tensor", 
         it += 1
         if moved and parts is not None:
             B, J, H_ne = parts(x)
-            P, M, root = block_metric(trajectory_diagonal(B, J, H_ne), PRECONDITIONER_FLOOR)
+            P, M = block_metric(trajectory_diagonal(B, J, H_ne), PRECONDITIONER_FLOOR)
             newton = TrajectorySystem(B, J, H_ne, M)
         elif moved and exact:
             H = objective.hessian(x)
-            P, M, root = block_metric(H.reshape(N, -1, N, x.shape[1])[torch.arange(N), :, torch.arange(N), :],
+            P, M = block_metric(H.reshape(N, -1, N, x.shape[1])[torch.arange(N), :, torch.arange(N), :],
                                       PRECONDITIONER_FLOOR)
             newton = DenseSystem(H, M, single=plateau > 0)
         elif moved:
             curvature = objective.curvature(x)
-            P, M, root = block_metric(curvature.blocks, PRECONDITIONER_FLOOR)
+            P, M = block_metric(curvature.blocks, PRECONDITIONER_FLOOR)
         gnorm_P = _length(g, P)
         if radius is None:
             radius = gnorm_P  # the M-length of the first preconditioned gradient step
