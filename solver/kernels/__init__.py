@@ -43,8 +43,9 @@ DENSE_PAIRS = 2**18
 #: The work of a cells sum is estimated from this many of the x (their neighbours counted exactly).
 SAMPLE = 256
 #: Seconds per unit of work, measured on this project's 2-core machine: a dense pair, a cells candidate
-#: pair (two threads), a point's share of the cell bookkeeping.
-DENSE_PAIR_COST, CELL_PAIR_COST, CELL_POINT_COST = 1.2e-8, 4e-9, 3e-7
+#: pair (two threads; 1.6-2.1 ns in 2-D and 3-D since the cells' loops are vectorized, 4 ns before), a
+#: point's share of the cell bookkeeping.
+DENSE_PAIR_COST, CELL_PAIR_COST, CELL_POINT_COST = 1.2e-8, 2e-9, 3e-7
 
 _BACKEND: contextvars.ContextVar[str] = contextvars.ContextVar("kernel_backend", default="auto")
 _SECOND_ORDER: contextvars.ContextVar[bool] = contextvars.ContextVar("second_order", default=False)
@@ -88,7 +89,7 @@ def cutoff(scale: float) -> float:
 class Plan:
     """The backend chosen for a sum (and, for ``cells``, the sorted points, reused by the sum)."""
 
-    name: str
+    name: str  # a backend, or "not finite" (a coordinate is NaN or infinite: every sum is NaN)
     grid: Any = None  # a cells.Cells for "cells"
 
 
@@ -104,6 +105,8 @@ def plan(x: np.ndarray, z: np.ndarray, scale: float, fixed: Any = None) -> Plan:
     N, K = len(x), len(z)
     if forced == "dense" or (forced == "auto" and N * K <= DENSE_PAIRS):
         return Plan("dense")
+    if not (np.isfinite(x).all() and np.isfinite(z).all()):
+        return Plan("not finite")  # cells and grid index by the coordinates: the sums are NaN
     if forced == "grid":
         return Plan("grid")
     rc = cutoff(scale)
@@ -137,6 +140,8 @@ def sums(x: "torch.Tensor", z: "torch.Tensor", b: "torch.Tensor", scale: float,
     chosen = plan(xn, zn, scale, fixed=None if z.requires_grad or z is x else z)
     if chosen.name == "dense":
         return dense.sums(x.detach(), z.detach(), b.detach(), scale, want_grad)
+    if chosen.name == "not finite":
+        return torch.full(x.shape[:1], math.nan, dtype=x.dtype), torch.full(x.shape, math.nan, dtype=x.dtype)
     bn = np.ascontiguousarray(b.detach().numpy())
     if chosen.name == "cells":
         row, g = chosen.grid.sums(np.ascontiguousarray(xn), bn, scale, want_grad)
@@ -219,6 +224,8 @@ def hessian_blocks(x: "torch.Tensor", z: "torch.Tensor", b: "torch.Tensor", scal
     """(N, D, D): sum_k b_k Hess phi(x_i - z_k), Hess phi(r) = phi(r) (r r^T / s^4 - I / s^2)."""
     xn, zn = x.detach().numpy(), z.detach().numpy()
     chosen = plan(xn, zn, scale)
+    if chosen.name == "not finite":
+        return torch.full((*x.shape, x.shape[1]), math.nan, dtype=x.dtype)
     if chosen.name != "cells":
         return dense.blocks(x.detach(), z.detach(), b.detach(), scale)
     return torch.from_numpy(chosen.grid.blocks(np.ascontiguousarray(xn), np.ascontiguousarray(b.numpy()), scale))
@@ -229,6 +236,8 @@ def self_products(x: "torch.Tensor", b: "torch.Tensor", scale: float, v: "torch.
     product of the self term."""
     xn = x.detach().numpy()
     chosen = plan(xn, xn, scale)
+    if chosen.name == "not finite" or not np.isfinite(v.detach().numpy()).all():
+        return torch.full(x.shape, math.nan, dtype=x.dtype)
     if chosen.name != "cells":
         return dense.self_products(x.detach(), b.detach(), scale, v.detach())
     return torch.from_numpy(chosen.grid.self_products(np.ascontiguousarray(b.numpy()), scale,

@@ -13,9 +13,17 @@ The x_i are visited in cell order (neighbouring x read the same z), in parallel 
 must not run two parallel kernels at once). Sums of the stored points against themselves (the self
 term's value, gradient and Hessian-vector products) visit each pair once and add it to both ends
 (``_self_pairs``). Compiled once and cached on disk (``cache=True``).
+
+An x_i meets a cell's points as one run of consecutive z_k, stored coordinate by coordinate (D x K):
+``_weights`` computes the run's kernel values in loops that the compiler turns into SIMD instructions,
+with ``fast_exp`` (a table and a polynomial: the C library's exp is a call, which no loop around it can
+vectorize), and the sums over the run may be reordered (``FAST``). Results differ from a plain loop in
+the last bits (relative error of a sum ~1e-15); measured at N = 10^4 in 2-D, the self term's value
+and gradient took 11.6 ms instead of 24.5 ms.
 """
 from __future__ import annotations
 
+import functools
 import math
 import threading
 
@@ -25,6 +33,36 @@ import numpy as np
 #: Bits per coordinate of a cell key (cells are indexed up to 2^20 in each direction).
 BITS = 21
 OFFSET = 1 << (BITS - 1)
+#: What the compiler may do to the kernels' arithmetic: reorder sums and fuse multiply-adds (vectorizing a
+#: sum needs the first), not assume that no NaN or infinity occurs (a diverging solve must see them).
+FAST = {"reassoc", "contract"}
+#: ``fast_exp`` writes x = -n ln2 / EXP_STEPS + r with |r| <= ln2 / (2 EXP_STEPS): exp(x) is
+#: 2^(-n / EXP_STEPS), from a table, times exp(r), a degree-5 Taylor polynomial (error r^6 / 720 < 4e-17
+#: relative).
+EXP_STEPS = 64
+#: ln 2 = LN2_HIGH + LN2_LOW to ~1e-26 (fdlibm's e_exp.c): LN2_HIGH's 21 lowest mantissa bits are zero,
+#: so n LN2_HIGH / EXP_STEPS is exact for every table index n (< 2^21), and x + n ln2 / EXP_STEPS loses
+#: only the rounding of n LN2_LOW (Cody and Waite). One rounded constant for ln2 / EXP_STEPS would be off
+#: by up to 8.7e-19, times n ~ 3,400: errors of 1.6e-15 in exp near the cutoff (measured).
+LN2_HIGH, LN2_LOW = 6.93147180369123816490e-01, 1.90821492927058770002e-10
+EXP_HIGH, EXP_LOW = LN2_HIGH / EXP_STEPS, LN2_LOW / EXP_STEPS
+EXP_SCALE = EXP_STEPS / math.log(2.0)
+
+
+@functools.cache
+def exp_table(limit: float) -> np.ndarray:
+    """2^(-n / EXP_STEPS) for every n that ``fast_exp`` meets on [-limit, 0]."""
+    return np.exp2(-np.arange(int(limit * EXP_SCALE) + 2) / EXP_STEPS)
+
+
+@numba.njit(cache=True)
+def fast_exp(x, table):
+    """exp(x) for -limit <= x <= 0 (``table = exp_table(limit)``), to ~2 ulp; no call, so a loop
+    around it vectorizes. Compiled without ``FAST``: reassociating x + n high + n low would undo the
+    split."""
+    n = int(-x * EXP_SCALE + 0.5)
+    r = x + n * EXP_HIGH + n * EXP_LOW
+    return table[n] * (1.0 + r * (1.0 + r * (0.5 + r * (1.0 / 6.0 + r * (1.0 / 24.0 + r * (1.0 / 120.0))))))
 
 
 @numba.njit(cache=True)
@@ -49,136 +87,171 @@ def find(keys, key):
     return lo if lo < keys.shape[0] and keys[lo] == key else -1
 
 
-@numba.njit(inline="always", cache=True)
-def separation(x, i, z, k, r):
-    """r = x_i - z_k (written into ``r``); returns |r|^2. For the kernels that use r again."""
-    d2 = 0.0
-    for j in range(r.shape[0]):
-        r[j] = x[i, j] - z[k, j]
-        d2 += r[j] * r[j]
+@numba.njit(inline="always", fastmath=FAST, cache=True)
+def _weights(xi, zT, lo, hi, c, rc2, table, e):
+    """e[:m] = exp(-c |xi - z_k|^2) for the run z_k, k in [lo, hi) (m = hi - lo), 0 beyond the cutoff
+    (|xi - z_k|^2 > rc2, where c rc2 is the table's limit); returns e[:m]."""
+    m = hi - lo
+    d2 = e[:m]
+    d2[:] = 0.0
+    for j in range(zT.shape[0]):
+        xij = xi[j]
+        zj = zT[j, lo:hi]
+        for k in range(m):
+            u = xij - zj[k]
+            d2[k] += u * u
+    for k in range(m):
+        q = d2[k]
+        w = fast_exp(-c * min(q, rc2), table)
+        d2[k] = w if q <= rc2 else 0.0
     return d2
 
 
-@numba.njit(parallel=True, cache=True)
-def _sums(x, xcell, z, b, keys, starts, ends, stencil, inv, rc2, want_grad):
-    """row_i = sum_k b_k phi_ik and g_i = sum_k b_k phi_ik (x_i - z_k) over z_k within the cutoff."""
+@numba.njit(parallel=True, fastmath=FAST, cache=True)
+def _sums(x, xcell, zT, b, keys, starts, ends, stencil, c, rc2, table, want_grad, chunks):
+    """row_i = sum_k b_k phi_ik and g_i = sum_k b_k phi_ik (x_i - z_k) over z_k within the cutoff
+    (phi_ik = exp(-c |x_i - z_k|^2)); the x_i in ``chunks`` runs, one per task."""
     n, d = x.shape
     row = np.zeros(n)
     grad = np.zeros((n, d))
-    for i in numba.prange(n):
-        r = 0.0
-        g = np.zeros(d)
-        for o in range(stencil.shape[0]):
-            c = find(keys, key_of(xcell, i, stencil, o))
-            if c < 0:
-                continue
-            for k in range(starts[c], ends[c]):
-                d2 = 0.0  # inline: a separation() buffer made this loop 10 % slower
-                for j in range(d):
-                    t = x[i, j] - z[k, j]
-                    d2 += t * t
-                if d2 > rc2:
+    longest = (ends - starts).max()
+    for t in numba.prange(chunks):
+        e = np.empty(longest)
+        for i in range(t * n // chunks, (t + 1) * n // chunks):
+            for o in range(stencil.shape[0]):
+                cell = find(keys, key_of(xcell, i, stencil, o))
+                if cell < 0:
                     continue
-                e = b[k] * math.exp(-0.5 * inv * d2)
-                r += e
+                lo, hi = starts[cell], ends[cell]
+                w = _weights(x[i], zT, lo, hi, c, rc2, table, e)
+                bk = b[lo:hi]
+                r = 0.0
+                for k in range(hi - lo):
+                    r += bk[k] * w[k]
+                row[i] += r
                 if want_grad:
                     for j in range(d):
-                        g[j] += e * (x[i, j] - z[k, j])
-        row[i] = r
-        for j in range(d):
-            grad[i, j] = g[j]
+                        xij = x[i, j]
+                        zj = zT[j, lo:hi]
+                        g = 0.0
+                        for k in range(hi - lo):
+                            g += bk[k] * w[k] * (xij - zj[k])
+                        grad[i, j] += g
     return row, grad
 
 
-@numba.njit(parallel=True, cache=True)
-def _hessians(x, xcell, z, b, v, keys, starts, ends, stencil, inv, rc2, want_blocks):
-    """With H_ik = b_k phi_ik (r r^T inv^2 - inv I), r = x_i - z_k: the blocks sum_k H_ik, or (x the
-    same points as z, in the same order, and v indexed like them) the products sum_k H_ik (v_i - v_k)."""
+@numba.njit(parallel=True, fastmath=FAST, cache=True)
+def _blocks(x, xcell, zT, b, keys, starts, ends, stencil, c, rc2, table, chunks):
+    """The D x D blocks sum_k b_k phi_ik (r r^T (2c)^2 - 2c I), r = x_i - z_k (Hess phi at r, with
+    2c = 1 / s^2), over z_k within the cutoff."""
     n, d = x.shape
-    blocks = np.zeros((n, d, d)) if want_blocks else np.zeros((1, d, d))
-    hv = np.zeros((n, d))
-    for i in numba.prange(n):
-        B = np.zeros((d, d))
-        p = np.zeros(d)
-        rr = np.empty(d)
-        for o in range(stencil.shape[0]):
-            c = find(keys, key_of(xcell, i, stencil, o))
-            if c < 0:
-                continue
-            for k in range(starts[c], ends[c]):
-                d2 = separation(x, i, z, k, rr)
-                if d2 > rc2:
+    blocks = np.zeros((n, d, d))
+    longest = (ends - starts).max()
+    for t in numba.prange(chunks):
+        e = np.empty(longest)
+        for i in range(t * n // chunks, (t + 1) * n // chunks):
+            for o in range(stencil.shape[0]):
+                cell = find(keys, key_of(xcell, i, stencil, o))
+                if cell < 0:
                     continue
-                e = b[k] * math.exp(-0.5 * inv * d2)
-                if want_blocks:
-                    for j in range(d):
-                        for m in range(d):
-                            B[j, m] += e * (rr[j] * rr[m] * inv * inv - (inv if j == m else 0.0))
-                else:
-                    dot = 0.0
-                    for j in range(d):
-                        dot += rr[j] * (v[i, j] - v[k, j])
-                    for j in range(d):
-                        p[j] += e * (rr[j] * dot * inv * inv - inv * (v[i, j] - v[k, j]))
-        if want_blocks:
-            for j in range(d):
-                for m in range(d):
-                    blocks[i, j, m] = B[j, m]
-        for j in range(d):
-            hv[i, j] = p[j]
-    return blocks, hv
+                lo, hi = starts[cell], ends[cell]
+                w = _weights(x[i], zT, lo, hi, c, rc2, table, e)
+                bk = b[lo:hi]
+                total = 0.0
+                for k in range(hi - lo):
+                    total += bk[k] * w[k]
+                for j in range(d):
+                    xij, zj = x[i, j], zT[j, lo:hi]
+                    for q in range(j, d):
+                        xiq, zq = x[i, q], zT[q, lo:hi]
+                        s = 0.0
+                        for k in range(hi - lo):
+                            s += bk[k] * w[k] * (xij - zj[k]) * (xiq - zq[k])
+                        blocks[i, j, q] += 4.0 * c * c * s
+                        if q != j:
+                            blocks[i, q, j] += 4.0 * c * c * s
+                    blocks[i, j, j] -= 2.0 * c * total
+    return blocks
 
 
-@numba.njit(parallel=True, cache=True)
-def _self_pairs(z, zcell, b, v, keys, starts, ends, half, inv, rc2, mode, chunks):
+@numba.njit(parallel=True, fastmath=FAST, cache=True)
+def _self_pairs(zT, zcell, b, vT, keys, starts, ends, half, c, rc2, table, mode, chunks):
     """The stored points against themselves, each pair once: z_k in the cells ``half`` away from z_i's
     (offsets whose first nonzero component is positive) and, in z_i's own cell, k > i; each term is
     added to both ends (phi_ik = phi_ki, Hess phi(r) = Hess phi(-r)). ``mode`` 0: row sums, 1: and their
     gradient sums (as ``_sums``, the term k = i included), 2: the products sum_k b_k Hess phi_ik
-    (v_i - v_k) (as ``_hessians``). The cells are cut into ``chunks`` runs, each summed into its own
-    buffer by one thread (no two threads add to one number)."""
-    n, d = z.shape
+    (v_i - v_k) (Hess phi(r) = phi(r) ((2c)^2 r r^T - 2c I)). The cells are cut into ``chunks`` runs,
+    each summed into its own buffer by one task (no two threads add to one number). Coordinates and
+    the results' columns are stored coordinate by coordinate (D x K)."""
+    d, n = zT.shape
     ncell = keys.shape[0]
     row = np.zeros((chunks, n))
-    out = np.zeros((chunks, n, d))
+    out = np.zeros((chunks, d, n))
+    longest = (ends - starts).max()
     for t in numba.prange(chunks):
-        r = np.empty(d)
-        for c in range(t * ncell // chunks, (t + 1) * ncell // chunks):
-            for i in range(starts[c], ends[c]):
-                row[t, i] += b[i]
+        e = np.empty(longest)
+        dots = np.empty(longest)
+        zi = np.empty(d)
+        row_t, out_t = row[t], out[t]
+        for cell in range(t * ncell // chunks, (t + 1) * ncell // chunks):
+            for i in range(starts[cell], ends[cell]):
+                bi = b[i]
+                row_t[i] += bi
+                for j in range(d):
+                    zi[j] = zT[j, i]
                 for o in range(half.shape[0] + 1):
                     if o == 0:
-                        lo, hi = i + 1, ends[c]
+                        lo, hi = i + 1, ends[cell]
                     else:
-                        c2 = find(keys, key_of(zcell, i, half, o - 1))
-                        if c2 < 0:
+                        other = find(keys, key_of(zcell, i, half, o - 1))
+                        if other < 0:
                             continue
-                        lo, hi = starts[c2], ends[c2]
-                    for k in range(lo, hi):
-                        d2 = separation(z, i, z, k, r)
-                        if d2 > rc2:
-                            continue
-                        e = math.exp(-0.5 * inv * d2)
-                        if mode == 2:
-                            dot = 0.0
-                            for j in range(d):
-                                dot += r[j] * (v[i, j] - v[k, j])
-                            for j in range(d):
-                                h = e * (r[j] * dot * inv * inv - inv * (v[i, j] - v[k, j]))
-                                out[t, i, j] += b[k] * h
-                                out[t, k, j] -= b[i] * h
-                        else:
-                            row[t, i] += b[k] * e
-                            row[t, k] += b[i] * e
-                            if mode == 1:
-                                for j in range(d):
-                                    out[t, i, j] += b[k] * e * r[j]
-                                    out[t, k, j] -= b[i] * e * r[j]
+                        lo, hi = starts[other], ends[other]
+                    m = hi - lo
+                    if m <= 0:
+                        continue
+                    w = _weights(zi, zT, lo, hi, c, rc2, table, e)
+                    bk = b[lo:hi]
+                    if mode == 2:
+                        dot = dots[:m]
+                        dot[:] = 0.0
+                        for j in range(d):
+                            zij, zj = zi[j], zT[j, lo:hi]
+                            vij, vj = vT[j, i], vT[j, lo:hi]
+                            for k in range(m):
+                                dot[k] += (zij - zj[k]) * (vij - vj[k])
+                        for j in range(d):
+                            zij, zj = zi[j], zT[j, lo:hi]
+                            vij, vj = vT[j, i], vT[j, lo:hi]
+                            out_j = out_t[j, lo:hi]
+                            s = 0.0
+                            for k in range(m):
+                                h = w[k] * (4.0 * c * c * (zij - zj[k]) * dot[k] - 2.0 * c * (vij - vj[k]))
+                                s += bk[k] * h
+                                out_j[k] -= bi * h
+                            out_t[j, i] += s
+                        continue
+                    rows = row_t[lo:hi]
+                    s = 0.0
+                    for k in range(m):
+                        s += bk[k] * w[k]
+                        rows[k] += bi * w[k]
+                    row_t[i] += s
+                    if mode == 1:
+                        for j in range(d):
+                            zij, zj = zi[j], zT[j, lo:hi]
+                            out_j = out_t[j, lo:hi]
+                            s = 0.0
+                            for k in range(m):
+                                g = w[k] * (zij - zj[k])
+                                s += bk[k] * g
+                                out_j[k] -= bi * g
+                            out_t[j, i] += s
     return row.sum(0), out.sum(0)
 
 
-#: ``_self_pairs`` cuts the cells into this many runs per thread (cells hold different numbers of
-#: points: more runs than threads even out the threads' work).
+#: The x of ``_sums`` and ``_blocks`` and the cells of ``_self_pairs`` are cut into this many runs per
+#: thread (cells hold different numbers of points: more runs than threads even out the threads' work).
 CHUNKS_PER_THREAD = 4
 #: numba's default threading layer must not run two parallel kernels at once: calls take turns.
 _LOCK = threading.Lock()
@@ -188,6 +261,10 @@ def run(kernel, *args):
     """Call a compiled kernel, one at a time across threads."""
     with _LOCK:
         return kernel(*args)
+
+
+def _chunks() -> int:
+    return CHUNKS_PER_THREAD * numba.get_num_threads()
 
 
 class Cells:
@@ -201,7 +278,7 @@ class Cells:
         keys = self._keys(cells)
         self.order = np.argsort(keys, kind="stable")
         self.sorted_cells = np.ascontiguousarray(cells[self.order])
-        self.z = np.ascontiguousarray(z[self.order])
+        self.zT = np.ascontiguousarray(z[self.order].T)  # coordinate by coordinate: runs of z_k are contiguous
         self.keys, self.starts, counts = np.unique(keys[self.order], return_index=True, return_counts=True)
         self.ends = self.starts + counts
         d = z.shape[1]
@@ -231,11 +308,13 @@ class Cells:
             total += int(counts[idx[hit]].sum())
         return total
 
+    def _exponent(self, scale: float) -> tuple[float, float, np.ndarray]:
+        """(c, r_c^2, table): phi(r) = exp(-c |r|^2), c = 1 / (2 s^2), and ``fast_exp``'s table up to c r_c^2."""
+        c = 0.5 / (scale * scale)
+        return c, self.cutoff**2, exp_table(c * self.cutoff**2)
+
     def _visit(self, x: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-        """x in cell order (for locality), its cells, and the permutation to undo the order (for the
-        stored points themselves, the order they are stored in)."""
-        if x is self.source:
-            return self.z, self.sorted_cells, self.order
+        """x in cell order (for locality), its cells, and the permutation to undo the order."""
         xc = self.cell_of(x)
         order = np.argsort(self._keys(xc), kind="stable")
         return np.ascontiguousarray(x[order]), np.ascontiguousarray(xc[order]), order
@@ -243,15 +322,16 @@ class Cells:
     def sums(self, x: np.ndarray, b: np.ndarray, scale: float, want_grad: bool = True) -> tuple[np.ndarray, np.ndarray]:
         """(row, g): row_i = sum_k b_k phi(x_i - z_k), g_i = sum_k b_k phi(x_i - z_k) (x_i - z_k); for the
         stored points themselves each pair is computed once (``_self_pairs``: 1.7x faster in 2-D)."""
-        xs, xc, order = self._visit(x)
-        inv = 1.0 / (scale * scale)
         bs = np.ascontiguousarray(b[self.order])
         if x is self.source:
-            row, g = run(_self_pairs, self.z, self.sorted_cells, bs, self.z, self.keys, self.starts, self.ends,
-                         self.half, inv, self.cutoff**2, 1 if want_grad else 0, CHUNKS_PER_THREAD * numba.get_num_threads())
-        else:
-            row, g = run(_sums, xs, xc, self.z, bs, self.keys, self.starts, self.ends, self.stencil, inv,
-                         self.cutoff**2, want_grad)
+            row, g = run(_self_pairs, self.zT, self.sorted_cells, bs, self.zT, self.keys, self.starts, self.ends,
+                         self.half, *self._exponent(scale), 1 if want_grad else 0, _chunks())
+            out_row, out_g = np.empty_like(row), np.empty_like(g.T)
+            out_row[self.order], out_g[self.order] = row, g.T
+            return out_row, out_g
+        xs, xc, order = self._visit(x)
+        row, g = run(_sums, xs, xc, self.zT, bs, self.keys, self.starts, self.ends, self.stencil,
+                     *self._exponent(scale), want_grad, _chunks())
         out_row, out_g = np.empty_like(row), np.empty_like(g)
         out_row[order], out_g[order] = row, g
         return out_row, out_g
@@ -259,19 +339,19 @@ class Cells:
     def blocks(self, x: np.ndarray, b: np.ndarray, scale: float) -> np.ndarray:
         """The D x D blocks sum_k b_k Hess phi(x_i - z_k), Hess phi(r) = phi(r) (r r^T / s^4 - I / s^2)."""
         xs, xc, order = self._visit(x)
-        blocks, _ = run(_hessians, xs, xc, self.z, np.ascontiguousarray(b[self.order]), np.zeros((1, x.shape[1])),
-                        self.keys, self.starts, self.ends, self.stencil, 1.0 / scale**2, self.cutoff**2, True)
+        blocks = run(_blocks, xs, xc, self.zT, np.ascontiguousarray(b[self.order]), self.keys, self.starts,
+                     self.ends, self.stencil, *self._exponent(scale), _chunks())
         out = np.empty_like(blocks)
         out[order] = blocks
         return out
 
     def self_products(self, b: np.ndarray, scale: float, v: np.ndarray) -> np.ndarray:
         """sum_k b_k Hess phi(z_i - z_k) (v_i - v_k) for the stored points z themselves, each pair once."""
-        _, hv = run(_self_pairs, self.z, self.sorted_cells, np.ascontiguousarray(b[self.order]),
-                    np.ascontiguousarray(v[self.order]), self.keys, self.starts, self.ends, self.half,
-                    1.0 / scale**2, self.cutoff**2, 2, CHUNKS_PER_THREAD * numba.get_num_threads())
-        out = np.empty_like(hv)
-        out[self.order] = hv
+        _, hv = run(_self_pairs, self.zT, self.sorted_cells, np.ascontiguousarray(b[self.order]),
+                    np.ascontiguousarray(v[self.order].T), self.keys, self.starts, self.ends, self.half,
+                    *self._exponent(scale), 2, _chunks())
+        out = np.empty_like(hv.T)
+        out[self.order] = hv.T
         return out
 
 
