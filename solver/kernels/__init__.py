@@ -105,7 +105,9 @@ def plan(x: np.ndarray, z: np.ndarray, scale: float, fixed: Any = None) -> Plan:
     N, K = len(x), len(z)
     if forced == "dense" or (forced == "auto" and N * K <= DENSE_PAIRS):
         return Plan("dense")
-    if not (np.isfinite(x).all() and np.isfinite(z).all()):
+    (x_low, x_high) = cells.bounds(x)
+    (z_low, z_high) = (x_low, x_high) if z is x else cells.bounds(z)
+    if not all(np.isfinite(b).all() for b in (x_low, x_high, z_low, z_high)):
         return Plan("not finite")  # cells and grid index by the coordinates: the sums are NaN
     if forced == "grid":
         return Plan("grid")
@@ -114,7 +116,7 @@ def plan(x: np.ndarray, z: np.ndarray, scale: float, fixed: Any = None) -> Plan:
     if entry is not None and entry[0]() is fixed and entry[1].cutoff == rc:
         sorted_z = entry[1]
     else:
-        sorted_z = cells.Cells(z, rc)
+        sorted_z = cells.Cells(z, rc, z_low)
         if fixed is not None:
             key = id(fixed)
             _SORTED[key] = (weakref.ref(fixed, lambda _: _SORTED.pop(key, None)), sorted_z)
@@ -124,7 +126,7 @@ def plan(x: np.ndarray, z: np.ndarray, scale: float, fixed: Any = None) -> Plan:
     pairs = sorted_z.pairs_within(sample) * (N / len(sample))
     estimates = {"dense": N * K * DENSE_PAIR_COST, "cells": pairs * CELL_PAIR_COST + (N + K) * CELL_POINT_COST}
     if x.shape[1] <= 3:
-        extent = float((np.maximum(x.max(0), z.max(0)) - np.minimum(x.min(0), z.min(0))).max())
+        extent = float((np.maximum(x_high, z_high) - np.minimum(x_low, z_low)).max())
         estimates["grid"] = fourier.cost(N + K, x.shape[1], extent, scale, rc)
     best = min(estimates, key=estimates.get)
     return Plan(best, sorted_z if best == "cells" else None)
