@@ -16,7 +16,7 @@ install: $(BIN)/python
 	$(BIN)/pip install -e '.[test]'
 	# The kernels compiled once now (numba caches them on disk): ~5 s the first time, then 1 s; else the
 	# first solve waits for it.
-	$(BIN)/python -c "from solver.kernels.cells import compile_kernels; compile_kernels()"
+	$(BIN)/python -c "from solver.kernels import compile_kernels; compile_kernels()"
 
 install-browser:
 	@command -v chromium >/dev/null 2>&1 || (apt-get update && apt-get install -y chromium)

@@ -362,15 +362,3 @@ class Cells:
         out = np.empty_like(hv.T)
         out[self.order] = hv.T
         return out
-
-
-def compile_kernels() -> None:
-    """Compile the kernels (or load them from numba's disk cache) on a small cloud. The first compile
-    takes seconds (2.6 s measured inside a first N = 1,000 solve), which the first solve after an
-    install would otherwise wait for; ``make install`` calls this."""
-    z = np.random.default_rng(0).uniform(0.0, 1.0, (16, 2))
-    grid = Cells(z, 0.5)
-    grid.sums(z, np.ones(16), 0.1)
-    grid.sums(z + 0.0, np.ones(16), 0.1)
-    grid.blocks(z, np.ones(16), 0.1)
-    grid.self_products(np.ones(16), 0.1, z)

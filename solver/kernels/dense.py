@@ -1,6 +1,7 @@
 """Gaussian sums as dense blocks of torch operations: exact to rounding, O(N K) time, memory bounded by
 ``MEMORY_BUDGET`` entries per block. The reference the other backends are tested against, and the
-fastest for small clouds. Also the dense second derivatives that Newton's method uses on small problems.
+fastest for small clouds. Also second derivatives by row blocks (the self term's dense Hessian is
+``dense_hessian``'s, compiled).
 """
 from __future__ import annotations
 
@@ -52,36 +53,6 @@ def twice_differentiable(x: "torch.Tensor", z: "torch.Tensor", a: "torch.Tensor"
     diff = (x - shift)[:, None, :] - (z - shift)[None, :, :]
     d2 = inner(diff, diff)
     return a @ torch.exp((-0.5 / (scale * scale)) * d2).clamp_min(1e-261) @ b
-
-
-def self_hessian(x: "torch.Tensor", a: "torch.Tensor", scale: float) -> "torch.Tensor":
-    """Hessian (N, D, N, D) of S(x) = sum_ik a_i a_k phi(x_i - x_k), exactly symmetric.
-
-    With T_ik = a_i a_k Hess phi(x_i - x_k) = a_i a_k phi (r r^T / s^4 - I / s^2), r = x_i - x_k:
-    d^2S / dx_i dx_j = -2 T_ij (i != j) and d^2S / dx_i^2 = 2 sum_{k != i} T_ik, so each diagonal block
-    is minus the sum of its row's off-diagonal blocks. Built one coordinate pair (p, q) at a time as
-    N x N planes (r_p r_q is formed before the kernel multiplies it, so block (j, i) is bitwise the
-    transpose of block (i, j))."""
-    inv = 1.0 / (scale * scale)
-    N, D = x.shape
-    diff = [x[:, None, k] - x[None, :, k] for k in range(D)]  # diff[k][i, j] = x_ik - x_jk
-    d2 = torch.zeros(N, N, dtype=x.dtype)
-    for dk in diff:
-        d2.addcmul_(dk, dk)
-    # exponents floored at -600 as in ``sums`` (subnormals are slow and change nothing)
-    E = torch.exp_(d2.mul_(-0.5 * inv).clamp_(min=-600.0)).mul_(a[:, None] * a[None, :])
-    E.fill_diagonal_(0.0)
-    H = torch.empty(N, D, N, D, dtype=x.dtype)
-    for p in range(D):
-        for q in range(p, D):
-            plane = (diff[p] * diff[q]).mul_(E).mul_(-2.0 * inv * inv)  # -2 a_i a_k phi r_p r_q / s^4
-            if p == q:
-                plane.add_(E, alpha=2.0 * inv)
-            H[:, p, :, q] = plane
-            H[:, q, :, p] = plane
-    idx = torch.arange(N)
-    H[idx, :, idx, :] = -H.sum(2)
-    return H
 
 
 def blocks(x: "torch.Tensor", z: "torch.Tensor", b: "torch.Tensor", scale: float) -> "torch.Tensor":

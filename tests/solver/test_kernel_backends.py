@@ -108,13 +108,14 @@ def test_automatic_choice():
 
 @pytest.mark.parametrize("dim", [1, 2, 3])
 def test_the_install_step_compiles_what_solves_call(dim):
-    """``cells.compile_kernels`` (run by ``make install``) compiles every signature the cells backend's
+    """``kernels.compile_kernels`` (run by ``make install``) compiles every signature the cells backend's
     sums, Hessian blocks and Hessian-vector products call with: a later solve compiles nothing (a
     compile costs seconds inside a first solve)."""
-    from solver.kernels import cells
+    from solver.kernels import cells, dense_hessian
 
-    cells.compile_kernels()
-    compiled = {kernel: len(kernel.signatures) for kernel in (cells._sums, cells._blocks, cells._self_pairs)}
+    kernels.compile_kernels()
+    kernels_used = (cells._sums, cells._blocks, cells._self_pairs, dense_hessian._self_hessian)
+    compiled = {kernel: len(kernel.signatures) for kernel in kernels_used}
     x, z, a, b = clouds(dim, 7)
     s = 0.3
     with kernels.backend("cells"):
@@ -122,6 +123,7 @@ def test_the_install_step_compiles_what_solves_call(dim):
         kernels.sums(x, x, a, s, want_grad=False)
         kernels.hessian_blocks(x, z, b, s)
         kernels.self_products(x, a, s, torch.ones_like(x))
+    kernels.gaussian_self_hessian(x, a, s)
     assert {kernel: len(kernel.signatures) for kernel in compiled} == compiled
 
 
