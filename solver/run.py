@@ -20,6 +20,7 @@ import numpy as np
 from .budget import DEFAULT_BUDGET, check
 from .history import ThinnedHistory
 from .init import Cancelled, PaperStart, blob_quantized, initial_variables, target_size
+from .kernels import load_dense_hessian
 from .lazy import LazyModule, load, numba, ot, torch, torch_dynamo
 from .objective import Objective
 from .steps import Step
@@ -164,6 +165,7 @@ def solve_iter(problem: Problem, control: SolveControl | None = None, every: int
     check(problem, memory)
     spec = problem.optimizer
     load(*libraries(problem, method or spec.method))  # library loading (seconds on a first solve) is not solver time
+    load_dense_hessian()  # nor loading a compiled kernel
     objective = Objective(problem)
     x0 = _start_variables(objective, problem, resume, control)
     it0 = resume.iteration if resume else 0

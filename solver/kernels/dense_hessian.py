@@ -19,7 +19,7 @@ from __future__ import annotations
 import numba
 import numpy as np
 
-from .cells import FAST, exp_table, fast_exp
+from .cells import FAST, exp_table, fast_exp, run
 
 #: Rows of the Hessian per parallel task: more tasks than threads even out the threads' work.
 TASKS_PER_THREAD = 4
@@ -74,7 +74,7 @@ def _self_hessian(xT, a, c, rc2, table, tasks):
 
 def self_hessian(x: np.ndarray, a: np.ndarray, scale: float, limit: float) -> np.ndarray:
     """H (N, D, N, D) of sum_ik a_i a_k exp(-|x_i - x_k|^2 / (2 s^2)) at the points x (N, D), pairs whose
-    kernel value is below exp(-limit) left out."""
+    kernel value is below exp(-limit) left out (taking turns with the cells' kernels: ``cells.run``)."""
     c = 0.5 / (scale * scale)
-    return _self_hessian(np.ascontiguousarray(x.T), np.ascontiguousarray(a), c, limit / c, exp_table(limit),
-                         TASKS_PER_THREAD * numba.get_num_threads())
+    return run(_self_hessian, np.ascontiguousarray(x.T), np.ascontiguousarray(a), c, limit / c, exp_table(limit),
+               TASKS_PER_THREAD * numba.get_num_threads())
