@@ -259,11 +259,13 @@ def compile_kernels() -> None:
     grid.sums(z + 0.0, np.ones(16), 0.1)
     grid.blocks(z, np.ones(16), 0.1)
     grid.self_products(np.ones(16), 0.1, z)
-    dense_hessian.self_hessian(z, np.ones(16), 0.1, math.log(1.0 / TRUNCATION))
+    for n in (16, math.isqrt(dense_hessian.PARALLEL_PAIRS)):  # on the calling thread, and in parallel
+        dense_hessian.self_hessian(np.resize(z, (n, 2)), np.ones(n), 0.1, math.log(1.0 / TRUNCATION))
 
 
 @functools.cache
 def load_dense_hessian() -> None:
     """Load ``dense_hessian``'s compiled kernel now (from numba's disk cache: ~0.3 s in a fresh process),
     once per process: solves call this before their clock starts, as they load torch and POT."""
-    dense_hessian.self_hessian(np.zeros((2, 1)), np.ones(2), 1.0, math.log(1.0 / TRUNCATION))
+    for n in (2, math.isqrt(dense_hessian.PARALLEL_PAIRS)):  # on the calling thread, and in parallel
+        dense_hessian.self_hessian(np.zeros((n, 1)), np.ones(n), 1.0, math.log(1.0 / TRUNCATION))

@@ -8,7 +8,9 @@ T_ik = a_i a_k Hess phi(x_i - x_k) = a_i a_k phi (r r^T / s^4 - I / s^2), r = x_
 so each diagonal block is minus the sum of its row's off-diagonal blocks. One pass over the pairs writes
 every entry (N^2 D^2 of them) with the cells' vectorized exponential (``cells.fast_exp``); pairs beyond
 the cells' cutoff (phi < tau = 1e-16) are 0, as in the cells' sums. Measured at N = 1,000 in 2-D:
-~5 ms where the same built from N x N torch planes took 22 ms, as long as a float32 Cholesky of it.
+3.9 ms where the same built from N x N torch planes took 22.6 ms, as long as a float32 Cholesky of it
+(with freed memory reused, as the command line and the app run: ``solver.allocator``; 10.8 ms when
+the 32 MB of each call are faulted in anew).
 
 Exactly symmetric: entry (k, q, i, p) is computed from the same numbers as (i, p, k, q) (r changes sign,
 r_p r_q and |r|^2 do not, a_i a_k commutes) by the same operations, and the kernel is compiled without
@@ -23,6 +25,11 @@ from .cells import FAST, exp_table, fast_exp, run
 
 #: Rows of the Hessian per parallel task: more tasks than threads even out the threads' work.
 TASKS_PER_THREAD = 4
+#: Below this many pairs (N^2) the Hessian is built on the calling thread alone: a parallel region's
+#: start and its threads' spinning after it (numba's OpenMP layer) cost more than they save there, and
+#: the spinning takes the core from other work (2 benchmark processes, each of 25 particles: Fig. 4
+#: 3.4 -> 4.6 s).
+PARALLEL_PAIRS = 2**18
 
 
 @numba.njit(fastmath=FAST, cache=True)
@@ -34,8 +41,7 @@ def _total(values):
     return total
 
 
-@numba.njit(parallel=True, cache=True)
-def _self_hessian(xT, a, c, rc2, table, tasks):
+def _self_hessian_rows(xT, a, c, rc2, table, tasks):
     """H (N, D, N, D) as the module docstring states, with phi = exp(-c |r|^2) (c = 1 / (2 s^2)) and 0
     for |r|^2 > rc2; ``xT`` the points coordinate by coordinate (D x N). Rows (i, p, :, q) and
     (i, q, :, p) hold the same numbers: each pair p <= q is computed once."""
@@ -72,9 +78,14 @@ def _self_hessian(xT, a, c, rc2, table, tasks):
     return H
 
 
+_self_hessian = numba.njit(parallel=True, cache=True)(_self_hessian_rows)
+_self_hessian_serial = numba.njit(cache=True)(_self_hessian_rows)  # prange is range here
+
+
 def self_hessian(x: np.ndarray, a: np.ndarray, scale: float, limit: float) -> np.ndarray:
     """H (N, D, N, D) of sum_ik a_i a_k exp(-|x_i - x_k|^2 / (2 s^2)) at the points x (N, D), pairs whose
     kernel value is below exp(-limit) left out (taking turns with the cells' kernels: ``cells.run``)."""
     c = 0.5 / (scale * scale)
-    return run(_self_hessian, np.ascontiguousarray(x.T), np.ascontiguousarray(a), c, limit / c, exp_table(limit),
+    kernel = _self_hessian if len(x) ** 2 >= PARALLEL_PAIRS else _self_hessian_serial
+    return run(kernel, np.ascontiguousarray(x.T), np.ascontiguousarray(a), c, limit / c, exp_table(limit),
                TASKS_PER_THREAD * numba.get_num_threads())

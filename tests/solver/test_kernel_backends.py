@@ -2,6 +2,8 @@
 gradients in both arguments, the self term, second derivatives; and the automatic choice."""
 from __future__ import annotations
 
+import math
+
 import numpy as np
 import pytest
 import torch
@@ -90,6 +92,18 @@ def test_self_hessian_matches_autograd_and_is_exactly_symmetric(dim):
     assert torch.equal(flat, flat.T)
 
 
+def test_the_self_hessian_is_the_same_on_one_thread_and_in_parallel():
+    """Small clouds are built on the calling thread, large ones in parallel: the same rows by the same
+    operations, bitwise."""
+    from solver.kernels import cells, dense_hessian
+
+    x = np.ascontiguousarray(np.random.default_rng(3).normal(size=(2, 300)) * 0.3)
+    a = np.full(300, 1 / 300)
+    c, limit = 0.5 / 0.05**2, math.log(1.0 / kernels.TRUNCATION)
+    args = (x, a, c, limit / c, cells.exp_table(limit), 8)
+    assert np.array_equal(dense_hessian._self_hessian(*args), dense_hessian._self_hessian_serial(*args))
+
+
 def test_automatic_choice():
     """Small sums are dense; a large cloud with a narrow kernel goes to cells; with a kernel as wide
     as the cloud, to the grid."""
@@ -114,7 +128,8 @@ def test_the_install_step_compiles_what_solves_call(dim):
     from solver.kernels import cells, dense_hessian
 
     kernels.compile_kernels()
-    kernels_used = (cells._sums, cells._blocks, cells._self_pairs, dense_hessian._self_hessian)
+    kernels_used = (cells._sums, cells._blocks, cells._self_pairs, dense_hessian._self_hessian,
+                    dense_hessian._self_hessian_serial)
     compiled = {kernel: len(kernel.signatures) for kernel in kernels_used}
     x, z, a, b = clouds(dim, 7)
     s = 0.3
@@ -124,6 +139,8 @@ def test_the_install_step_compiles_what_solves_call(dim):
         kernels.hessian_blocks(x, z, b, s)
         kernels.self_products(x, a, s, torch.ones_like(x))
     kernels.gaussian_self_hessian(x, a, s)
+    big = torch.rand(600, dim, dtype=torch.float64)  # 600^2 pairs: the parallel kernel
+    kernels.gaussian_self_hessian(big, torch.full((600,), 1 / 600, dtype=torch.float64), s)
     assert {kernel: len(kernel.signatures) for kernel in compiled} == compiled
 
 
@@ -132,8 +149,6 @@ def test_fast_exp_is_accurate_to_a_few_ulp_over_its_whole_range():
     on [-ln(1/tau), 0], every argument the kernels give it. Bound 4 ulp: the table's entries and the
     final product are rounded once each (1/2 ulp), the polynomial in Horner's form ~1 ulp, the argument
     reduction loses < 1e-20 (measured: 1.8 ulp; 7 ulp when ln2 / 64 was one rounded constant)."""
-    import math
-
     import numba
 
     from solver.kernels import cells
