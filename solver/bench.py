@@ -98,9 +98,10 @@ def measure(problem: Problem, case: Case) -> Run:
 
 
 def run_case(case: Case, gd_steps: int) -> dict:
-    """Ours, then the paper's gd (``gd_steps`` iterations or GD_SECONDS), on one thread. Both are timed to the same objective level: the paper's
-    objective where published, else ours' final objective + 0.1% (error (65) cannot serve: it is not
-    monotone along a descent, and the OT start already has error 0 in 1-D)."""
+    """Ours, then the paper's gd (``gd_steps`` iterations or GD_SECONDS), on one thread. Both are timed
+    to the same objective level: the paper's objective where published, else ours' final objective +
+    0.1% (error (65) cannot serve: it is not monotone along a descent, and the OT start already has
+    error 0 in 1-D)."""
     keep_freed_memory()  # in the dask worker process, as the command line runs
     use_threads(1)  # as the command line runs problems this small (``threads_for``)
     problem = load_problem(ASSETS / f"{case.preset}.json")
