@@ -49,9 +49,10 @@ EXP_HIGH, EXP_LOW = LN2_HIGH / EXP_STEPS, LN2_LOW / EXP_STEPS
 EXP_SCALE = EXP_STEPS / math.log(2.0)
 
 
-@functools.cache
+@functools.lru_cache(maxsize=16)
 def exp_table(limit: float) -> np.ndarray:
-    """2^(-n / EXP_STEPS) for every n that ``fast_exp`` meets on [-limit, 0]."""
+    """2^(-n / EXP_STEPS) for every n that ``fast_exp`` meets on [-limit, 0] (the last few limits kept:
+    each scale's c r_c^2 is ln(1/tau) up to rounding, and a server tuning delta live meets many)."""
     return np.exp2(-np.arange(int(limit * EXP_SCALE) + 2) / EXP_STEPS)
 
 
