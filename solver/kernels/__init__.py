@@ -106,8 +106,8 @@ def plan(x: np.ndarray, z: np.ndarray, scale: float, fixed: Any = None) -> Plan:
     N, K = len(x), len(z)
     if forced == "dense" or (forced == "auto" and N * K <= DENSE_PAIRS):
         return Plan("dense")
-    (x_low, x_high) = cells.bounds(x)
-    (z_low, z_high) = (x_low, x_high) if z is x else cells.bounds(z)
+    x_low, x_high = cells.bounds(x)
+    z_low, z_high = (x_low, x_high) if z is x else cells.bounds(z)
     if not all(np.isfinite(b).all() for b in (x_low, x_high, z_low, z_high)):
         return Plan("not finite")  # cells and grid index by the coordinates: the sums are NaN
     if forced == "grid":
@@ -259,8 +259,7 @@ def compile_kernels() -> None:
     grid.sums(z + 0.0, np.ones(16), 0.1)
     grid.blocks(z, np.ones(16), 0.1)
     grid.self_products(np.ones(16), 0.1, z)
-    for n in (16, math.isqrt(dense_hessian.PARALLEL_PAIRS)):  # on the calling thread, and in parallel
-        dense_hessian.self_hessian(np.resize(z, (n, 2)), np.ones(n), 0.1, math.log(1.0 / TRUNCATION))
+    load_dense_hessian()
 
 
 @functools.cache

@@ -109,12 +109,15 @@ def _weights(xi, zT, lo, hi, c, rc2, table, e):
 
 
 @numba.njit(parallel=True, fastmath=FAST, cache=True)
-def _sums(x, xcell, zT, b, keys, starts, ends, stencil, c, rc2, table, want_grad, chunks):
-    """row_i = sum_k b_k phi_ik and g_i = sum_k b_k phi_ik (x_i - z_k) over z_k within the cutoff
-    (phi_ik = exp(-c |x_i - z_k|^2)); the x_i in ``chunks`` runs, one per task."""
+def _cross_pairs(x, xcell, zT, b, keys, starts, ends, stencil, c, rc2, table, mode, chunks):
+    """Sums over the z_k within the cutoff of each x_i, phi_ik = exp(-c |x_i - z_k|^2), r = x_i - z_k:
+    ``mode`` 0: row_i = sum_k b_k phi_ik, 1: and g_i = sum_k b_k phi_ik r, 2: and the D x D blocks
+    sum_k b_k phi_ik (r r^T (2c)^2 - 2c I) (Hess phi at r, with 2c = 1 / s^2). The x_i in ``chunks``
+    runs, one per task. Returns (row, g, blocks); g and blocks hold one row where not asked for."""
     n, d = x.shape
     row = np.zeros(n)
-    grad = np.zeros((n, d))
+    grad = np.zeros((n if mode == 1 else 1, d))
+    blocks = np.zeros((n if mode == 2 else 1, d, d))
     longest = (ends - starts).max()
     for t in numba.prange(chunks):
         e = np.empty(longest)
@@ -130,7 +133,7 @@ def _sums(x, xcell, zT, b, keys, starts, ends, stencil, c, rc2, table, want_grad
                 for k in range(hi - lo):
                     r += bk[k] * w[k]
                 row[i] += r
-                if want_grad:
+                if mode == 1:
                     for j in range(d):
                         xij = x[i, j]
                         zj = zT[j, lo:hi]
@@ -138,41 +141,19 @@ def _sums(x, xcell, zT, b, keys, starts, ends, stencil, c, rc2, table, want_grad
                         for k in range(hi - lo):
                             g += bk[k] * w[k] * (xij - zj[k])
                         grad[i, j] += g
-    return row, grad
-
-
-@numba.njit(parallel=True, fastmath=FAST, cache=True)
-def _blocks(x, xcell, zT, b, keys, starts, ends, stencil, c, rc2, table, chunks):
-    """The D x D blocks sum_k b_k phi_ik (r r^T (2c)^2 - 2c I), r = x_i - z_k (Hess phi at r, with
-    2c = 1 / s^2), over z_k within the cutoff."""
-    n, d = x.shape
-    blocks = np.zeros((n, d, d))
-    longest = (ends - starts).max()
-    for t in numba.prange(chunks):
-        e = np.empty(longest)
-        for i in range(t * n // chunks, (t + 1) * n // chunks):
-            for o in range(stencil.shape[0]):
-                cell = find(keys, key_of(xcell, i, stencil, o))
-                if cell < 0:
-                    continue
-                lo, hi = starts[cell], ends[cell]
-                w = _weights(x[i], zT, lo, hi, c, rc2, table, e)
-                bk = b[lo:hi]
-                total = 0.0
-                for k in range(hi - lo):
-                    total += bk[k] * w[k]
-                for j in range(d):
-                    xij, zj = x[i, j], zT[j, lo:hi]
-                    for q in range(j, d):
-                        xiq, zq = x[i, q], zT[q, lo:hi]
-                        s = 0.0
-                        for k in range(hi - lo):
-                            s += bk[k] * w[k] * (xij - zj[k]) * (xiq - zq[k])
-                        blocks[i, j, q] += 4.0 * c * c * s
-                        if q != j:
-                            blocks[i, q, j] += 4.0 * c * c * s
-                    blocks[i, j, j] -= 2.0 * c * total
-    return blocks
+                elif mode == 2:
+                    for j in range(d):
+                        xij, zj = x[i, j], zT[j, lo:hi]
+                        for q in range(j, d):
+                            xiq, zq = x[i, q], zT[q, lo:hi]
+                            s = 0.0
+                            for k in range(hi - lo):
+                                s += bk[k] * w[k] * (xij - zj[k]) * (xiq - zq[k])
+                            blocks[i, j, q] += 4.0 * c * c * s
+                            if q != j:
+                                blocks[i, q, j] += 4.0 * c * c * s
+                        blocks[i, j, j] -= 2.0 * c * r
+    return row, grad, blocks
 
 
 @numba.njit(parallel=True, fastmath=FAST, cache=True)
@@ -180,7 +161,7 @@ def _self_pairs(zT, zcell, b, vT, keys, starts, ends, half, c, rc2, table, mode,
     """The stored points against themselves, each pair once: z_k in the cells ``half`` away from z_i's
     (offsets whose first nonzero component is positive) and, in z_i's own cell, k > i; each term is
     added to both ends (phi_ik = phi_ki, Hess phi(r) = Hess phi(-r)). ``mode`` 0: row sums, 1: and their
-    gradient sums (as ``_sums``, the term k = i included), 2: the products sum_k b_k Hess phi_ik
+    gradient sums (as ``_cross_pairs``, the term k = i included), 2: the products sum_k b_k Hess phi_ik
     (v_i - v_k) (Hess phi(r) = phi(r) ((2c)^2 r r^T - 2c I)). The cells are cut into ``chunks`` runs,
     each summed into its own buffer by one task (no two threads add to one number). Coordinates and
     the results' columns are stored coordinate by coordinate (D x K)."""
@@ -251,7 +232,7 @@ def _self_pairs(zT, zcell, b, vT, keys, starts, ends, half, c, rc2, table, mode,
     return row.sum(0), out.sum(0)
 
 
-#: The x of ``_sums`` and ``_blocks`` and the cells of ``_self_pairs`` are cut into this many runs per
+#: The x of ``_cross_pairs`` and the cells of ``_self_pairs`` are cut into this many runs per
 #: thread (cells hold different numbers of points: more runs than threads even out the threads' work).
 CHUNKS_PER_THREAD = 4
 #: numba's default threading layer must not run two parallel kernels at once: calls take turns.
@@ -340,17 +321,19 @@ class Cells:
             out_row[self.order], out_g[self.order] = row, g.T
             return out_row, out_g
         xs, xc, order = self._visit(x)
-        row, g = run(_sums, xs, xc, self.zT, bs, self.keys, self.starts, self.ends, self.stencil,
-                     *self._exponent(scale), want_grad, _chunks())
-        out_row, out_g = np.empty_like(row), np.empty_like(g)
-        out_row[order], out_g[order] = row, g
+        row, g, _ = run(_cross_pairs, xs, xc, self.zT, bs, self.keys, self.starts, self.ends, self.stencil,
+                        *self._exponent(scale), 1 if want_grad else 0, _chunks())
+        out_row, out_g = np.empty_like(row), np.zeros_like(x, dtype=float)
+        out_row[order] = row
+        if want_grad:
+            out_g[order] = g
         return out_row, out_g
 
     def blocks(self, x: np.ndarray, b: np.ndarray, scale: float) -> np.ndarray:
         """The D x D blocks sum_k b_k Hess phi(x_i - z_k), Hess phi(r) = phi(r) (r r^T / s^4 - I / s^2)."""
         xs, xc, order = self._visit(x)
-        blocks = run(_blocks, xs, xc, self.zT, np.ascontiguousarray(b[self.order]), self.keys, self.starts,
-                     self.ends, self.stencil, *self._exponent(scale), _chunks())
+        _, _, blocks = run(_cross_pairs, xs, xc, self.zT, np.ascontiguousarray(b[self.order]), self.keys,
+                           self.starts, self.ends, self.stencil, *self._exponent(scale), 2, _chunks())
         out = np.empty_like(blocks)
         out[order] = blocks
         return out

@@ -128,7 +128,7 @@ def test_the_install_step_compiles_what_solves_call(dim):
     from solver.kernels import cells, dense_hessian
 
     kernels.compile_kernels()
-    kernels_used = (cells._sums, cells._blocks, cells._self_pairs, dense_hessian._self_hessian,
+    kernels_used = (cells._cross_pairs, cells._self_pairs, dense_hessian._self_hessian,
                     dense_hessian._self_hessian_serial)
     compiled = {kernel: len(kernel.signatures) for kernel in kernels_used}
     x, z, a, b = clouds(dim, 7)
