@@ -171,7 +171,9 @@ class DenseSystem:
 
     def __init__(self, H: "torch.Tensor", M: "torch.Tensor", single: bool = False) -> None:
         self.H, self.M, self.single = H, M, single
-        self.scale = float(H.abs().sum(0).max()) / max(float(M.abs().sum(2).max()), 1e-300)
+        # the largest absolute row sum (H is symmetric): rows are contiguous, so summed in place, where
+        # H.abs().sum(0) wrote a copy of H and summed across rows (1.8 against 6.1 ms at N D = 2,000)
+        self.scale = float(torch.linalg.vector_norm(H, 1, dim=1).max()) / max(float(M.abs().sum(2).max()), 1e-300)
         # the factorizations of one system overwrite one buffer (a fresh N D x N D matrix per shift
         # cost a quarter of the Cholesky's own time in page faults); a factor lives until the next one
         self._work = torch.empty_like(H, dtype=torch.float32 if single else H.dtype)
@@ -182,16 +184,24 @@ class DenseSystem:
 
     def factor(self, mu: float) -> Callable[["torch.Tensor"], "torch.Tensor"] | None:
         """v -> (H + mu M)^{-1} v (Cholesky), or None when H + mu M is not positive definite. The
-        returned solve is valid until the next call."""
+        returned solve is valid until the next call.
+
+        H + mu M is written row by row into the buffer and factored through its transposed view, the
+        same symmetric matrix stored column by column as LAPACK stores it: then the factorization works
+        in place and each solve is two triangular solves on the factor. Factored as stored (row by row),
+        every factorization and every solve copied the whole matrix into column order first (N D = 2,000
+        in float32: 27 against 21 ms per factorization, 5.4 against 0.4 ms per solve)."""
         N, D = self.M.shape[:2]
-        L = self._work.copy_(self.H)
-        L.view(N, D, N, D).diagonal(dim1=0, dim2=2).add_(self.M.permute(1, 2, 0).to(L.dtype), alpha=mu)
+        rows = self._work.copy_(self.H)
+        rows.view(N, D, N, D).diagonal(dim1=0, dim2=2).add_(self.M.permute(1, 2, 0).to(rows.dtype), alpha=mu)
+        L = rows.mT
         torch.linalg.cholesky_ex(L, out=(L, self._info))
         if int(self._info) != 0:
             return None
 
         def solve(v: "torch.Tensor") -> "torch.Tensor":
-            return torch.cholesky_solve(v.reshape(-1, 1).to(L.dtype), L).to(v.dtype).reshape(v.shape)
+            w = torch.linalg.solve_triangular(L, v.reshape(-1, 1).to(L.dtype), upper=False)
+            return torch.linalg.solve_triangular(L.mT, w, upper=True).to(v.dtype).reshape(v.shape)
         if not self.single:
             return solve
 
