@@ -138,7 +138,7 @@ class Objective:
         (``gaussian_self_hessian``), plus the block-diagonal target term (``cross_hessian_blocks``)."""
         p = self.problem
         N, D = terminal.shape
-        H = gaussian_self_hessian(terminal.detach(), self.weights, p.delta).mul_(gaussian_normalizer(p.delta, D) / p.eps)
+        H = gaussian_self_hessian(terminal.detach(), self.weights, p.delta, gaussian_normalizer(p.delta, D) / p.eps)
         add_to_diagonal_blocks(H, self.cross_hessian_blocks(terminal))
         return H
 

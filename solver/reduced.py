@@ -54,12 +54,15 @@ class Curvature:
     blocks: "torch.Tensor"  # (N, D, D): the diagonal blocks of the Hessian
     coupled: "torch.Tensor"  # (N, D, D): the part of ``blocks`` coming from the self term
 
+    def __post_init__(self) -> None:
+        o = self.objective
+        self._uncoupled = self.blocks - self.coupled
+        self._self_products = self_products(self.Y, o.weights, o.problem.delta)  # planned once for all v
+
     def __call__(self, v: "torch.Tensor") -> "torch.Tensor":
         """H v for v of shape (N, D)."""
-        o = self.objective
-        uncoupled = self.blocks - self.coupled
-        self_term = o.self_coefficient[:, None] * self_products(self.Y, o.weights, o.problem.delta, v)
-        return torch.einsum("nde,ne->nd", uncoupled, v) + self_term
+        self_term = self.objective.self_coefficient[:, None] * self._self_products(v)
+        return torch.einsum("nde,ne->nd", self._uncoupled, v) + self_term
 
 
 class ReducedObjective:

@@ -26,6 +26,7 @@ from __future__ import annotations
 import functools
 import math
 import threading
+from typing import Callable
 
 import numba
 import numpy as np
@@ -338,11 +339,14 @@ class Cells:
         out[order] = blocks
         return out
 
-    def self_products(self, b: np.ndarray, scale: float, v: np.ndarray) -> np.ndarray:
-        """sum_k b_k Hess phi(z_i - z_k) (v_i - v_k) for the stored points z themselves, each pair once."""
-        _, hv = run(_self_pairs, self.zT, self.sorted_cells, np.ascontiguousarray(b[self.order]),
-                    np.ascontiguousarray(v[self.order].T), self.keys, self.starts, self.ends, self.half,
-                    *self._exponent(scale), 2, _chunks())
-        out = np.empty_like(hv.T)
-        out[self.order] = hv.T
-        return out
+    def self_products(self, b: np.ndarray, scale: float) -> Callable[[np.ndarray], np.ndarray]:
+        """v -> sum_k b_k Hess phi(z_i - z_k) (v_i - v_k) for the stored points z themselves, each pair once."""
+        bs, exponent = np.ascontiguousarray(b[self.order]), self._exponent(scale)
+
+        def product(v: np.ndarray) -> np.ndarray:
+            _, hv = run(_self_pairs, self.zT, self.sorted_cells, bs, np.ascontiguousarray(v[self.order].T),
+                        self.keys, self.starts, self.ends, self.half, *exponent, 2, _chunks())
+            out = np.empty_like(hv.T)
+            out[self.order] = hv.T
+            return out
+        return product

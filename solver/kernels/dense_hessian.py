@@ -41,9 +41,9 @@ def _total(values):
     return total
 
 
-def _self_hessian_rows(xT, a, c, rc2, table, tasks):
-    """H (N, D, N, D) as the module docstring states, with phi = exp(-c |r|^2) (c = 1 / (2 s^2)) and 0
-    for |r|^2 > rc2; ``xT`` the points coordinate by coordinate (D x N). Rows (i, p, :, q) and
+def _self_hessian_rows(xT, a, factor, c, rc2, table, tasks):
+    """``factor`` H (N, D, N, D), H as the module docstring states, with phi = exp(-c |r|^2)
+    (c = 1 / (2 s^2)) and 0 for |r|^2 > rc2; ``xT`` the points coordinate by coordinate (D x N). Rows (i, p, :, q) and
     (i, q, :, p) hold the same numbers: each pair p <= q is computed once."""
     d, n = xT.shape
     H = np.empty((n, d, n, d))
@@ -61,7 +61,7 @@ def _self_hessian_rows(xT, a, c, rc2, table, tasks):
             ai = a[i]
             for k in range(n):
                 q = e[k]
-                w = (ai * a[k]) * fast_exp(-c * min(q, rc2), table)
+                w = factor * (ai * a[k]) * fast_exp(-c * min(q, rc2), table)
                 e[k] = w if q <= rc2 else 0.0
             e[i] = 0.0
             for p in range(d):
@@ -82,10 +82,11 @@ _self_hessian = numba.njit(parallel=True, cache=True)(_self_hessian_rows)
 _self_hessian_serial = numba.njit(cache=True)(_self_hessian_rows)  # prange is range here
 
 
-def self_hessian(x: np.ndarray, a: np.ndarray, scale: float, limit: float) -> np.ndarray:
-    """H (N, D, N, D) of sum_ik a_i a_k exp(-|x_i - x_k|^2 / (2 s^2)) at the points x (N, D), pairs whose
-    kernel value is below exp(-limit) left out (taking turns with the cells' kernels: ``cells.run``)."""
+def self_hessian(x: np.ndarray, a: np.ndarray, scale: float, limit: float, factor: float = 1.0) -> np.ndarray:
+    """``factor`` times the Hessian (N, D, N, D) of sum_ik a_i a_k exp(-|x_i - x_k|^2 / (2 s^2)) at the
+    points x (N, D), pairs whose kernel value is below exp(-limit) left out (taking turns with the cells'
+    kernels: ``cells.run``). The factor scales each pair's weight, so the Hessian needs no second pass."""
     c = 0.5 / (scale * scale)
     kernel = _self_hessian if len(x) ** 2 >= PARALLEL_PAIRS else _self_hessian_serial
-    return run(kernel, np.ascontiguousarray(x.T), np.ascontiguousarray(a), c, limit / c, exp_table(limit),
+    return run(kernel, np.ascontiguousarray(x.T), np.ascontiguousarray(a), factor, c, limit / c, exp_table(limit),
                TASKS_PER_THREAD * numba.get_num_threads())

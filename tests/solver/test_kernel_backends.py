@@ -72,7 +72,7 @@ def test_second_derivatives_match_autograd(name, dim):
     Hs = torch.autograd.functional.hessian(lambda y: kernels.dense.twice_differentiable(y, y, a, a, s), x)
     with kernels.backend(name):
         blocks = kernels.hessian_blocks(x, z, b, s)
-        products = kernels.self_products(x, a, s, v)
+        products = kernels.self_products(x, a, s)(v)
     assert torch.allclose(blocks, want_blocks, rtol=1e-10, atol=1e-13)
     # (Hs v)_i = 2 a_i sum_k a_k Hess phi(x_i - x_k) (v_i - v_k)
     want = torch.einsum("idke,ke->id", Hs, v)
@@ -82,14 +82,16 @@ def test_second_derivatives_match_autograd(name, dim):
 @pytest.mark.parametrize("dim", [1, 2, 3])
 def test_self_hessian_matches_autograd_and_is_exactly_symmetric(dim):
     """The self term's dense Hessian (Newton's method on small problems) against the Hessian of the dense
-    expression, and bitwise symmetric (its Cholesky factorizations read one triangle, its products all)."""
+    expression, and bitwise symmetric (its Cholesky factorizations read one triangle, its products all),
+    also when scaled by a factor (as the nonlocal energy's 1/eps and normalizer scale it)."""
     x, _, a, _ = clouds(dim, seed=5 + dim, n=40, k=30)
     s = 0.5
     want = torch.autograd.functional.hessian(lambda y: kernels.dense.twice_differentiable(y, y, a, a, s), x)
-    got = kernels.gaussian_self_hessian(x, a, s)
-    assert torch.allclose(got, want, rtol=1e-10, atol=1e-13)
-    flat = got.reshape(40 * dim, 40 * dim)
-    assert torch.equal(flat, flat.T)
+    for factor in (1.0, 37.5):
+        got = kernels.gaussian_self_hessian(x, a, s, factor)
+        assert torch.allclose(got, factor * want, rtol=1e-10, atol=1e-13 * factor)
+        flat = got.reshape(40 * dim, 40 * dim)
+        assert torch.equal(flat, flat.T)
 
 
 def test_the_self_hessian_is_the_same_on_one_thread_and_in_parallel():
@@ -100,7 +102,7 @@ def test_the_self_hessian_is_the_same_on_one_thread_and_in_parallel():
     x = np.ascontiguousarray(np.random.default_rng(3).normal(size=(2, 300)) * 0.3)
     a = np.full(300, 1 / 300)
     c, limit = 0.5 / 0.05**2, math.log(1.0 / kernels.TRUNCATION)
-    args = (x, a, c, limit / c, cells.exp_table(limit), 8)
+    args = (x, a, 2.5, c, limit / c, cells.exp_table(limit), 8)
     assert np.array_equal(dense_hessian._self_hessian(*args), dense_hessian._self_hessian_serial(*args))
 
 
@@ -137,7 +139,7 @@ def test_the_install_step_compiles_what_solves_call(dim):
         kernels.sums(x, z, b, s)
         kernels.sums(x, x, a, s, want_grad=False)
         kernels.hessian_blocks(x, z, b, s)
-        kernels.self_products(x, a, s, torch.ones_like(x))
+        kernels.self_products(x, a, s)(torch.ones_like(x))
     kernels.gaussian_self_hessian(x, a, s)
     big = torch.rand(600, dim, dtype=torch.float64)  # 600^2 pairs: the parallel kernel
     kernels.gaussian_self_hessian(big, torch.full((600,), 1 / 600, dtype=torch.float64), s)
@@ -182,4 +184,4 @@ def test_a_coordinate_that_is_not_finite_gives_nan_sums(name):
         assert torch.isnan(row).all() and torch.isnan(g).all()
         if name != "grid":
             assert torch.isnan(kernels.hessian_blocks(x, x, a, 0.02)).all()
-            assert torch.isnan(kernels.self_products(x, a, 0.02, torch.ones_like(x))).all()
+            assert torch.isnan(kernels.self_products(x, a, 0.02)(torch.ones_like(x))).all()
