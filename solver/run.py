@@ -4,7 +4,8 @@
 time, and the trajectories every ``every`` iterations and on the last one). It honours a
 ``SolveControl`` (pause / resume / stop from another thread), the problem's iteration and time limits,
 and can resume from a snapshot. The last snapshot carries the best iterate seen (a diverging solve
-keeps its last good iterate) and a ``status``. ``solve(problem)`` runs it to the end and returns a
+keeps its last good iterate; a solve that ended by its method's rule, the best of the iterates the
+method stands by: not ``Step.provisional``) and a ``status``. ``solve(problem)`` runs it to the end and returns a
 ``Result``. The CLI, the explorer app and the tests all call these two functions.
 """
 from __future__ import annotations
@@ -172,7 +173,8 @@ def solve_iter(problem: Problem, control: SolveControl | None = None, every: int
     ev0 = resume.evaluations if resume else 0
     clock0 = time.perf_counter() - (resume.elapsed if resume else 0.0)
     runner = OPTIMIZERS[method or spec.method](objective, x0, spec)
-    best: Step | None = None
+    best: Step | None = None  # the lowest iterate seen
+    answer: Step | None = None  # the lowest iterate that is not ``provisional``
     last_good: Step | None = None
     count = 0
 
@@ -193,6 +195,8 @@ def solve_iter(problem: Problem, control: SolveControl | None = None, every: int
                 last_good = step
                 if best is None or step.energies["objective"] <= best.energies["objective"]:
                     best = step
+                if not step.provisional and (answer is None or step.energies["objective"] <= answer.energies["objective"]):
+                    answer = step
             if step.status == "diverged" or not finite:
                 status = "diverged"
                 break
@@ -215,7 +219,10 @@ def solve_iter(problem: Problem, control: SolveControl | None = None, every: int
             yield snapshot(step, None, count == 1 or count % max(every, 1) == 0)
     finally:  # also when the caller closes this generator early (a live change re-targets the solve)
         runner.close()
-    final = best or last_good
+    # a method that ended by its own rule stands by its answer: a lower provisional iterate (one it
+    # moved on from, or a solve on another objective) is not what its status speaks of; a run cut short
+    # (limits, stop, divergence) keeps the lowest iterate of any kind
+    final = (answer if status not in ("max_iter", "time_limit", "stopped", "diverged") else None) or best or last_good
     if final is None:
         raise RuntimeError("the optimizer produced no finite iterate; check eps, delta and the inputs")
     yield snapshot(final, status, True, counts=step)

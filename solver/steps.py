@@ -18,6 +18,11 @@ class Step:
     evaluations: int  # objective + gradient evaluations so far
     phase: str = ""
     status: str | None = None  # set on the last step: "converged", ...
+    #: an iterate the method does not stand by as an answer: the robust method's steps within a local
+    #: solve (only a solve's end is one), e.g. on a continuation's wide band, where the exact objective
+    #: can dip below where the solve ends. A run that ends by its method's own rule returns the best
+    #: iterate among the others (``solver.run``).
+    provisional: bool = False
 
 
 def per_particle_grad_norm(g: torch.Tensor) -> float:

@@ -173,3 +173,26 @@ def test_a_long_solve_keeps_a_bounded_history():
     long = solve(small_problem(optimizer={"method": "gd", "lr": 1e-4, "max_iter": n, "time_limit": 120}))
     assert len(long.history) <= 2 * HISTORY_LIMIT + 1
     assert long.history[0]["iteration"] == 1 and long.history[-1]["iteration"] == n
+
+
+def test_a_finished_solve_returns_the_best_iterate_its_method_stands_by(monkeypatch):
+    """A method's provisional steps (the robust method's steps within a local solve, e.g. on the obstacle
+    continuation's wide band, whose exact objective can dip below where the solves end) are not what a
+    "converged" status speaks of: a run that ends by the method's own rule returns its best
+    non-provisional iterate; a run cut short (here by max_iter) keeps the lowest iterate of any kind."""
+    from solver.registry import OPTIMIZERS
+    from solver.steps import Step
+
+    def scripted(objective, x0, spec):
+        script = [(3.0, True, None), (1.0, True, None), (2.0, False, None), (2.5, True, "converged")]
+        for it, (value, provisional, status) in enumerate(script, 1):
+            yield Step(x0 + it, {"objective": value}, 0.0, 0.0, it, it, "scripted", status, provisional)
+
+    monkeypatch.setitem(OPTIMIZERS._items, "scripted", scripted)
+    problem = small_problem(optimizer={"max_iter": 100})
+    final = list(solve_iter(problem, method="scripted"))[-1]
+    assert (final.status, final.objective, final.iteration) == ("converged", 2.0, 4)
+    cut = list(solve_iter(small_problem(optimizer={"max_iter": 2}), method="scripted"))[-1]
+    assert (cut.status, cut.objective) == ("max_iter", 1.0)
+    # the states are those of the steps chosen: x0 + 3 and x0 + 2 (positions after the source, one apart)
+    assert np.allclose(final.states[:, 1:] - cut.states[:, 1:], 1.0)
