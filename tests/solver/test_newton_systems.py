@@ -371,3 +371,28 @@ def test_dense_system_solves_the_shifted_system(single):
         got = system.factor(mu)(v)
         assert got.dtype == torch.float64
         assert float((got - want).norm() / want.norm()) < (1e-8 if single else 1e-12)
+
+
+def test_block_metric_is_the_absolute_value_of_each_block():
+    """(|B|^{-1}, |B|) for definite, indefinite and nearly singular blocks (22 x 22, as an obstacle scene's
+    trajectory blocks), against the eigendecomposition of every block: definite blocks take the Cholesky
+    path, the others the eigendecomposition, the same matrices to rounding (1e-10 relative: condition
+    numbers up to ~1e4 here times float64 rounding); eigenvalues below the floor are raised to it."""
+    gen = torch.Generator().manual_seed(7)
+    A = torch.randn(12, 22, 22, generator=gen, dtype=torch.float64)
+    blocks = A @ A.transpose(1, 2) / 22 + 0.1 * torch.eye(22, dtype=torch.float64)
+    blocks[:3] -= 2.0 * torch.eye(22, dtype=torch.float64)  # indefinite
+    Q = torch.linalg.qr(A[3])[0]
+    blocks[3] = Q @ torch.diag(torch.logspace(-14, 0, 22, dtype=torch.float64)) @ Q.T  # below the floor
+    blocks = 0.5 * (blocks + blocks.transpose(1, 2))  # exactly symmetric, as block_metric makes them
+    floor = 1e-10
+    P, M = block_metric(blocks, floor)
+    lam, V = torch.linalg.eigh(blocks)
+    lowest = floor * float(torch.linalg.matrix_norm(blocks).max())
+    lam = lam.abs().clamp_min(lowest)
+    want_M = V @ torch.diag_embed(lam) @ V.transpose(1, 2)
+    want_P = V @ torch.diag_embed(1.0 / lam) @ V.transpose(1, 2)
+    for got, want in ((M, want_M), (P, want_P)):
+        scale = torch.linalg.matrix_norm(want)[:, None, None]
+        assert float(((got - want).abs() / scale).max()) < 1e-10
+    assert torch.allclose(M[4:], blocks[4:], rtol=0, atol=1e-15)  # definite blocks: B itself
