@@ -439,10 +439,11 @@ CHECK_VARS = 200
 #: 5.5555540, reported "converged"; run to its end, 5.5528393 converged, 8-9.5 s against 7-8 s).
 CHECK_MIN_ITERATIONS = 60
 #: Obstacle problems are solved on the penalty (59) with its kink at the edge smoothed over this fraction
-#: of the smallest obstacle's size squared (``hinge``): L-BFGS crawls along a kink for minutes and converges
-#: on the smoothed penalty in seconds. Reported energies are the exact ones; the smoothing changes the
-#: penalty by at most c_Omega tau / 2 per point and lets a point rest at most tau / (2 r) <= 1.25e-3 r_min
-#: inside a disc (r_min: the smallest obstacle).
+#: of the smallest obstacle's peak penalty, its inradius squared (``hinge``, ``Obstacles.smoothing``):
+#: L-BFGS crawls along a kink for minutes and converges on the smoothed penalty in seconds. Reported
+#: energies are the exact ones; the smoothing changes the penalty by at most c_Omega tau / 2 per point and
+#: lets a point rest at most tau / (2 rho) <= 1.25e-3 rho_min inside an obstacle (rho_min: the smallest
+#: inradius; a disc's is its radius).
 OBSTACLE_SMOOTHING = 2.5e-3
 #: ``_structured_newton``'s continuation: the obstacle penalty's smoothing, as multiples of the final one;
 #: the phase label of its narrowing stages.

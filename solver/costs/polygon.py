@@ -147,6 +147,11 @@ class Polygon:
         return np.array([((x + np.roll(x, -1)) * cross).sum(), ((y + np.roll(y, -1)) * cross).sum()]) / (6 * area)
 
     @property
+    def inradius(self) -> float:
+        """The largest depth inside: the penalty s (2 rho - s) peaks at inradius^2."""
+        return self._inradius
+
+    @property
     def size(self) -> float:
         """The distance from the centre to the farthest corner."""
         return float(np.linalg.norm(self.vertices - self.center, axis=1).max())
