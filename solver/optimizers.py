@@ -838,10 +838,12 @@ def polish(work: Objective, lowest: Step, spec: OptimizerSpec, counters: list[in
     """A local solve on the final smoothing of the obstacle penalty, without continuation (L-BFGS, then
     trust-region Newton: ``_structured_newton``), from the run's lowest iterate when that is a
     provisional one (``unfinished_lead``). Measured on the polygon wall of the obstacle scenes (300
-    particles, a continuum target): the blob start's first L-BFGS step on the continuation's wide band
-    had the lowest exact objective of the run, 9.86695, both continuation solves ended at 9.90679 and
-    9.91365, and the run returned that first step as "converged"; polished, 9.77255 in 839 iterations
-    (4.7 s), where the continuation from it ended at 9.84608 (13.6 s) and Newton alone at 9.86756."""
+    particles, a continuum target), while the smoothing was relative to the polygon's size: the blob
+    start's first L-BFGS step on the continuation's wide band had the lowest exact objective of the run,
+    9.86695, both continuation solves ended at 9.90679 and 9.91365, and the run returned that first step
+    as "converged"; polished, 9.77255 in 839 iterations (4.7 s), where the continuation from it ended at
+    9.84608 (13.6 s) and Newton alone at 9.86756. With the smoothing relative to the inradius the
+    continuation ends at 9.73398 and a wide-band step of the blob check at 9.73259, polished to 9.72879."""
     yield from _structured_newton(work, lowest.variables, spec, "polish", counters[0], counters[1])
 
 

@@ -195,7 +195,8 @@ def solve_iter(problem: Problem, control: SolveControl | None = None, every: int
                 last_good = step
                 if best is None or step.energies["objective"] <= best.energies["objective"]:
                     best = step
-                if not step.provisional and (answer is None or step.energies["objective"] <= answer.energies["objective"]):
+                if not step.provisional and (answer is None
+                                             or step.energies["objective"] <= answer.energies["objective"]):
                     answer = step
             if step.status == "diverged" or not finite:
                 status = "diverged"

@@ -43,8 +43,8 @@ def _total(values):
 
 def _self_hessian_rows(xT, a, factor, c, rc2, table, tasks):
     """``factor`` H (N, D, N, D), H as the module docstring states, with phi = exp(-c |r|^2)
-    (c = 1 / (2 s^2)) and 0 for |r|^2 > rc2; ``xT`` the points coordinate by coordinate (D x N). Rows (i, p, :, q) and
-    (i, q, :, p) hold the same numbers: each pair p <= q is computed once."""
+    (c = 1 / (2 s^2)) and 0 for |r|^2 > rc2; ``xT`` the points coordinate by coordinate (D x N). Rows
+    (i, p, :, q) and (i, q, :, p) hold the same numbers: each pair p <= q is computed once."""
     d, n = xT.shape
     H = np.empty((n, d, n, d))
     inv = 2.0 * c

@@ -89,8 +89,8 @@ def test_the_smoothing_scales_with_the_inradius():
     0.5 x 2 wall (inradius 0.25, size 1.03) 0.25^2, not 1.03^2, which let the continuation's widest band
     (30 times the smoothing) exceed the whole penalty; with a disc of radius 0.2 beside it, 0.2^2."""
     wall = {"kind": "polygon", "vertices": [[1.5, -0.5], [2.0, -0.5], [2.0, 1.5], [1.5, 1.5]]}
-    spec = {"source": {"points": [[0.0, 0.0], [0.0, 1.0]]}, "target": {"kind": "particles", "points": [[3.0, 0.0], [3.0, 1.0]]},
-            "obstacles": [wall]}
+    spec = {"source": {"points": [[0.0, 0.0], [0.0, 1.0]]},
+            "target": {"kind": "particles", "points": [[3.0, 0.0], [3.0, 1.0]]}, "obstacles": [wall]}
     obstacles = problem_from_dict(spec).obstacles
     assert obstacles.smoothing(1.0) == pytest.approx(0.25**2, rel=1e-8)  # the inradius to the grid's 1e-9
     assert 30 * obstacles.smoothing(2.5e-3) < 0.25**2  # the widest band lies within the peak
