@@ -34,6 +34,7 @@ import numpy as np
 from matplotlib.figure import Figure
 
 from .diagnostics import obstacle_depths
+from .init import forget_quantizations
 from .problem import Problem, problem_from_dict
 from .reproduce import draw_obstacles
 from .run import solve, threads_for, use_threads
@@ -62,6 +63,7 @@ def three_obstacle_scene(segments: bool, seed: int = 0) -> dict[str, Any]:
 
 def _timed(problem: Problem, method: str | None) -> dict[str, Any]:
     use_threads(threads_for(problem, os.cpu_count() or 1))  # as the command line would (one thread here)
+    forget_quantizations()  # a first solve of its target (the warm-up may have made its quantizations)
     started = time.perf_counter()
     result = solve(problem, method=method)
     seconds = time.perf_counter() - started

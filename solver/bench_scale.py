@@ -32,6 +32,7 @@ import torch
 
 from . import kernels
 from .diagnostics import w2sq
+from .init import forget_quantizations
 from .objective import Objective
 from .problem import problem_from_dict
 from .run import solve, threads_for, use_threads
@@ -160,6 +161,7 @@ def scene_rows(default_scene: dict) -> list[list[str]]:
     for label, spec in cases:
         p = problem_from_dict(spec)
         use_threads(threads_for(p, os.cpu_count() or 1))  # as the command line would
+        forget_quantizations()  # a first solve of its target
         r = solve(p)
         emd = ratio = w2 = "-"
         if p.target.empirical is not None:

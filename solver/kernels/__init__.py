@@ -52,6 +52,11 @@ _BACKEND: contextvars.ContextVar[str] = contextvars.ContextVar("kernel_backend",
 _SECOND_ORDER: contextvars.ContextVar[bool] = contextvars.ContextVar("second_order", default=False)
 
 
+def backend_name() -> str:
+    """The backend the sums use in this context: "auto" unless ``backend`` forces one."""
+    return _BACKEND.get()
+
+
 @contextlib.contextmanager
 def backend(name: str) -> Iterator[None]:
     """Within this block every kernel sum uses the backend ``name`` ("auto" to choose by cost)."""

@@ -373,3 +373,36 @@ def test_a_warm_start_after_eps_is_raised_is_solved_as_rough():
     paper = solve(problem_from_dict(default_scene(1.0, init="paper", optimizer={"method": "lbfgs"})))
     # 3 % lower here; the margin is far above the solves' tolerances
     assert last.status == "converged" and last.objective < paper.final.objective * (1 - 5e-3)
+
+
+def test_blob_quantizations_are_kept_for_the_next_solve_onto_the_same_target(monkeypatch):
+    """A second solve onto the same continuum target (new sources, as after a change in the explorer)
+    reuses the first one's blob quantization: no new quantization runs and the points are bitwise those
+    made afresh; a change of eps (what the quantization minimizes) makes new ones; what a caller gets is
+    a copy."""
+    from solver import init
+
+    made = []
+    original = init.blob_quantization
+
+    def counted(objective, seed, cancel=None):
+        made.append(seed)
+        return original(objective, seed, cancel)
+
+    monkeypatch.setattr(init, "blob_quantization", counted)
+    rng = np.random.default_rng(0)
+    spec = {"source": {"points": rng.uniform(0, 1, (40, 2)).tolist()},
+            "target": {"kind": "gaussian", "mean": [2.0, 1.0], "cov": 0.09}, "eps": 0.01, "M": 4}
+    init.forget_quantizations()
+    first, _ = init.target_points(Objective(problem_from_dict(spec)))
+    assert len(made) == init.QUANTIZE_TRIES
+    moved = dict(spec, source={"points": rng.uniform(0, 1, (40, 2)).tolist()})
+    again, _ = init.target_points(Objective(problem_from_dict(moved)))
+    assert len(made) == init.QUANTIZE_TRIES and np.array_equal(again, first)
+    again[:] = 0.0  # the caller's copy
+    assert np.array_equal(init.target_points(Objective(problem_from_dict(moved)))[0], first)
+    init.target_points(Objective(problem_from_dict(dict(spec, eps=0.02))))
+    assert len(made) == 2 * init.QUANTIZE_TRIES
+    init.forget_quantizations()
+    fresh, _ = init.target_points(Objective(problem_from_dict(spec)))
+    assert len(made) == 3 * init.QUANTIZE_TRIES and np.array_equal(fresh, first)

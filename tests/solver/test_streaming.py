@@ -8,6 +8,7 @@ import pytest
 
 from solver import Snapshot, SolveControl, problem_from_dict, solve, solve_iter
 from solver.history import ThinnedHistory
+from solver.init import forget_quantizations
 
 
 def small_problem(**changes):
@@ -107,6 +108,7 @@ def test_a_long_start_preparation_keeps_reporting_and_honours_a_stop():
         "source": {"points": rng.uniform(-1, 1, (300, 2)).tolist()},
         "target": {"kind": "gaussian", "mean": [3.0, 0.0], "cov": [[0.1, 0.0], [0.0, 0.1]]},
         "eps": 0.01, "M": 6, "optimizer": {"time_limit": 60}})
+    forget_quantizations()  # made afresh (an earlier test may have made the same ones)
     control = SolveControl()
     snaps, stop_at, stopped_at = [], None, None
     for snap in solve_iter(problem, control=control, every=1):
