@@ -107,7 +107,7 @@ _SORTED: dict[int, tuple[Any, Any]] = {}
 def plan(x: np.ndarray, z: np.ndarray, scale: float, fixed: Any = None) -> Plan:
     """Choose the backend for sums of x against z: the forced one, else the cheapest by estimate.
     ``fixed``: the tensor z came from when it does not change between calls (its cells are reused)."""
-    forced = _BACKEND.get()
+    forced = backend_name()
     N, K = len(x), len(z)
     if forced == "dense" or (forced == "auto" and N * K <= DENSE_PAIRS):
         return Plan("dense")

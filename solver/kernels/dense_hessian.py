@@ -6,22 +6,24 @@ T_ik = a_i a_k Hess phi(x_i - x_k) = a_i a_k phi (r r^T / s^4 - I / s^2), r = x_
     d^2S / dx_i dx_k = -2 T_ik (i != k),   d^2S / dx_i^2 = 2 sum_{k != i} T_ik,
 
 so each diagonal block is minus the sum of its row's off-diagonal blocks. One pass over the pairs writes
-every entry (N^2 D^2 of them) with the cells' vectorized exponential (``cells.fast_exp``); pairs beyond
+every entry (N^2 D^2 of them) with the cells' kernel values of a run of points (``cells._weights``,
+its vectorized exponential ``cells.fast_exp``); pairs beyond
 the cells' cutoff (phi < tau = 1e-16) are 0, as in the cells' sums. Measured at N = 1,000 in 2-D:
 3.9 ms where the same built from N x N torch planes took 22.6 ms, as long as a float32 Cholesky of it
 (with freed memory reused, as the command line and the app run: ``solver.allocator``; 10.8 ms when
 the 32 MB of each call are faulted in anew).
 
 Exactly symmetric: entry (k, q, i, p) is computed from the same numbers as (i, p, k, q) (r changes sign,
-r_p r_q and |r|^2 do not, a_i a_k commutes) by the same operations, and the kernel is compiled without
-reassociation, so the two are bitwise equal (Cholesky reads one triangle, products read both).
+r_p r_q and |r|^2 do not, a_i a_k commutes) by the same operations: ``_weights`` (compiled with
+reassociation) adds no pair to another, only |r|^2's coordinates in order, and the rest is compiled
+without it, so the two are bitwise equal (Cholesky reads one triangle, products read both).
 """
 from __future__ import annotations
 
 import numba
 import numpy as np
 
-from .cells import FAST, exp_table, fast_exp, run
+from .cells import FAST, _weights, exp_table, run
 
 #: Rows of the Hessian per parallel task: more tasks than threads even out the threads' work.
 TASKS_PER_THREAD = 4
@@ -52,17 +54,10 @@ def _self_hessian_rows(xT, a, factor, c, rc2, table, tasks):
         e = np.empty(n)
         v = np.empty(n)
         for i in range(t * n // tasks, (t + 1) * n // tasks):
-            e[:] = 0.0
-            for j in range(d):
-                xij, xj = xT[j, i], xT[j]
-                for k in range(n):
-                    u = xij - xj[k]
-                    e[k] += u * u
+            _weights(xT[:, i], xT, 0, n, c, rc2, table, e)  # phi_ik, 0 beyond the cutoff
             ai = a[i]
             for k in range(n):
-                q = e[k]
-                w = factor * (ai * a[k]) * fast_exp(-c * min(q, rc2), table)
-                e[k] = w if q <= rc2 else 0.0
+                e[k] = factor * (ai * a[k]) * e[k]
             e[i] = 0.0
             for p in range(d):
                 xip, xp = xT[p, i], xT[p]
