@@ -7,8 +7,9 @@ point inside, r^2 - |y - c|^2 = s (2r - s); other shapes use the same expression
 A shape class (registered in ``OBSTACLES``) has ``kind``, ``from_spec`` / ``to_spec``, its penalty
 ``penalty_of(shapes, pos)`` (torch, unweighted) and ``depth(pos)`` (numpy), the same along segments
 (``segment_penalty_of(shapes, a, b)``: the penalty of each segment's deepest point, and
-``segment_depth(a, b)``), and what the explorer needs to draw,
-place, move and resize it: ``outline()``, ``placed_at(center, size)``, ``center``, ``size``,
+``segment_depth(a, b)``), optionally each trajectory's Hessian of both in closed form
+(``hessians_of(shapes, positions, smoothing, segments)``, or None: automatic differentiation), and what
+the explorer needs to draw, place, move and resize it: ``outline()``, ``placed_at(center, size)``, ``center``, ``size``,
 ``moved_to(center)``, ``resized(size)``, ``contains(point)``. ``Obstacles`` holds the shapes of a
 problem and the weight c_Omega.
 """
@@ -90,10 +91,9 @@ class Circle:
 
     @staticmethod
     def penalty_of(circles: list["Circle"], pos: "torch.Tensor", smoothing: float = 0.0) -> "torch.Tensor":
-        """``penalty_sum``; its gradient in closed form (``disc_terms``) except inside ``second_order()``."""
-        if pos.requires_grad and not twice_differentiable():
-            return _fused()[0].apply(pos, circles, smoothing)
-        return penalty_sum(circles, pos, smoothing)
+        """``penalty_sum``; its gradient in closed form (``disc_terms``, ``closed_form``) except inside
+        ``second_order()``."""
+        return closed_form(lambda q, gradient: disc_terms(circles, q, smoothing, gradient), pos)
 
     @staticmethod
     def segment_penalty_of(circles: list["Circle"], a: "torch.Tensor", b: "torch.Tensor",
@@ -101,9 +101,7 @@ class Circle:
         """Eq. (59) at the point of each segment [a, b] closest to each centre (its deepest point, exactly),
         summed over the circles; the gradient in closed form (``disc_segment_terms``) except inside
         ``second_order()``, where it is this plain expression."""
-        if (a.requires_grad or b.requires_grad) and not twice_differentiable():
-            return _fused()[1].apply(a, b, circles, smoothing)
-        return disc_segment_terms(circles, a, b, smoothing, gradient=False)[0]
+        return closed_form(lambda p, q, gradient: disc_segment_terms(circles, p, q, smoothing, gradient), a, b)
 
     @staticmethod
     def hessians_of(circles: list["Circle"], pos: "torch.Tensor", smoothing: float = 0.0,
@@ -209,8 +207,8 @@ def circle_hessians(circles: list[Circle], pos: "torch.Tensor", smoothing: float
         n, j, k = torch.nonzero(g > 0, as_tuple=True)
         diff = diff[n, j, k]  # (pairs, dim)
         d1, d2 = hinge_slopes(g[n, j, k], smoothing)
-        points = 4.0 * d2[:, None, None] * diff[:, :, None] * diff[:, None, :] - 2.0 * d1[:, None, None] * eye
-        H[..., :dim, :dim].index_put_((n, j, j), points, accumulate=True)
+        add_point_blocks(H, n, j, 4.0 * d2[:, None, None] * diff[:, :, None] * diff[:, None, :]
+                         - 2.0 * d1[:, None, None] * eye)
         if not segments or M < 2:
             continue
         u, uu, raw, t, e = _segment_geometry(pos[:, :-1, :dim], pos[:, 1:, :dim], centres)
@@ -224,12 +222,31 @@ def circle_hessians(circles: list[Circle], pos: "torch.Tensor", smoothing: float
         PtP = weights[:, :, None] * weights[:, None, :] * eye.repeat(2, 2)
         interior = ((raw > 0) & (raw < 1)).to(pos.dtype) / uu
         hess_D = 2.0 * PtP - 2.0 * interior[:, None, None] * z[:, :, None] * z[:, None, :]
-        seg = d2[:, None, None] * grad[:, :, None] * grad[:, None, :] - d1[:, None, None] * hess_D
-        ends = (j, j + 1)  # a segment's two time points
-        for r in range(2):
-            for c in range(2):
-                block = seg[:, r * dim:(r + 1) * dim, c * dim:(c + 1) * dim]
-                H[..., :dim, :dim].index_put_((n, ends[r], ends[c]), block, accumulate=True)
+        add_segment_blocks(H, n, j, d2[:, None, None] * grad[:, :, None] * grad[:, None, :] - d1[:, None, None] * hess_D)
+    return by_trajectory(H)
+
+
+def add_point_blocks(H: "torch.Tensor", n: "torch.Tensor", j: "torch.Tensor", blocks: "torch.Tensor") -> None:
+    """H[n, j, j] += blocks (pairs, dim, dim) on the first dim coordinates, in place: the Hessians of
+    terms of single points y_nj, in H (N, M, M, D, D) (particle, time, time, coordinate, coordinate)."""
+    dim = blocks.shape[-1]
+    H[..., :dim, :dim].index_put_((n, j, j), blocks, accumulate=True)
+
+
+def add_segment_blocks(H: "torch.Tensor", n: "torch.Tensor", j: "torch.Tensor", blocks: "torch.Tensor") -> None:
+    """The Hessians (pairs, 2 dim, 2 dim) of terms of segments [y_nj, y_n,j+1] (in the order (a, b), on
+    the first dim coordinates) added to the four blocks of H (N, M, M, D, D) they touch, in place."""
+    dim = blocks.shape[-1] // 2
+    ends = (j, j + 1)
+    for r in range(2):
+        for c in range(2):
+            H[..., :dim, :dim].index_put_((n, ends[r], ends[c]), blocks[:, r * dim:(r + 1) * dim, c * dim:(c + 1) * dim],
+                                          accumulate=True)
+
+
+def by_trajectory(H: "torch.Tensor") -> "torch.Tensor":
+    """(N, M, M, D, D) -> each trajectory's Hessian (N, M D, M D), time-major."""
+    N, M, _, D, _ = H.shape
     return H.permute(0, 1, 3, 2, 4).reshape(N, M * D, M * D)
 
 
@@ -287,37 +304,34 @@ def disc_segment_terms(circles: list[Circle], a: "torch.Tensor", b: "torch.Tenso
     return value, grad_a, grad_b
 
 
+def closed_form(terms: Callable[..., tuple["torch.Tensor | None", ...]], *inputs: "torch.Tensor") -> "torch.Tensor":
+    """The values of ``terms(*inputs, gradient)`` -> (values (...), gradient by each input (..., D) or
+    None), a sum of terms each of one point or segment: when an input requires a gradient (outside
+    ``second_order()``) through an autograd Function whose backward multiplies the closed-form gradients
+    (computed with the values, in one pass); otherwise the plain values (``gradient=False``: an
+    expression automatic differentiation can differentiate to any order). Through automatic
+    differentiation the penalties' many small operations cost about twice as much."""
+    if any(x.requires_grad for x in inputs) and not twice_differentiable():
+        return _closed_form_function().apply(terms, *inputs)
+    return terms(*inputs, gradient=False)[0]
+
+
 @functools.cache
-def _fused() -> tuple[type, type]:
-    """The disc penalties at points and along segments as torch.autograd.Functions: value and gradient
-    in one closed-form pass (``disc_terms``, ``disc_segment_terms``; built on first use, after torch
-    is loaded). Through automatic differentiation their many small operations cost twice as much."""
+def _closed_form_function() -> type:
+    """``closed_form``'s autograd Function (built on first use, after torch is loaded)."""
 
-    class DiscPenalty(torch.autograd.Function):
+    class ClosedForm(torch.autograd.Function):
         @staticmethod
-        def forward(ctx, pos, circles, smoothing):  # type: ignore[override]
-            value, grad = disc_terms(circles, pos, smoothing)
-            ctx.save_for_backward(grad)
+        def forward(ctx, terms, *inputs):  # type: ignore[override]
+            value, *gradients = terms(*inputs, gradient=True)
+            ctx.save_for_backward(*gradients)
             return value
 
         @staticmethod
         def backward(ctx, out):  # type: ignore[override]
-            (grad,) = ctx.saved_tensors
-            return out[..., None] * grad, None, None
+            return (None, *(out[..., None] * g for g in ctx.saved_tensors))
 
-    class DiscSegmentPenalty(torch.autograd.Function):
-        @staticmethod
-        def forward(ctx, a, b, circles, smoothing):  # type: ignore[override]
-            value, grad_a, grad_b = disc_segment_terms(circles, a, b, smoothing)
-            ctx.save_for_backward(grad_a, grad_b)
-            return value
-
-        @staticmethod
-        def backward(ctx, out):  # type: ignore[override]
-            grad_a, grad_b = ctx.saved_tensors
-            return out[..., None] * grad_a, out[..., None] * grad_b, None, None
-
-    return DiscPenalty, DiscSegmentPenalty
+    return ClosedForm
 
 
 def penalty_sum(circles: list[Circle], pos: "torch.Tensor", smoothing: float = 0.0) -> "torch.Tensor":
@@ -386,13 +400,13 @@ class Obstacles:
     def hessians(self, positions: "torch.Tensor", smoothing: float = 0.0) -> "torch.Tensor | None":
         """Each trajectory's Hessian (N, M D, M D) of the weighted penalty at the time points of
         ``positions`` (N, M, D) and, with ``segments``, along the segments between them, in closed form
-        (a shape kind's ``hessians_of``); None when a kind of shape present has none (automatic
-        differentiation then gives it)."""
-        kinds = dict.fromkeys(type(s) for s in self.shapes)
-        if not all(hasattr(kind, "hessians_of") for kind in kinds):
+        (a shape kind's ``hessians_of``); None when a kind of shape present has none, or none for these
+        shapes (non-convex polygons): automatic differentiation then gives it."""
+        parts = [kind.hessians_of([s for s in self.shapes if type(s) is kind], positions, smoothing, self.segments)
+                 if hasattr(kind, "hessians_of") else None for kind in dict.fromkeys(type(s) for s in self.shapes)]
+        if any(part is None for part in parts):
             return None
-        return self.weight * sum(kind.hessians_of([s for s in self.shapes if type(s) is kind], positions,
-                                                  smoothing, self.segments) for kind in kinds)
+        return self.weight * sum(parts)
 
     def smoothing(self, fraction: float) -> float:
         """A ``hinge`` smoothing of ``fraction`` times the smallest shape's peak penalty, its inradius

@@ -67,7 +67,7 @@ def test_closed_form_disc_hessians_equal_automatic_differentiation(dim, smoothin
 @pytest.mark.parametrize("dynamics", ["velocity", "acceleration"])
 def test_own_hessians_with_discs_in_closed_form_equal_the_automatic_ones(dynamics, monkeypatch):
     """``own_hessians`` adds discs in closed form through the positions' Jacobian; without it (all by
-    automatic differentiation, as for polygons, which have no ``hessians_of``) the blocks agree to rounding
+    automatic differentiation, as for non-convex polygons, whose ``hessians_of`` is None) the blocks agree to rounding
     (1e-12 of the largest), under velocity control (positions are the variables) and acceleration
     control (positions are sums of the controls), on paths that cross the discs."""
     from solver import optimizers

@@ -1,5 +1,6 @@
 """The polygon obstacle (added through the registry alone): its depth against closed forms, its
-penalty against eq. (59) on a fine regular polygon, its gradient, validation, a solve and the CLI."""
+penalty against eq. (59) on a fine regular polygon, its gradient, the closed forms of convex polygons
+(values, gradients, Hessians) against the general construction, validation, a solve and the CLI."""
 import json
 import subprocess
 import sys
@@ -10,6 +11,10 @@ import torch
 
 from solver import ProblemError, problem_from_dict, solve
 from solver.costs import Circle, Polygon
+from solver.costs.obstacles import deepest_along
+from solver.costs.polygon import segment_depth_on_lines
+from solver.kernels import second_order
+from solver.optimizers import _batched_hessian
 
 SQUARE = Polygon(np.array([[0.0, 0.0], [2.0, 0.0], [2.0, 1.0], [0.0, 1.0]]))
 
@@ -96,3 +101,75 @@ def test_the_smoothing_scales_with_the_inradius():
     assert 30 * obstacles.smoothing(2.5e-3) < 0.25**2  # the widest band lies within the peak
     spec["obstacles"] = [wall, {"center": [1.0, 2.0], "radius": 0.2}]
     assert problem_from_dict(spec).obstacles.smoothing(1.0) == pytest.approx(0.04, rel=1e-12)
+
+
+CONVEX = [Polygon(np.array([[0.2, 0.1], [0.9, 0.2], [0.7, 0.8], [0.3, 0.6]])),
+          Polygon(np.array([[1.0, 0.0], [1.4, 0.0], [1.4, 1.2], [1.0, 1.2]]))]
+
+
+def edge_distance_penalties(polygons, y, smoothing):
+    """The penalties at the points and along the segments of paths y (N, M, 2) by the general
+    construction (distances to the edges themselves, each segment's deepest point by ``deepest_along``'s
+    search), which non-convex polygons use: the reference for the closed forms of convex ones."""
+    a, b = y[:, :-1], y[:, 1:]
+    points = sum(p.penalty(y, smoothing) for p in polygons)
+    segments = sum(p.penalty_along(a, b, torch.as_tensor(deepest_along(p.depth, a.detach().numpy(), b.detach().numpy())),
+                                   smoothing) for p in polygons)
+    return points, segments
+
+
+@pytest.mark.parametrize("smoothing", [0.0, 0.01])
+def test_convex_closed_forms_equal_the_edge_distances(smoothing):
+    """Inside a convex polygon the distance to the boundary is the least distance to the edges' lines, so
+    the closed forms (values, and gradients through ``closed_form``) equal the general construction, on
+    random paths crossing a quadrilateral and a rectangle: to rounding (1e-13 of the largest), with
+    segments whose deepest point is a crossing of two lines among them."""
+    torch.manual_seed(1)
+    y = (torch.rand(40, 7, 2, dtype=torch.float64) * 1.6).requires_grad_(True)
+    points, segments = edge_distance_penalties(CONVEX, y, smoothing)
+    closed_points = Polygon.penalty_of(CONVEX, y, smoothing)
+    closed_segments = Polygon.segment_penalty_of(CONVEX, y[:, :-1], y[:, 1:], smoothing)
+    scale = float(segments.detach().abs().max())
+    assert scale > 0.05  # the paths do enter the polygons
+    assert float((closed_points - points).detach().abs().max()) <= 1e-13 * scale
+    assert float((closed_segments - segments).detach().abs().max()) <= 1e-13 * scale
+    reference = torch.autograd.grad(points.sum() + segments.sum(), y)[0]
+    closed = torch.autograd.grad(closed_points.sum() + closed_segments.sum(), y)[0]
+    assert float((closed - reference).abs().max()) <= 1e-13 * float(reference.abs().max())
+    crossing = segment_depth_on_lines(CONVEX[0], y[:, :-1].detach(), y[:, 1:].detach())
+    assert int((crossing.tied & (crossing.depth > 0)).sum()) >= 10  # deepest points on two lines' crossing
+
+
+@pytest.mark.parametrize("smoothing", [0.0, 0.01])
+def test_convex_hessians_equal_automatic_differentiation(smoothing):
+    """``convex_hessians`` (each trajectory's Hessian at its points and along its segments, crossings of
+    two lines included) against double backward through the general construction: equal to rounding
+    (1e-12 of the largest entry); a non-convex polygon has none (``hessians_of`` is None)."""
+    torch.manual_seed(2)
+    N, M = 40, 7
+    y = torch.rand(N, M, 2, dtype=torch.float64) * 1.6
+    V = 2 * M
+    with second_order():
+        tangents = torch.eye(V, dtype=torch.float64).reshape(V, 1, M, 2).expand(V, N, M, 2).contiguous()
+        columns = _batched_hessian(lambda q: sum(t.sum() for t in edge_distance_penalties(CONVEX, q, smoothing)),
+                                   y, tangents)
+    automatic = columns.reshape(V, N, V).permute(1, 2, 0)
+    assert float(automatic.abs().max()) > 1.0
+    closed = Polygon.hessians_of(CONVEX, y, smoothing, segments=True)
+    assert float((closed - automatic).abs().max()) <= 1e-12 * float(automatic.abs().max())
+    ell = Polygon(np.array([[0.0, 0.0], [1.0, 0.0], [1.0, 0.4], [0.4, 0.4], [0.4, 1.0], [0.0, 1.0]]))
+    assert not ell._convex and Polygon.hessians_of([ell, *CONVEX], y, smoothing) is None
+
+
+def test_a_non_convex_polygon_keeps_the_edge_distances():
+    """An L-shaped polygon (its inner corner is the nearest boundary point of points near it) beside a
+    convex one: ``penalty_of`` and ``segment_penalty_of`` are the general construction for it and the
+    closed forms for the other, to rounding."""
+    ell = Polygon(np.array([[0.0, 0.0], [1.0, 0.0], [1.0, 0.4], [0.4, 0.4], [0.4, 1.0], [0.0, 1.0]]))
+    torch.manual_seed(3)
+    y = torch.rand(30, 5, 2, dtype=torch.float64) * 1.5
+    shapes = [ell, CONVEX[1]]
+    points, segments = edge_distance_penalties(shapes, y, 0.01)
+    assert float(points.max()) > 0.01 and float(segments.max()) > 0.01
+    assert torch.allclose(Polygon.penalty_of(shapes, y, 0.01), points, rtol=0, atol=1e-15)
+    assert torch.allclose(Polygon.segment_penalty_of(shapes, y[:, :-1], y[:, 1:], 0.01), segments, rtol=0, atol=1e-15)
