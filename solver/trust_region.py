@@ -55,13 +55,14 @@ from .steps import Step, per_particle_grad_norm
 #: At most this many CG iterations per Newton step (each is one Hessian-vector product).
 MAX_CG = 250
 #: Up to this many unknowns (N D) of the terminal states the model is minimized with dense
-#: factorizations, above by CG. Measured (2 cores, uniform sources, seeds 0-2 of each; seconds to
-#: converge, dense against CG, objectives within the glassy spread, +-5e-6 relative, either way):
-#: samples N = 600 1.8 / 2.6, N = 800 3.0-3.7 / 3.1-4.0, N = 1,000 3.2-4.3 / 3.2-3.7, N = 1,250
-#: 5.8-7.0 / 4.3-4.7, N = 1,500 8.3 / 5.2; Gaussian continuum N = 800 8.0-8.9 / 5.9-8.0, N = 1,000
-#: 7.5-8.1 / 7.2. (With the cells planned per product and the factor copied for every solve, dense had
-#: won up to 2,500: N = 1,000 0.15 against 0.4-0.6 s per iteration.)
-DENSE_VARS = 1600
+#: factorizations, above by CG. Measured (2 cores, uniform sources, samples of a Gaussian; seconds to
+#: converge, dense against CG, objectives within the glassy spread, +-5e-6 relative, either way), with
+#: the products' pairs listed once per Newton step (``Cells.self_products``): samples N = 600
+#: 1.5-1.9 / 1.3-2.0 (seeds 1-3), N = 650 2.2 / 2.1, N = 700-720 2.2-2.8 / 1.8-2.3, N = 800 3.3-3.5 /
+#: 2.3-2.6; Gaussian continuum N = 800 8.4 / 6.5. (Before the pairs were listed, CG's products cost
+#: twice as much and dense won up to N D = 1,600; with the cells planned per product and the factor
+#: copied for every solve, up to 2,500.)
+DENSE_VARS = 1200
 #: Up to this many terminal unknowns obstacle problems are solved by Newton in full trajectories
 #: (``TrajectorySystem``: each step ~5 factorizations of the (N D) x (N D) Schur complement). Measured
 #: before adaptive shifts: N = 500 in 2-D 0.09 s per iteration (the swarm_500 preset converges in 42 s).

@@ -43,6 +43,10 @@ TRUNCATION = 1e-16
 DENSE_PAIRS = 2**18
 #: The work of a cells sum is estimated from this many of the x (their neighbours counted exactly).
 SAMPLE = 256
+#: The pairs of a Newton step's Hessian-vector products are listed once up to this many bytes
+#: (``self_products``; D + 1 numbers and an index each: 28 bytes in 2-D, 4.8 million pairs, N ~ 11,000
+#: at delta auto).
+PAIR_MEMORY = 2**27
 #: Seconds per unit of work, measured on this project's 2-core machine: a dense pair, a cells candidate
 #: pair (two threads; 1.6-2.1 ns in 2-D and 3-D since the cells' loops are vectorized, 4 ns before), a
 #: point's share of the cell bookkeeping.
@@ -245,16 +249,18 @@ def hessian_blocks(x: "torch.Tensor", z: "torch.Tensor", b: "torch.Tensor", scal
 def self_products(x: "torch.Tensor", b: "torch.Tensor", scale: float
                   ) -> Callable[["torch.Tensor"], "torch.Tensor"]:
     """v -> (N, D): sum_k b_k Hess phi(x_i - x_k) (v_i - v_k), the off-diagonal part of a Hessian-vector
-    product of the self term at the fixed points x. The backend is chosen and the points sorted into
-    cells once, for all the products of a Newton step (chosen per product, the cells' planning took
-    a third as long as the product itself: N = 3,000, 1.0 against 2.3 ms)."""
+    product of the self term at the fixed points x, for all the products of a Newton step: the points
+    are sorted into cells and their pairs within the cutoff listed once (``Cells.self_products``), by
+    the cells backend whatever a single sum would choose (a sum is planned for one pass; here dozens
+    follow: at N = 500, where a sum is dense, a solve by CG took 76 s with dense products, 6.6 s so),
+    unless the dense backend is forced."""
     xn = x.detach().numpy()
-    chosen = plan(xn, xn, scale)
-    if chosen.name == "not finite":
+    if not np.isfinite(xn).all():
         return lambda v: torch.full(x.shape, math.nan, dtype=x.dtype)
-    if chosen.name != "cells":
+    if backend_name() == "dense":
         return lambda v: dense.self_products(x.detach(), b.detach(), scale, v.detach())
-    product = chosen.grid.self_products(np.ascontiguousarray(b.detach().numpy()), scale)
+    product = cells.Cells(xn, cutoff(scale)).self_products(np.ascontiguousarray(b.detach().numpy()), scale,
+                                                           PAIR_MEMORY)
 
     def apply(v: "torch.Tensor") -> "torch.Tensor":
         vn = v.detach().numpy()
@@ -273,6 +279,7 @@ def compile_kernels() -> None:
     grid.sums(z, np.ones(16), 0.1)
     grid.sums(z + 0.0, np.ones(16), 0.1)
     grid.blocks(z, np.ones(16), 0.1)
+    grid.self_products(np.ones(16), 0.1, PAIR_MEMORY)(z)
     grid.self_products(np.ones(16), 0.1)(z)
     load_dense_hessian()
 
