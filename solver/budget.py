@@ -3,8 +3,8 @@
 A solve holds its trajectories (N M D numbers) several times over: the iterate, the optimizer's
 history (L-BFGS keeps ``HISTORY`` pairs of vectors of the free variables), the best and the last good
 iterates, the snapshots on their way to the caller, plus bounded working sets (32 MB kernel blocks, an
-exact OT plan of at most ``assignment.EXACT_PAIRS`` entries, 128 MB of listed pairs for Hessian-vector
-products, a dense Hessian for small problems).
+exact OT plan of at most ``assignment.EXACT_PAIRS`` entries, twice 128 MB of listed pairs for
+Hessian-vector products, a dense Hessian for small problems).
 ``needed_bytes`` adds these up from N, M and the dimensions; ``check`` raises one line when a problem
 would exceed the budget (the command line's ``--memory``, default ``DEFAULT_BUDGET``), before torch
 allocates the first array.
@@ -31,8 +31,8 @@ COPIES = 12
 #: Pairs of vectors of the free variables kept by L-BFGS.
 HISTORY = 30
 #: Fixed working sets: kernel blocks (three temporaries), an exact plan and its cost matrix, the listed
-#: pairs of Newton's Hessian-vector products, the rest.
-FIXED = 3 * 8 * MEMORY_BUDGET + 2 * 8 * EXACT_PAIRS + PAIR_MEMORY + 200 * 2**20
+#: pairs of Newton's Hessian-vector products (a step's, and the last step's until it is replaced), the rest.
+FIXED = 3 * 8 * MEMORY_BUDGET + 2 * 8 * EXACT_PAIRS + 2 * PAIR_MEMORY + 200 * 2**20
 
 
 def needed_bytes(problem: "Problem") -> int:
