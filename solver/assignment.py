@@ -15,6 +15,8 @@ diagnostics report), and its time is O(N log N + N LEAF): about a second per 10^
 """
 from __future__ import annotations
 
+from concurrent.futures import ThreadPoolExecutor
+
 import numpy as np
 
 from .lazy import ot
@@ -79,24 +81,39 @@ def _split(x: np.ndarray, rows: np.ndarray, y: np.ndarray, mass: np.ndarray, ima
     _split(x, right_rows, y[by[cut:]][keep_right], right_mass[keep_right], images, costs)
 
 
-def improved_permutation(a: np.ndarray, b: np.ndarray, leaf: int = LEAF_PARTICLES) -> np.ndarray:
+def improved_permutation(a: np.ndarray, b: np.ndarray, leaf: int = LEAF_PARTICLES, workers: int = 1) -> np.ndarray:
     """A permutation s with sum_i |a_i - b_s(i)|^2 <= sum_i |a_i - b_i|^2 (particle i, at a_i, takes
     the point b_s(i)), in O(N leaf) memory: the particles are cut recursively at the median of their
     points b along the widest coordinate into groups of at most ``leaf``, each group's points are
     reassigned among its particles by an exact OT plan (emd), then the same once more with groups cut
     by the particles' own coordinates a. No group can raise the cost (keeping its assignment is a
     feasible plan); crossings within a group are repaired, crossings between groups may stay. With
-    ``leaf`` >= N: one group, the exact OT assignment."""
+    ``leaf`` >= N: one group, the exact OT assignment. The groups of a pass are disjoint, so ``workers``
+    threads solve them at once (POT's emd releases the GIL: 64 groups of 156, 0.16 -> 0.11 s on two),
+    with the same result."""
     perm = np.arange(len(a))
     passes = (lambda: b[perm], lambda: a) if len(a) > leaf else (lambda: b,)
+
+    def reassigned(rows: np.ndarray) -> np.ndarray | None:
+        """The group's new order of its points, or None where the exact plan does not lower its cost."""
+        cost = 0.5 * ((a[rows][:, None, :] - b[perm[rows]][None, :, :]) ** 2).sum(-1)
+        weights = np.full(len(rows), 1.0 / len(rows))
+        plan = ot.emd(weights, weights, cost / max(float(cost.max()), 1e-300), numItermax=10_000_000)
+        best = plan.argmax(1)
+        if len(set(best.tolist())) == len(rows) and cost[np.arange(len(rows)), best].sum() < np.trace(cost):
+            return perm[rows][best]
+        return None
+
     for coordinates in passes:
-        for rows in _groups(coordinates(), np.arange(len(a)), leaf):
-            cost = 0.5 * ((a[rows][:, None, :] - b[perm[rows]][None, :, :]) ** 2).sum(-1)
-            weights = np.full(len(rows), 1.0 / len(rows))
-            plan = ot.emd(weights, weights, cost / max(float(cost.max()), 1e-300), numItermax=10_000_000)
-            best = plan.argmax(1)
-            if len(set(best.tolist())) == len(rows) and cost[np.arange(len(rows)), best].sum() < np.trace(cost):
-                perm[rows] = perm[rows][best]
+        groups = _groups(coordinates(), np.arange(len(a)), leaf)
+        if workers > 1 and len(groups) > 1:
+            with ThreadPoolExecutor(min(workers, len(groups)), thread_name_prefix="mfc-assign") as pool:
+                found = list(pool.map(reassigned, groups))
+        else:
+            found = [reassigned(rows) for rows in groups]
+        for rows, points in zip(groups, found):
+            if points is not None:
+                perm[rows] = points
     return perm
 
 

@@ -591,7 +591,8 @@ def reassign(objective: Objective | ReducedObjective, variables: torch.Tensor) -
     terminal = p.dynamics.terminal(pos, full.h).numpy()
     sources, L = steering_coordinates(full)
     states = terminal @ L
-    perm = improved_permutation(sources, states, p.N if p.N * p.N <= EXACT_PAIRS else LEAF_PARTICLES)
+    perm = improved_permutation(sources, states, p.N if p.N * p.N <= EXACT_PAIRS else LEAF_PARTICLES,
+                                workers=torch.get_num_threads())
     if ((sources - states[perm]) ** 2).sum() >= ((sources - states) ** 2).sum() * (1 - 1e-12):
         return None
     if isinstance(objective, ReducedObjective):
