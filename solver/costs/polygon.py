@@ -133,6 +133,11 @@ class Polygon:
         v = points(spec.get("vertices"), f"{where}.vertices", 2, "give the corners as [[x, y], ...]")
         if len(v) < 3:
             raise ProblemError(f"{where}.vertices", f"needs at least 3 corners (got {len(v)})")
+        same = np.flatnonzero((v == np.roll(v, -1, axis=0)).all(1))
+        if len(same):
+            k = int(same[0])
+            raise ProblemError(f"{where}.vertices", f"corners {k} and {(k + 1) % len(v)} are the same point; "
+                                                    "remove one of them")
         crossing = crossing_edges(v)
         area = 0.5 * abs(float(np.sum(v[:, 0] * np.roll(v[:, 1], -1) - np.roll(v[:, 0], -1) * v[:, 1])))
         if area <= 1e-12 * float(np.ptp(v, axis=0).max()) ** 2:

@@ -54,6 +54,7 @@ BASE = {"source": {"points": [[0.0, 0.0], [0.0, 1.0]]}, "target": {"kind": "part
     ([[0, 0], [1, 0]], "needs at least 3 corners"),
     ([[0, 0], [2, 2], [2, 0], [0, 1]], "edges 0 and 2 cross"),
     ([[0, 0], [1, 1], [2, 2]], "enclose no area"),
+    ([[1, 0], [2, 0], [2, 0], [2, 1], [1, 1]], "corners 1 and 2 are the same point"),
     ([[0, 0], [1, 0], [1]], "rows of equal length"),
 ])
 def test_bad_polygons_give_one_line(vertices, message):
