@@ -234,14 +234,18 @@ def _self_pairs(zT, zcell, b, vT, keys, starts, ends, half, c, rc2, table, mode,
 
 
 @numba.njit(parallel=True, cache=True)
-def _partner_counts(zT, zcell, keys, starts, ends, half, rc2):
-    """For each stored point z_i (in cell order), how many z_k lie within the cutoff among the pairs
-    ``_self_pairs`` visits from it (k > i in its own cell, every point of the cells ``half`` away)."""
+def _partners(zT, zcell, keys, starts, ends, half, c, rc2, table, first, partner, terms):
+    """The pairs ``_self_pairs`` visits from each stored point z_i (in cell order: k > i in its own cell,
+    every point of the cells ``half`` away) that lie within the cutoff: how many per point (returned);
+    unless ``first`` is empty, also pair p of z_i written at first[i] + p: its partner k (``partner``)
+    and (phi_ik, z_i - z_k) (``terms``, D + 1 numbers; ``fast_exp`` as in ``_weights``)."""
     d, n = zT.shape
+    fill = first.shape[0] > 0
     counts = np.zeros(n, np.int64)
     for cell in numba.prange(keys.shape[0]):
         for i in range(starts[cell], ends[cell]):
-            count = 0
+            at = first[i] if fill else 0
+            p = at
             for o in range(half.shape[0] + 1):
                 if o == 0:
                     lo, hi = i + 1, ends[cell]
@@ -256,46 +260,19 @@ def _partner_counts(zT, zcell, keys, starts, ends, half, rc2):
                         u = zT[j, i] - zT[j, k]
                         q += u * u
                     if q <= rc2:
-                        count += 1
-            counts[i] = count
-    return counts
-
-
-@numba.njit(parallel=True, cache=True)
-def _partner_terms(zT, zcell, keys, starts, ends, half, c, rc2, table, first):
-    """The pairs of ``_partner_counts``, pair p of z_i at first[i] + ...: its partner k and (phi_ik, z_i - z_k)
-    (D + 1 numbers, ``fast_exp`` as in ``_weights``)."""
-    d, n = zT.shape
-    partner = np.empty(first[n], np.int32)
-    terms = np.empty((first[n], d + 1))
-    for cell in numba.prange(keys.shape[0]):
-        for i in range(starts[cell], ends[cell]):
-            p = first[i]
-            for o in range(half.shape[0] + 1):
-                if o == 0:
-                    lo, hi = i + 1, ends[cell]
-                else:
-                    other = find(keys, key_of(zcell, i, half, o - 1))
-                    if other < 0:
-                        continue
-                    lo, hi = starts[other], ends[other]
-                for k in range(lo, hi):
-                    q = 0.0
-                    for j in range(d):
-                        u = zT[j, i] - zT[j, k]
-                        q += u * u
-                    if q <= rc2:
-                        partner[p] = k
-                        terms[p, 0] = fast_exp(-c * q, table)
-                        for j in range(d):
-                            terms[p, j + 1] = zT[j, i] - zT[j, k]
+                        if fill:
+                            partner[p] = k
+                            terms[p, 0] = fast_exp(-c * q, table)
+                            for j in range(d):
+                                terms[p, j + 1] = zT[j, i] - zT[j, k]
                         p += 1
-    return partner, terms
+            counts[i] = p - at
+    return counts
 
 
 @numba.njit(parallel=True, fastmath=FAST, cache=True)
 def _partner_products(first, partner, terms, b, v, c, runs):
-    """sum_k b_k Hess phi(z_i - z_k) (v_i - v_k) over the stored pairs (``_partner_terms``), each added to
+    """sum_k b_k Hess phi(z_i - z_k) (v_i - v_k) over the listed pairs (``_partners``), each added to
     both ends as in ``_self_pairs``' mode 2; v and the result (N, D) in cell order. The z_i are cut into
     the runs [runs[t], runs[t + 1]) (about equal numbers of pairs), each summed into its own buffer. In
     2-D the terms are written out in scalars (the general loops over coordinates keep them in memory:
@@ -452,17 +429,17 @@ class Cells:
         """v -> sum_k b_k Hess phi(z_i - z_k) (v_i - v_k) for the stored points z themselves, each pair once.
 
         The pairs within the cutoff are listed once with their kernel values and differences
-        (``_partner_terms``) when they fit in ``memory`` bytes: each product then reads them instead of
+        (``_partners``) when they fit in ``memory`` bytes: each product then reads them instead of
         searching the cells and evaluating the kernel again (a Newton step takes dozens of products at
         the same points); otherwise every product runs ``_self_pairs``."""
         bs, exponent = np.ascontiguousarray(b[self.order]), self._exponent(scale)
-        counts = run(_partner_counts, self.zT, self.sorted_cells, self.keys, self.starts, self.ends, self.half,
-                     exponent[1])
-        first = np.concatenate([[0], np.cumsum(counts)])
         d = self.zT.shape[0]
+        where = (self.zT, self.sorted_cells, self.keys, self.starts, self.ends, self.half, *exponent)
+        counts = run(_partners, *where, np.empty(0, np.int64), np.empty(0, np.int32), np.empty((0, d + 1)))
+        first = np.concatenate([[0], np.cumsum(counts)])
         if first[-1] * (8 * (d + 1) + 4) <= memory:
-            partner, terms = run(_partner_terms, self.zT, self.sorted_cells, self.keys, self.starts, self.ends,
-                                 self.half, *exponent, first)
+            partner, terms = np.empty(first[-1], np.int32), np.empty((first[-1], d + 1))
+            run(_partners, *where, first, partner, terms)
             runs = np.searchsorted(first, np.linspace(0, first[-1], _chunks() + 1), side="left")
             runs[0], runs[-1] = 0, len(counts)
 

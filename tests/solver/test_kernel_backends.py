@@ -149,8 +149,8 @@ def test_the_install_step_compiles_what_solves_call(dim):
     from solver.kernels import cells, dense_hessian
 
     kernels.compile_kernels()
-    kernels_used = (cells._cross_pairs, cells._self_pairs, cells._partner_counts, cells._partner_terms,
-                    cells._partner_products, dense_hessian._self_hessian, dense_hessian._self_hessian_serial)
+    kernels_used = (cells._cross_pairs, cells._self_pairs, cells._partners, cells._partner_products,
+                    dense_hessian._self_hessian, dense_hessian._self_hessian_serial)
     compiled = {kernel: len(kernel.signatures) for kernel in kernels_used}
     x, z, a, b = clouds(dim, 7)
     s = 0.3
