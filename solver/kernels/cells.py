@@ -89,6 +89,18 @@ def find(keys, key):
     return lo if lo < keys.shape[0] and keys[lo] == key else -1
 
 
+@numba.njit(inline="always", cache=True)
+def half_run(zcell, i, cell, o, keys, starts, ends, half):
+    """The run [lo, hi) of stored points that z_i (in ``cell``) meets at step o of a self sum, each pair
+    once: o = 0 its own cell's later points, o > 0 the cell ``half[o - 1]`` away (empty if none)."""
+    if o == 0:
+        return i + 1, ends[cell]
+    other = find(keys, key_of(zcell, i, half, o - 1))
+    if other < 0:
+        return 0, 0
+    return starts[other], ends[other]
+
+
 @numba.njit(inline="always", fastmath=FAST, cache=True)
 def _weights(xi, zT, lo, hi, c, rc2, table, e):
     """e[:m] = exp(-c |xi - z_k|^2) for the run z_k, k in [lo, hi) (m = hi - lo), 0 beyond the cutoff
@@ -183,13 +195,7 @@ def _self_pairs(zT, zcell, b, vT, keys, starts, ends, half, c, rc2, table, mode,
                 for j in range(d):
                     zi[j] = zT[j, i]
                 for o in range(half.shape[0] + 1):
-                    if o == 0:
-                        lo, hi = i + 1, ends[cell]
-                    else:
-                        other = find(keys, key_of(zcell, i, half, o - 1))
-                        if other < 0:
-                            continue
-                        lo, hi = starts[other], ends[other]
+                    lo, hi = half_run(zcell, i, cell, o, keys, starts, ends, half)
                     m = hi - lo
                     if m <= 0:
                         continue
@@ -247,13 +253,7 @@ def _partners(zT, zcell, keys, starts, ends, half, c, rc2, table, first, partner
             at = first[i] if fill else 0
             p = at
             for o in range(half.shape[0] + 1):
-                if o == 0:
-                    lo, hi = i + 1, ends[cell]
-                else:
-                    other = find(keys, key_of(zcell, i, half, o - 1))
-                    if other < 0:
-                        continue
-                    lo, hi = starts[other], ends[other]
+                lo, hi = half_run(zcell, i, cell, o, keys, starts, ends, half)
                 for k in range(lo, hi):
                     q = 0.0
                     for j in range(d):
