@@ -199,6 +199,13 @@ def scene_widgets(model: SessionModel, scene: SceneEditor, messages: Messages) -
     scene.param.watch(lambda e: messages.error(e.new), "problem")
     delete_points = pn.widgets.Button(name="Delete selected points", css_classes=["delete-points"])
 
+    def count_selected(event: Any) -> None:
+        """The button says how many points the box-select tool has selected (the selection reaches the
+        server a moment after the drag ends)."""
+        delete_points.name = f"Delete {event.new} selected points" if event.new else "Delete selected points"
+
+    scene.param.watch(count_selected, "selected_points")
+
     def remove_points(_e: Any) -> None:
         count = scene.delete_selected_points()
         messages.note(f"Deleted {count} selected points." if count else

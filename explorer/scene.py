@@ -138,6 +138,9 @@ class SceneEditor(param.Parameterized):
                                    doc="Radius of new obstacles, and of the selected one (polygons: "
                                        "the distance from the centre to the farthest vertex).")
     selected = param.Integer(default=None, allow_None=True, doc="Index of the selected obstacle.")
+    selected_points = param.Integer(default=0, bounds=(0, None), precedence=-1,
+                                    doc="How many points the box-select tool has selected (edit modes; "
+                                        "set by the scene, shown on the delete button).")
     paint_which = param.Selector(default="source", objects=["source", "target"],
                                  doc="Which points a brush stroke adds (paint mode).")
     brush_spacing = param.Number(default=0.05, bounds=(1e-3, None), softbounds=(0.01, 0.5),
@@ -191,12 +194,14 @@ class SceneEditor(param.Parameterized):
                 show_legend=False)  # the density image stands for the target
             layers.append(self._density((x0, x1, y0, y1)))
         self._selection = None
+        self._count_selected([])
         if self.mode == "edit source" or (self.mode == "edit target" and model.edits_points):
             which, edited = ("source", source) if self.mode == "edit source" else ("target", target)
             edited.opts(tools=["box_select"], nonselection_alpha=0.35)
             self._draw = hv.streams.PointDraw(source=edited, add=True, drag=True)
             self._draw.add_subscriber(lambda data: self._on_draw(which, data))
             self._selection = hv.streams.Selection1D(source=edited)
+            self._selection.add_subscriber(lambda index: self._count_selected(index))
         if self.mode == "paint" and dim >= 2:
             stroke = hv.Path([], kdims=[kx, ky], label="brush stroke").opts(color="#ff7f0e", line_width=3, alpha=0.6)
             layers.append(stroke)
@@ -260,6 +265,12 @@ class SceneEditor(param.Parameterized):
     def _on_states(self, data: np.ndarray | None) -> None:
         """New trajectories from the runner (or None after a reset): write the live layers."""
         self.live.show(data)
+
+    def _count_selected(self, index: list[int]) -> None:
+        # a plain parameter: param.edit_constant would toggle every parameter's ``constant`` and with it
+        # the ``disabled`` of every widget made from them, on every redraw (8 solving tabs: eps changes
+        # answered at a 95th percentile of 1.0-2.4 s against 0.4-0.9 s)
+        self.selected_points = len(index)
 
     def delete_selected_points(self) -> int:
         """Delete the points selected with the box-select tool (edit source / edit target modes);

@@ -189,6 +189,9 @@ def test_box_select_and_delete_points(app_url, browser_page):
     page.locator(".scene-plot .bk-tool-icon-box-select").first.click()
     time.sleep(0.3)
     drag(page, (-0.3, -0.3), (0.0, 0.3), steps=8)  # a box over the left columns of the grid
+    # the selection reaches the server a moment after the drag; the button then counts it (clicked at
+    # once, the click could arrive first: "No points selected")
+    wait_text(page, ".delete-points", r"Delete \d+ selected points", timeout=10)
     page.locator(".delete-points button").click()
     wait_text(page, ".note", r"Deleted \d+ selected points", timeout=10)
     deleted = int(re.search(r"Deleted (\d+)", text(page, ".note")).group(1))

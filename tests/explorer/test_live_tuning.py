@@ -188,7 +188,9 @@ def test_box_selected_points_are_deleted_together():
     before = model.source.copy()
     assert editor.delete_selected_points() == 0  # nothing selected
     editor._selection.event(index=[0, 3, 5])  # what the browser's box-select tool sends
+    assert editor.selected_points == 3  # what the delete button shows
     assert editor.delete_selected_points() == 3
+    assert editor.selected_points == 0  # the scene is redrawn without a selection
     assert np.array_equal(model.source, np.delete(before, [0, 3, 5], axis=0))
     editor.history.undo()
     assert np.array_equal(model.source, before)
