@@ -201,7 +201,7 @@ class SceneEditor(param.Parameterized):
             self._draw = hv.streams.PointDraw(source=edited, add=True, drag=True)
             self._draw.add_subscriber(lambda data: self._on_draw(which, data))
             self._selection = hv.streams.Selection1D(source=edited)
-            self._selection.add_subscriber(lambda index: self._count_selected(index))
+            self._selection.add_subscriber(self._count_selected)
         if self.mode == "paint" and dim >= 2:
             stroke = hv.Path([], kdims=[kx, ky], label="brush stroke").opts(color="#ff7f0e", line_width=3, alpha=0.6)
             layers.append(stroke)

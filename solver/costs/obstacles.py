@@ -402,11 +402,14 @@ class Obstacles:
         ``positions`` (N, M, D) and, with ``segments``, along the segments between them, in closed form
         (a shape kind's ``hessians_of``); None when a kind of shape present has none, or none for these
         shapes (non-convex polygons): automatic differentiation then gives it."""
-        parts = [kind.hessians_of([s for s in self.shapes if type(s) is kind], positions, smoothing, self.segments)
-                 if hasattr(kind, "hessians_of") else None for kind in dict.fromkeys(type(s) for s in self.shapes)]
-        if any(part is None for part in parts):
-            return None
-        return self.weight * sum(parts)
+        total = None
+        for kind in dict.fromkeys(type(s) for s in self.shapes):
+            part = (kind.hessians_of([s for s in self.shapes if type(s) is kind], positions, smoothing, self.segments)
+                    if hasattr(kind, "hessians_of") else None)
+            if part is None:
+                return None  # before the other kinds' Hessians are made (a Newton step would discard them)
+            total = part if total is None else total + part
+        return self.weight * total
 
     def smoothing(self, fraction: float) -> float:
         """A ``hinge`` smoothing of ``fraction`` times the smallest shape's peak penalty, its inradius

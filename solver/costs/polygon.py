@@ -281,6 +281,13 @@ def half_planes(polygon: Polygon, like: "torch.Tensor") -> tuple["torch.Tensor",
     return normals.to(like.dtype), offsets.to(like.dtype)
 
 
+def line_distances(polygon: Polygon, y: "torch.Tensor") -> "torch.Tensor":
+    """alpha_k(y) (..., K): the signed distances of the points y (..., D) to a convex polygon's edge lines
+    (positive on the inner side; inside, the depth is their least)."""
+    normals, offsets = half_planes(polygon, y)
+    return y[..., :2] @ normals.T - offsets
+
+
 @functools.cache
 def _pairs(K: int) -> tuple["torch.Tensor", "torch.Tensor"]:
     """The index pairs k < l of K lines."""
@@ -294,12 +301,12 @@ def convex_terms(polygons: list[Polygon], pos: "torch.Tensor", smoothing: float 
     and (with ``gradient``, else None) h'(.) (2 rho - 2 s) n_k for the nearest line k (s is linear there)."""
     value, grad = pos.new_zeros(pos.shape[:-1]), torch.zeros_like(pos) if gradient else None
     for polygon in polygons:
-        normals, offsets = half_planes(polygon, pos)
-        s, nearest = (pos[..., :2] @ normals.T - offsets).min(-1)
+        s, nearest = line_distances(polygon, pos).min(-1)
         rise = 2.0 * polygon._inradius - s  # d(s (2 rho - s)) / ds is 2 (rho - s) = rise - s
         g = s * rise
         value = value + hinge(g, smoothing)
         if gradient:
+            normals = half_planes(polygon, pos)[0]
             grad[..., :2] += (hinge_slopes(g, smoothing)[0] * (rise - s))[..., None] * normals[nearest]
     return value, grad
 
@@ -351,9 +358,8 @@ def segment_depth_on_lines(polygon: Polygon, a: "torch.Tensor", b: "torch.Tensor
     the crossing t_c = (alpha_j - alpha_i) / (beta_i - beta_j), whose gradient is that of a point at t_c
     with the normal w_i n_i + w_j n_j, w_i = -beta_j / (beta_i - beta_j), w_j = 1 - w_i. The depth is a
     plain expression in a and b (differentiable to any order)."""
-    normals, offsets = half_planes(polygon, a)
-    alpha = a[..., :2] @ normals.T - offsets
-    beta = (b[..., :2] - a[..., :2]) @ normals.T
+    alpha = line_distances(polygon, a)
+    beta = (b[..., :2] - a[..., :2]) @ half_planes(polygon, a)[0].T
     t = deepest_on_lines(alpha.detach(), beta.detach())
     along = alpha + beta * t[..., None]
     two = along.detach().topk(2, dim=-1, largest=False).indices
@@ -394,9 +400,7 @@ def entering(polygon: Polygon, a: "torch.Tensor", b: "torch.Tensor") -> "torch.T
     """Which segments [a, b] (..., D) may enter a convex polygon: those with no line that both ends lie
     beyond (alpha_k < 0 at a and at b); the rest lie wholly outside, where the penalty and its derivatives
     vanish (the deepest point is sought only for the few that may enter)."""
-    normals, offsets = half_planes(polygon, a)
-    alpha_a, alpha_b = a[..., :2] @ normals.T - offsets, b[..., :2] @ normals.T - offsets
-    return (torch.maximum(alpha_a, alpha_b) >= 0).all(-1)
+    return (torch.maximum(line_distances(polygon, a), line_distances(polygon, b)) >= 0).all(-1)
 
 
 def convex_hessians(polygons: list[Polygon], pos: "torch.Tensor", smoothing: float = 0.0,
@@ -416,9 +420,9 @@ def convex_hessians(polygons: list[Polygon], pos: "torch.Tensor", smoothing: flo
     N, M, D = pos.shape
     H = pos.new_zeros(N, M, M, D, D)
     for polygon in polygons:
-        normals, offsets = half_planes(polygon, pos)
+        normals = half_planes(polygon, pos)[0]
         rho = polygon._inradius
-        s, nearest = (pos[..., :2] @ normals.T - offsets).min(-1)
+        s, nearest = line_distances(polygon, pos).min(-1)
         g = s * (2.0 * rho - s)
         n, j = torch.nonzero(g > 0, as_tuple=True)
         d1, d2 = hinge_slopes(g[n, j], smoothing)
