@@ -15,6 +15,7 @@ panels no wider than delta (``NODES`` nodes each): the integrand is a bump of wi
 """
 from __future__ import annotations
 
+import functools
 import math
 from dataclasses import dataclass
 from typing import Any, ClassVar
@@ -30,10 +31,17 @@ from ..short_sums import inner
 NODES = 16  # Gauss-Legendre nodes per panel
 
 
+@functools.cache
+def legendre_rule() -> tuple[np.ndarray, np.ndarray]:
+    """Gauss-Legendre nodes and weights on [-1, 1], ``NODES`` of them: computed once (an eigenvalue
+    problem, a tenth of an annulus target's evaluation when made every time)."""
+    return np.polynomial.legendre.leggauss(NODES)
+
+
 def radial_rule(r0: float, r1: float, width: float) -> tuple[np.ndarray, np.ndarray]:
     """Nodes and weights of composite Gauss-Legendre quadrature on [r0, r1], panels <= ``width``."""
     panels = max(1, math.ceil((r1 - r0) / width))
-    x, w = np.polynomial.legendre.leggauss(NODES)
+    x, w = legendre_rule()
     edges = np.linspace(r0, r1, panels + 1)
     half = 0.5 * np.diff(edges)[:, None]
     nodes = (0.5 * (edges[:-1] + edges[1:]))[:, None] + half * x[None, :]
