@@ -385,9 +385,9 @@ def test_blob_quantizations_are_kept_for_the_next_solve_onto_the_same_target(mon
     made = []
     original = init.blob_quantization
 
-    def counted(objective, seed, cancel=None):
+    def counted(objective, seed, cancel=None, **options):
         made.append(seed)
-        return original(objective, seed, cancel)
+        return original(objective, seed, cancel, **options)
 
     monkeypatch.setattr(init, "blob_quantization", counted)
     rng = np.random.default_rng(0)
@@ -406,3 +406,64 @@ def test_blob_quantizations_are_kept_for_the_next_solve_onto_the_same_target(mon
     init.forget_quantizations()
     fresh, _ = init.target_points(Objective(problem_from_dict(spec)))
     assert len(made) == 3 * init.QUANTIZE_TRIES and np.array_equal(fresh, first)
+
+
+def test_a_blob_quantization_that_stalls_between_far_components_stops_early():
+    """A cluster started at the mean of two far-apart components splits slowly (its L-BFGS ran its
+    2,000 iterations); after QUANTIZE_PATIENCE evaluations above QUANTIZE_STALLED times the NE of the
+    quasi-random points it stops and is marked stalled, and the start takes an unstalled try when there
+    is one. A Gaussian's expansion passes the bar at once: the same points bitwise as without one."""
+    from solver import init
+
+    rng = np.random.default_rng(3)
+    source = {"points": rng.uniform(0, 1, (60, 2)).tolist()}
+    far = problem_from_dict({"source": source, "M": 4, "target": {"kind": "mixture", "components": [
+        {"weight": 0.3, "mean": [2.0, 2.0], "cov": 0.02}, {"weight": 0.7, "mean": [-1.0, 0.0], "cov": 0.04}]}})
+    objective = Objective(far)
+    counted = []
+    original = objective.nonlocal_energy
+    objective.nonlocal_energy = lambda y: counted.append(1) or original(y)
+    bar = init.stalled_bar(objective)
+    counted.clear()
+    made = init.blob_quantization(objective, far.seed, stalled_above=bar)
+    # the patience's evaluations, then one for the returned points' NE
+    assert made.stalled and len(counted) == init.QUANTIZE_PATIENCE + 1
+    assert made.energy > bar and made.points.shape == (60, 2) and np.isfinite(made.points).all()
+
+    gaussian = problem_from_dict({"source": source, "M": 4,
+                                  "target": {"kind": "gaussian", "mean": [2.0, 1.0], "cov": 0.09}})
+    free = init.blob_quantization(Objective(gaussian), gaussian.seed)
+    watched = Objective(gaussian)
+    bar, counted = init.stalled_bar(watched), []
+    original = watched.nonlocal_energy
+    watched.nonlocal_energy = lambda y: counted.append(1) or original(y)
+    barred = init.blob_quantization(watched, gaussian.seed, stalled_above=bar)
+    # it ran past the patience (the bar was consulted) and went on to the same end
+    assert len(counted) > init.QUANTIZE_PATIENCE and not barred.stalled
+    assert np.array_equal(barred.points, free.points) and barred.energy < bar
+
+
+def test_the_start_prefers_unstalled_quantizations(monkeypatch):
+    """``target_points`` keeps the lowest NE among the tries that did not stall, even when a stalled one
+    is lower (a stalled cluster's NE says little about the start it makes), and the lowest stalled one
+    only when all stalled."""
+    from solver import init
+
+    rng = np.random.default_rng(4)
+    problem = problem_from_dict({"source": {"points": rng.uniform(0, 1, (20, 2)).tolist()}, "M": 3,
+                                 "target": {"kind": "gaussian", "mean": [2.0, 1.0], "cov": 0.09}})
+    tries = {0: (1.0, True), 1: (3.0, False), 2: (2.0, False), 3: (0.5, True)}
+
+    def fake(objective, seed, cancel=None, stalled_above=math.inf):
+        energy, stalled = tries[seed - problem.seed]
+        return init.Quantization(np.full((problem.N, 2), energy), energy, stalled)
+
+    monkeypatch.setattr(init, "blob_quantization", fake)
+    init.forget_quantizations()
+    points, _ = init.target_points(Objective(problem))
+    assert np.all(points == 2.0)
+    tries.update({1: (3.0, True), 2: (2.0, True)})
+    init.forget_quantizations()
+    points, _ = init.target_points(Objective(problem))
+    assert np.all(points == 0.5)
+    init.forget_quantizations()
