@@ -484,9 +484,10 @@ def _local(objective: Objective, x: torch.Tensor, spec: OptimizerSpec, phase: st
     when the start is ``rough`` (far from a minimum of the nonlocal energy); from a rough start beyond
     ``GLASSY_MIN_VARS`` unknowns, L-BFGS alone to its plateau (``glassy``). In full trajectories:
     L-BFGS until it slows down, then Newton: saddle-free Newton for small problems with a twice
-    differentiable objective; for larger or obstacle problems whose terms other than the nonlocal one
-    are sums over particles, trust-region Newton on the structured system (``_structured_newton``);
-    otherwise L-BFGS to the final tolerance."""
+    differentiable objective; for obstacle problems, and larger ones with a twice differentiable control
+    cost, whose terms other than the nonlocal one are sums over particles, trust-region Newton on the
+    structured system (``_structured``, ``_structured_newton``); otherwise L-BFGS to the final
+    tolerance."""
     reduced = isinstance(objective, ReducedObjective)
     p = objective.problem
     if reduced and not rough:
@@ -778,16 +779,21 @@ def _continued(objective: Objective | ReducedObjective) -> bool:
 
 
 def _structured(objective: Objective | ReducedObjective) -> bool:
-    """Whether ``_local`` solves ``objective`` by structured trust-region Newton: obstacle problems whose
-    terms other than the nonlocal one are summed over particles, with at most ``STRUCTURED_VARS`` terminal
-    unknowns. There L-BFGS crawls along the penalty's edge (the obstacle benchmark's three-disc scene:
+    """Whether ``_local`` solves ``objective`` by structured trust-region Newton: problems in full
+    trajectories whose terms other than the nonlocal one are summed over particles, with at most
+    ``STRUCTURED_VARS`` terminal unknowns, and either obstacles or (beyond ``NEWTON_MAX_VARS``
+    variables, where saddle-free Newton's dense Hessian is not used) a twice differentiable control cost.
+    With obstacles L-BFGS crawls along the penalty's edge (the obstacle benchmark's three-disc scene:
     10,000 iterations, still going at its 60 s limit with whole-path avoidance, 53 s to max_iter
-    without; about 8 and 6 s converged this way; Fig. 4: 16.0968898 in 8.2 s, 16.0968843 in 5.2 s)."""
+    without; about 8 and 6 s converged this way; Fig. 4: 16.0968898 in 8.2 s, 16.0968843 in 5.2 s).
+    Without them (potentials; acceleration or linear dynamics under |u|^p, p > 2) L-BFGS alone ran
+    thousands of iterations: 500 samples past a potential bump 35 s (7,392 iterations), 8.8 s so."""
     if isinstance(objective, ReducedObjective):
         return False
     p = objective.problem
-    return (p.obstacles is not None and p.separable
-            and p.N * p.dynamics.state_dim <= STRUCTURED_VARS)
+    if not p.separable or p.N * p.dynamics.state_dim > STRUCTURED_VARS:
+        return False
+    return p.obstacles is not None or (p.control_cost.smooth and math.prod(objective.variable_shape) > NEWTON_MAX_VARS)
 
 
 def _passed_on(steps: Iterator[Step]) -> Generator[Step, None, Step]:
@@ -941,7 +947,8 @@ def robust(objective: Objective, x0: torch.Tensor, spec: OptimizerSpec) -> Itera
     (``ReducedObjective``) by trust-region Newton-CG (from a rough start of more than ``GLASSY_MIN_VARS``
     unknowns, by L-BFGS with periodic reassignments: ``glassy``), and every reported iterate is mapped
     back to full trajectories; otherwise in full trajectories by L-BFGS, then Newton (``_local``:
-    saddle-free for small smooth problems, trust-region on the structured Hessian for obstacle problems).
+    saddle-free for small smooth problems, trust-region on the structured Hessian for obstacle problems and
+    larger separable ones, ``_structured``).
 
     Starts, in turn: minimum-energy paths to an OT assignment onto the target's points or
     quasi-random quantization (``OTStart(blob=False)``: exact emd where affordable, multiscale beyond);
@@ -1009,7 +1016,7 @@ def robust(objective: Objective, x0: torch.Tensor, spec: OptimizerSpec) -> Itera
     counters = [0, 0]
     last: Step | None = None
     best_objective, outcome, diverged = math.inf, "stalled", False
-    structured = _structured(work)
+    continued = _continued(work)
     if p.N * max(p.N, target_size(p)) <= EXACT_PAIRS:
         # the problem's own start, reported at once (cheap here): the OT start's preparation (blob
         # quantizations of a continuum target take seconds) then runs in a worker thread, repeating it
@@ -1064,7 +1071,7 @@ def robust(objective: Objective, x0: torch.Tensor, spec: OptimizerSpec) -> Itera
                     round_index = max(round_index, this_round)
                     before = f
                     continue
-                if structured and not step.phase.endswith(NARROWING):
+                if continued and not step.phase.endswith(NARROWING):
                     continue  # on the continuation's wide band the exact objective can rise while the solve gains
                 recent.append(f)
                 if math.isfinite(budget) and len(recent) > CHECK_WINDOW:

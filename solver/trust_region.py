@@ -28,7 +28,7 @@ particle (N max |dE/dy|), or the model predicts a decrease below the objective's
 |E| and the sums it is computed from, ``rounding_scale``), or (large problems and full trajectories)
 the last step was an interior Newton step that the objective confirmed and the model predicts less
 than ``rtol |E|`` of further decrease (the Newton decrement), or (more than ``PLATEAU_MIN_VARS``
-terminal unknowns, and in full trajectories with obstacles at any size) the plateau: the last
+terminal unknowns, and in full trajectories (structured Newton) at any size) the plateau: the last
 ``PLATEAU_WINDOW`` iterations lowered E by at most
 ``plateau |E|`` (``OptimizerSpec.plateau``) while no particle moved farther than ``PLATEAU_MOVE``
 times the cap. Past the first descent the landscape of many particles is glassy (section 4.7):

@@ -1,7 +1,8 @@
 """Control costs psi and state costs L_N; one module per family, one class per kind.
 
 Control cost (``CONTROL_COSTS``, Assumption 2.1): power psi(u) = |u|^p (p = 2 gives KE of eq. 51),
-piecewise psi(u) = |u|/p for |u| <= 1 and |u|^p/p above.
+piecewise psi(u) = |u|/p for |u| <= 1 and |u|^p/p above; each says whether it is ``smooth`` (twice
+continuously differentiable: power with p >= 2).
 
 State costs enter the potential energy (eq. 52), PE = 1/(N(M-1)) sum_i sum_{j=1}^M L_N(y_{i,j}):
 

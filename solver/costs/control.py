@@ -38,6 +38,11 @@ class PowerCost:
     def is_quadratic(self) -> bool:
         return self.p == 2.0
 
+    @property
+    def smooth(self) -> bool:
+        """Twice continuously differentiable (p >= 2; below, psi'' grows without bound as u -> 0)."""
+        return self.p >= 2.0
+
     def __call__(self, u: "torch.Tensor") -> "torch.Tensor":
         sq = inner(u, u)
         if self.p == 2.0:
@@ -53,6 +58,7 @@ class PiecewiseCost:
     p: float = 2.0
     kind: ClassVar[str] = "piecewise"
     is_quadratic: ClassVar[bool] = False
+    smooth: ClassVar[bool] = False  # kinks at u = 0 and |u| = 1
 
     @classmethod
     def from_spec(cls, spec: dict) -> "PiecewiseCost":
