@@ -12,11 +12,20 @@ No elementary closed form exists, but the angular integral does: with rho = |y -
 one-dimensional integrals of smooth functions, computed by composite Gauss-Legendre quadrature on
 panels no wider than delta (``NODES`` nodes each): the integrand is a bump of width delta, which
 16 nodes per delta resolve to rounding (checked against adaptive 2-D quadrature in the tests).
+
+The particles read the profile rho -> (K_delta * m_1)(rho) from a piecewise Chebyshev interpolant of
+that quadrature (``RadialProfile``, made once per inner, outer and delta): degree ``PROFILE_DEGREE`` on
+panels of ``PROFILE_PANEL`` delta, where the profile, analytic on the scale delta, is resolved to
+rounding; beyond ``PROFILE_REACH`` delta past the outer radius it is below exp(-PROFILE_REACH^2 / 2)
+~ 1e-31 of its peak, and taken as 0. The quadrature at every particle (N times ~150 Bessel functions and
+their derivatives) took 2.2 ms a value and gradient at N = 300, the interpolant 0.6 ms.
 """
 from __future__ import annotations
 
 import functools
 import math
+import threading
+from collections import OrderedDict
 from dataclasses import dataclass
 from typing import Any, ClassVar
 
@@ -29,6 +38,9 @@ from ..registry import TARGETS
 from ..short_sums import inner
 
 NODES = 16  # Gauss-Legendre nodes per panel
+#: The profile's interpolant: panels of PROFILE_PANEL delta, Chebyshev degree PROFILE_DEGREE, out to
+#: PROFILE_REACH delta past the outer radius; the last PROFILES_KEPT profiles are kept.
+PROFILE_PANEL, PROFILE_DEGREE, PROFILE_REACH, PROFILES_KEPT = 0.5, 16, 12.0, 16
 
 
 @functools.cache
@@ -46,6 +58,70 @@ def radial_rule(r0: float, r1: float, width: float) -> tuple[np.ndarray, np.ndar
     half = 0.5 * np.diff(edges)[:, None]
     nodes = (0.5 * (edges[:-1] + edges[1:]))[:, None] + half * x[None, :]
     return nodes.ravel(), (half * w[None, :]).ravel()
+
+
+def radial_quadrature(rho: "torch.Tensor", inner_radius: float, outer_radius: float, delta: float) -> "torch.Tensor":
+    """(K_delta * m_1) at distance ``rho`` (any shape) from the centre of the annulus
+    inner_radius <= r <= outer_radius, by the composite Gauss-Legendre rule (module docstring)."""
+    nodes, weights = radial_rule(inner_radius, outer_radius, delta)
+    r = torch.as_tensor(nodes, dtype=rho.dtype)
+    w = torch.as_tensor(weights, dtype=rho.dtype) * r
+    rho = rho[..., None]
+    inside = torch.exp(-((rho - r) ** 2) / (2 * delta * delta)) * torch.special.i0e(r * rho / (delta * delta))
+    area = math.pi * (outer_radius**2 - inner_radius**2)
+    return (inside * w).sum(-1) / (area * delta * delta)
+
+
+@dataclass(frozen=True)
+class RadialProfile:
+    """rho -> (K_delta * m_1)(rho) as a piecewise Chebyshev series: panel p covers [p w, (p + 1) w] with
+    coefficients ``coefficients[p]`` in t = 2 (rho / w - p) - 1; 0 beyond the last panel."""
+
+    width: float
+    coefficients: "torch.Tensor"  # (panels, PROFILE_DEGREE + 1)
+
+    @classmethod
+    def interpolating(cls, inner_radius: float, outer_radius: float, delta: float) -> "RadialProfile":
+        """The interpolant of ``radial_quadrature`` at the Chebyshev points of each panel."""
+        width = PROFILE_PANEL * delta
+        panels = math.ceil((outer_radius + PROFILE_REACH * delta) / width)
+        x = np.polynomial.chebyshev.chebpts1(PROFILE_DEGREE + 1)
+        rho = (np.arange(panels)[:, None] + 0.5 * (x[None, :] + 1.0)) * width
+        values = radial_quadrature(torch.as_tensor(rho), inner_radius, outer_radius, delta).numpy()
+        vandermonde = np.polynomial.chebyshev.chebvander(x, PROFILE_DEGREE)
+        return cls(width, torch.as_tensor(np.linalg.solve(vandermonde, values.T).T))
+
+    def __call__(self, rho: "torch.Tensor") -> "torch.Tensor":
+        panels = self.coefficients.shape[0]
+        scaled = (rho / self.width).clamp(max=float(panels))
+        index = scaled.detach().floor().clamp(max=panels - 1)
+        t = 2.0 * (scaled - index) - 1.0
+        c = self.coefficients.to(rho.dtype)[index.long()]
+        after, last = torch.zeros_like(t), torch.zeros_like(t)  # Clenshaw's b_{k+2}, b_{k+1}
+        for k in range(PROFILE_DEGREE, 0, -1):
+            after, last = last, c[..., k] + 2.0 * t * last - after
+        value = c[..., 0] + t * last - after
+        return torch.where(scaled < panels, value, torch.zeros_like(value))
+
+
+_PROFILES: "OrderedDict[tuple[float, float, float], RadialProfile]" = OrderedDict()
+_PROFILES_LOCK = threading.Lock()
+
+
+def radial_profile(inner_radius: float, outer_radius: float, delta: float) -> RadialProfile:
+    """The kept ``RadialProfile`` of this annulus and delta, made on first use."""
+    key = (inner_radius, outer_radius, delta)
+    with _PROFILES_LOCK:
+        profile = _PROFILES.get(key)
+        if profile is not None:
+            _PROFILES.move_to_end(key)
+            return profile
+    profile = RadialProfile.interpolating(inner_radius, outer_radius, delta)
+    with _PROFILES_LOCK:
+        _PROFILES[key] = profile
+        while len(_PROFILES) > PROFILES_KEPT:
+            _PROFILES.popitem(last=False)
+    return profile
 
 
 @TARGETS.register
@@ -97,20 +173,11 @@ class AnnulusTarget:
     def bounding_box(self) -> tuple[np.ndarray, np.ndarray]:
         return self.center - self.outer, self.center + self.outer
 
-    def _radial(self, rho: "torch.Tensor", delta: float) -> "torch.Tensor":
-        """(K_delta * m_1) at distance ``rho`` from the centre (any shape)."""
-        nodes, weights = radial_rule(self.inner, self.outer, delta)
-        r = torch.as_tensor(nodes, dtype=rho.dtype)
-        w = torch.as_tensor(weights, dtype=rho.dtype) * r
-        rho = rho[..., None]
-        inside = torch.exp(-((rho - r) ** 2) / (2 * delta * delta)) * torch.special.i0e(r * rho / (delta * delta))
-        return (inside * w).sum(-1) / (self.area * delta * delta)
-
     def smoothed(self, y: "torch.Tensor", delta: float) -> "torch.Tensor":
         diff = y - torch.as_tensor(self.center, dtype=y.dtype)
         # sqrt of a floor keeps the gradient finite at the centre (where the density is flat)
         rho = inner(diff, diff).clamp_min(1e-300).sqrt()
-        return self._radial(rho, delta)
+        return radial_profile(self.inner, self.outer, delta)(rho)
 
     def cross_term(self, y: "torch.Tensor", a: "torch.Tensor", delta: float) -> "torch.Tensor":
         return a @ self.smoothed(y, delta)
@@ -118,7 +185,7 @@ class AnnulusTarget:
     def constant(self, delta: float) -> float:
         nodes, weights = radial_rule(self.inner, self.outer, delta)
         rho = torch.as_tensor(nodes, dtype=torch.float64)
-        values = self._radial(rho, delta)
+        values = radial_quadrature(rho, self.inner, self.outer, delta)
         return float(2 * math.pi * (values * rho * torch.as_tensor(weights)).sum() / self.area)
 
     def support_size(self, n: int) -> int:
