@@ -408,11 +408,11 @@ def test_blob_quantizations_are_kept_for_the_next_solve_onto_the_same_target(mon
     assert len(made) == 3 * init.QUANTIZE_TRIES and np.array_equal(fresh, first)
 
 
-def test_a_blob_quantization_that_stalls_between_far_components_stops_early():
+def test_a_blob_quantization_that_stalls_between_far_components_stops_early(monkeypatch):
     """A cluster started at the mean of two far-apart components splits slowly (its L-BFGS ran its
     2,000 iterations); after QUANTIZE_PATIENCE evaluations above QUANTIZE_STALLED times the NE of the
     quasi-random points it stops and is marked stalled, and the start takes an unstalled try when there
-    is one. A Gaussian's expansion passes the bar at once: the same points bitwise as without one."""
+    is one; without the bar it stops at QUANTIZE_EVALUATIONS. A Gaussian's expansion passes the bar at once: the same points bitwise as without one."""
     from solver import init
 
     rng = np.random.default_rng(3)
@@ -429,6 +429,11 @@ def test_a_blob_quantization_that_stalls_between_far_components_stops_early():
     # the patience's evaluations, then one for the returned points' NE
     assert made.stalled and len(counted) == init.QUANTIZE_PATIENCE + 1
     assert made.energy > bar and made.points.shape == (60, 2) and np.isfinite(made.points).all()
+    counted.clear()
+    monkeypatch.setattr(init, "QUANTIZE_EVALUATIONS", 2 * init.QUANTIZE_PATIENCE)  # it converges in ~600
+    unbarred = init.blob_quantization(objective, far.seed)  # no bar: it runs to the evaluation cap
+    assert not unbarred.stalled and len(counted) == init.QUANTIZE_EVALUATIONS + 1
+    assert unbarred.energy < made.energy
 
     gaussian = problem_from_dict({"source": source, "M": 4,
                                   "target": {"kind": "gaussian", "mean": [2.0, 1.0], "cov": 0.09}})
