@@ -51,10 +51,10 @@ QUANTIZE_FEW_N = 300
 #: N = 100-1,000 in 1-3 dimensions are below (0.0002-0.7 times; they pass below them within 20
 #: evaluations); the mixture preset (three components 0.7-1.2 apart, sd 0.1) at 1.5-2.5 times, and its
 #: tries went on to its best start (5.5533, where clusters at the components' means led to 5.6344); two
-#: components 3.6 apart (sd 0.14 and 0.2) at 5-26 times.
+#: components 3-3.6 apart (sd 0.14 and 0.2; 1-D and 2-D) at 5-26 times.
 QUANTIZE_PATIENCE, QUANTIZE_STALLED = 250, 4.0
 #: At most this many evaluations per blob quantization. Measured to convergence (L-BFGS's tolerances):
-#: Gaussians, boxes, annuli and the mixture preset of N = 100-1,000 took 190-892, a Gaussian under
+#: Gaussians, boxes, annuli and the mixture preset of N = 100-1,000 took 190-863, a Gaussian under
 #: acceleration control (N = 1,000, a 4-D state) 892; two components 0.8 apart (sd 0.15, N = 1,000)
 #: ran to L-BFGS's 2,000 iterations (2,072 evaluations, 10.7 s) while splitting, its NE 0.73 at 250
 #: evaluations and 0.40 at the end, for a blob start that ended 6 % above the OT start's.
