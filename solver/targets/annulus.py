@@ -24,8 +24,6 @@ from __future__ import annotations
 
 import functools
 import math
-import threading
-from collections import OrderedDict
 from dataclasses import dataclass
 from typing import Any, ClassVar
 
@@ -104,24 +102,11 @@ class RadialProfile:
         return torch.where(scaled < panels, value, torch.zeros_like(value))
 
 
-_PROFILES: "OrderedDict[tuple[float, float, float], RadialProfile]" = OrderedDict()
-_PROFILES_LOCK = threading.Lock()
-
-
+@functools.lru_cache(maxsize=PROFILES_KEPT)
 def radial_profile(inner_radius: float, outer_radius: float, delta: float) -> RadialProfile:
-    """The kept ``RadialProfile`` of this annulus and delta, made on first use."""
-    key = (inner_radius, outer_radius, delta)
-    with _PROFILES_LOCK:
-        profile = _PROFILES.get(key)
-        if profile is not None:
-            _PROFILES.move_to_end(key)
-            return profile
-    profile = RadialProfile.interpolating(inner_radius, outer_radius, delta)
-    with _PROFILES_LOCK:
-        _PROFILES[key] = profile
-        while len(_PROFILES) > PROFILES_KEPT:
-            _PROFILES.popitem(last=False)
-    return profile
+    """The ``RadialProfile`` of this annulus and delta, made on first use and kept (the last
+    ``PROFILES_KEPT``)."""
+    return RadialProfile.interpolating(inner_radius, outer_radius, delta)
 
 
 @TARGETS.register
