@@ -4,7 +4,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any, ClassVar
 
-from ..kernels import gaussian_pair_sum
+from ..kernels import gaussian_self_sums
 from ..lazy import torch
 from ..reading import Context, check_keys, number
 from ..registry import INTERACTIONS
@@ -34,9 +34,7 @@ class GaussianInteraction:
         """sum_j (1/N^2) sum_{i,k} W(y_ij - y_kj) over the time points j of y (N, M, D)."""
         n = y.shape[0]
         a = torch.full((n,), 1.0 / n, dtype=y.dtype)
-        pos = y[..., : self.dim]
-        return self.strength * sum(gaussian_pair_sum(pos[:, j], pos[:, j], a, a, self.width)
-                                   for j in range(y.shape[1]))
+        return self.strength * gaussian_self_sums(y[..., : self.dim], a, self.width)
 
 
 @INTERACTIONS.register

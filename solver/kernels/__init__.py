@@ -30,6 +30,7 @@ from typing import Any, Callable, Iterator
 import numpy as np
 
 from ..lazy import LazyModule, torch
+from ..short_sums import inner
 from . import dense
 
 cells = LazyModule("solver.kernels.cells")  # numba: compiled on first use
@@ -206,6 +207,43 @@ def gaussian_pair_sum(x: "torch.Tensor", z: "torch.Tensor", a: "torch.Tensor", b
     if _SECOND_ORDER.get() and x.shape[0] * z.shape[0] * x.shape[1] <= dense.MEMORY_BUDGET:
         return dense.twice_differentiable(x, z, a, b, float(scale))
     return _pair_sum_function().apply(x, z, a, b, float(scale))
+
+
+@functools.cache
+def _self_sums_function() -> type:
+    """``gaussian_self_sums`` with its gradient as a torch.autograd.Function (``dense.batched_self_sums``:
+    value and gradient in one pass)."""
+
+    class GaussianSelfSums(torch.autograd.Function):
+        @staticmethod
+        def forward(ctx, x, a, scale):  # type: ignore[override]
+            row, g = dense.batched_self_sums(x.detach().transpose(0, 1), a.detach(), scale)
+            # d/dx_ti of sum_ik a_i a_k phi(x_ti - x_tk): both arguments' shares, 2 a_i g_ti (-1/s^2)
+            ctx.save_for_backward((-2.0 / (scale * scale)) * a[:, None, None] * g.transpose(0, 1))
+            return (a[None, :] * row).sum()
+
+        @staticmethod
+        def backward(ctx, grad_out):  # type: ignore[override]
+            (gx,) = ctx.saved_tensors
+            return gx * grad_out, None, None
+
+    return GaussianSelfSums
+
+
+def gaussian_self_sums(x: "torch.Tensor", a: "torch.Tensor", scale: float) -> "torch.Tensor":
+    """``sum_t sum_ik a_i a_k exp(-|x_it - x_kt|^2 / (2 scale^2))`` for x (N, T, D): the self term of T
+    clouds at once (a pairwise interaction at every time point). While T N^2 (D + 1) fits
+    ``dense.MEMORY_BUDGET``, one batched dense pass (inside ``second_order()`` a plain expression
+    autograd can differentiate twice); beyond, one ``gaussian_pair_sum`` per cloud, each by its backend."""
+    N, T, D = x.shape
+    if T * N * N * (D + 1) > dense.MEMORY_BUDGET:
+        return sum(gaussian_pair_sum(x[:, t], x[:, t], a, a, scale) for t in range(T))
+    if _SECOND_ORDER.get():
+        xc = x - x.detach().mean(0, keepdim=True)
+        diff = xc[:, None, :, :] - xc[None, :, :, :]  # (N, N, T, D)
+        E = torch.exp((-0.5 / (scale * scale)) * inner(diff, diff)).clamp_min(1e-261)
+        return torch.einsum("i,ikt,k->", a, E, a)
+    return _self_sums_function().apply(x, a, float(scale))
 
 
 def gaussian_normalizer(scale: float, dim: int) -> float:
