@@ -34,7 +34,7 @@ from typing import Callable, Generator, Iterator, TypeVar
 
 import numpy as np
 
-from .assignment import EXACT_PAIRS, LEAF_PARTICLES, improved_permutation
+from .assignment import EXACT_PAIRS, LEAF_PARTICLES, REASSIGN_EXACT_PAIRS, improved_permutation
 from .init import DETOUR_MARGIN, OTStart, around_obstacles, blob_quantized, paths_to, target_size
 from .kernels import second_order
 from .lazy import torch
@@ -577,7 +577,7 @@ def _structured_newton(objective: Objective, x: torch.Tensor, spec: OptimizerSpe
 def reassign(objective: Objective | ReducedObjective, variables: torch.Tensor) -> torch.Tensor | None:
     """Re-route particles so the assignment of sources to the current terminal states is an exact OT
     assignment (emd) for the cost of steering each particle to each state (squared distances in
-    ``steering_coordinates``); beyond ``EXACT_PAIRS`` pairs, one exact within groups of nearby
+    ``steering_coordinates``); beyond ``REASSIGN_EXACT_PAIRS`` pairs, one exact within groups of nearby
     particles (``improved_permutation``: its cost can only fall). Returns new variables, or None if the
     current assignment is already optimal (within every group).
 
@@ -592,7 +592,7 @@ def reassign(objective: Objective | ReducedObjective, variables: torch.Tensor) -
     terminal = p.dynamics.terminal(pos, full.h).numpy()
     sources, L = steering_coordinates(full)
     states = terminal @ L
-    perm = improved_permutation(sources, states, p.N if p.N * p.N <= EXACT_PAIRS else LEAF_PARTICLES,
+    perm = improved_permutation(sources, states, p.N if p.N * p.N <= REASSIGN_EXACT_PAIRS else LEAF_PARTICLES,
                                 workers=torch.get_num_threads())
     if ((sources - states[perm]) ** 2).sum() >= ((sources - states) ** 2).sum() * (1 - 1e-12):
         return None

@@ -12,7 +12,7 @@ import torch
 from solver import problem_from_dict, solve_iter
 from solver.init import OTStart, ot_terminal_states
 from solver.objective import Objective
-from solver.assignment import EXACT_PAIRS
+from solver.assignment import REASSIGN_EXACT_PAIRS
 from solver.optimizers import CHECK_MIN_ITERATIONS, REASSIGN_EVERY, _rounds, beyond_reach, reassign
 from solver.reduced import ReducedObjective
 from solver.run import Snapshot, _start_variables, solve
@@ -77,15 +77,15 @@ def test_from_a_rough_start_a_reassignment_interrupts_the_local_solve():
 
 
 def test_beyond_the_exact_plans_size_a_reassignment_still_repairs_crossings():
-    """N = 2,500 (6.25e6 pairs > ``EXACT_PAIRS``): terminal states at the target particles, 200 pairs of
+    """N = 3,100 (9.6e6 pairs > ``REASSIGN_EXACT_PAIRS``): terminal states at the target particles, 200 pairs of
     neighbours swapped. ``reassign`` permutes within groups of nearby particles: the control energy
     falls and the nonlocal energy stays (the same set of states)."""
-    N = 2500
+    N = 3100
     rng = np.random.default_rng(6)
     problem = problem_from_dict({"source": {"points": rng.uniform(0, 1, (N, 2)).tolist()},
                                  "target": {"kind": "particles", "points": rng.normal([2, 1], 0.3, (N, 2)).tolist()},
                                  "eps": 0.01, "M": 5})
-    assert N * N > EXACT_PAIRS
+    assert N * N > REASSIGN_EXACT_PAIRS
     work = ReducedObjective(problem)
     states = ot_terminal_states(Objective(problem), blob=False)  # multiscale here: nearly optimal
     swapped = states.copy()
@@ -99,6 +99,37 @@ def test_beyond_the_exact_plans_size_a_reassignment_still_repairs_crossings():
     assert after["kinetic"] < before["kinetic"]
     # the states are permuted, not moved: the nonlocal energy is the same sum in another order
     assert after["nonlocal"] == pytest.approx(before["nonlocal"], rel=1e-12)
+
+
+def test_reassignments_are_exact_up_to_their_own_bound(monkeypatch):
+    """``reassign`` takes the exact OT assignment while N^2 <= ``REASSIGN_EXACT_PAIRS`` (beyond the start's
+    ``EXACT_PAIRS``), groups of nearby particles beyond: on 400 particles sent to their targets in a
+    random order (bounds scaled down so both apply), the exact one costs the least (POT's emd on the
+    same costs) and the grouped one, blind to crossings between its groups, more."""
+    from scipy.optimize import linear_sum_assignment
+    from solver import optimizers
+    N = 400
+    rng = np.random.default_rng(8)
+    problem = problem_from_dict({"source": {"points": rng.uniform(0, 1, (N, 2)).tolist()},
+                                 "target": {"kind": "particles", "points": rng.normal([2, 1], 0.3, (N, 2)).tolist()},
+                                 "eps": 0.01, "M": 5})
+    work = ReducedObjective(problem)
+    states = torch.as_tensor(rng.normal([2, 1], 0.3, (N, 2)))
+    sources = np.asarray(problem.source)
+    cost = ((sources[:, None, :] - states.numpy()[None, :, :]) ** 2).sum(-1)
+    rows, cols = linear_sum_assignment(cost)  # the exact assignment (Jonker-Volgenant), independent of emd
+    least = float(cost[rows, cols].sum())
+
+    def transport(variables: torch.Tensor) -> float:
+        return float(((sources - variables.numpy()) ** 2).sum())
+    monkeypatch.setattr(optimizers, "REASSIGN_EXACT_PAIRS", N * N)
+    exact = transport(reassign(work, states))
+    monkeypatch.setattr(optimizers, "REASSIGN_EXACT_PAIRS", N * N - 1)
+    grouped = transport(reassign(work, states))
+    # the velocity dynamics' steering cost is the squared distance (up to a constant factor, which
+    # ``steering_coordinates`` folds in): the same optimum, to the rounding of 400 summed terms
+    assert exact == pytest.approx(least, rel=1e-12)
+    assert grouped > least * (1 + 1e-6)
 
 
 def scripted_starts(monkeypatch, check_objectives: list[float]) -> list:
