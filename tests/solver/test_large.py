@@ -11,7 +11,7 @@ import pytest
 from scipy.spatial import cKDTree
 
 from solver import ProblemError, problem_from_dict, solve
-from solver.assignment import EXACT_PAIRS, improved_permutation, match
+from solver.assignment import EXACT_PAIRS, frame, improved_permutation, match
 from solver.budget import needed_bytes
 from solver.diagnostics import summary, w2sq
 
@@ -74,6 +74,31 @@ def test_improved_permutations_never_cost_more_and_are_exact_in_one_group():
         # one group holding every particle: the exact OT assignment (emd's cost, to rounding)
         whole = improved_permutation(a, b, leaf=300)
         assert cost(a, b[whole]) / 300 == pytest.approx(w2sq(a, b), rel=1e-12)
+
+
+@pytest.mark.parametrize("dim", [2, 3])
+def test_groups_cut_in_more_frames_find_more_of_the_exact_assignments_gain(dim):
+    """1,200 sources sent to a multiscale matching's images, jittered: groups of 100 cut in one frame find
+    part of what the exact plan (emd) gains; in four rotated frames (``frame``: rotations, the first the
+    identity) more: measured, 90 % of the exact gain against 29 % in 2-D, 66 % against 7 % in 3-D
+    (asserted: at least half, and more than one frame). Frames are rotations, so the costs, not the
+    groups, are the unrotated ones; the first frame alone is bitwise the single frame's result."""
+    rng = np.random.default_rng(dim)
+    N = 1200
+    a = rng.uniform(0, 1, (N, dim))
+    images, _, _ = match(a, rng.normal(0.5, 0.3, (N, dim)), exact_pairs=0)
+    b = images + rng.normal(0, 5e-3, images.shape)
+    for k in range(4):
+        R = frame(k, dim)
+        assert np.allclose(R @ R.T, np.eye(dim), atol=1e-14) and np.linalg.det(R) == pytest.approx(1.0)
+    exact_gain = cost(a, b) - cost(a, b[improved_permutation(a, b, leaf=N)])
+    one = improved_permutation(a, b, leaf=100)
+    four = improved_permutation(a, b, leaf=100, frames=4)
+    assert sorted(four.tolist()) == list(range(N))
+    assert (improved_permutation(a, b, leaf=100, frames=1) == one).all()
+    gain_one, gain_four = cost(a, b) - cost(a, b[one]), cost(a, b) - cost(a, b[four])
+    assert 0 < gain_one < gain_four <= exact_gain * (1 + 1e-12)
+    assert gain_four >= 0.5 * exact_gain
 
 
 def test_improved_permutations_repair_crossings_between_neighbours_at_large_n():
