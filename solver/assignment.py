@@ -33,16 +33,17 @@ EXACT_PAIRS = 4_000_000
 REASSIGN_EXACT_PAIRS = 9_000_000
 #: Leaves of the multiscale matching are matched exactly up to this many pairs.
 LEAF_PAIRS = 250_000
-#: Groups of ``improved_permutation`` (reassignments beyond ``EXACT_PAIRS``) have at most this many
+#: Groups of ``improved_permutation`` (reassignments beyond the exact plan's size) have at most this many
 #: particles: N = 20,000 in 0.6 s here (groups of 500: 1.3 s, no better).
 LEAF_PARTICLES = 250
 #: Reassignments at a local solve's end beyond ``REASSIGN_EXACT_PAIRS`` cut their groups in this many
 #: frames (``frame``). One frame's groups miss the crossings between them: on the multiscale start's
 #: assignment at N = 3,000 (jittered; sources overlapping the target or apart from it) one frame found
-#: 29-32 % of what the exact plan finds, four 80-84 % (0.3-0.4 s), 24 99 % (2 s, the exact plan's time). N = 10,000 samples: 4 rounds, 22.4 s to 2.4929220 with
-#: one frame; 3 rounds, 21.5 s to 2.4928218 with four (eight: 26.5 s, 2.4928156). Not in the periodic
-#: checks within a solve (the glassy L-BFGS solves check every 150 iterations: four frames there made a
-#: continuum Gaussian of 10,000 take 48.5 s, not 35.8 s).
+#: 29-32 % of what the exact plan finds, four 80-84 % (0.3-0.4 s), 24 99 % (2 s, the exact plan's
+#: time). N = 10,000 samples: 4 rounds, 22.4 s to 2.4929220 with one frame; 3 rounds, 21.5-23.0 s to
+#: 2.4928218 with four (eight: 26.5 s, 2.4928156). Not in the periodic checks within a solve (the glassy
+#: L-BFGS solves check every 150 iterations: four frames there made a continuum Gaussian of 10,000 take
+#: 48.5 s, not 35.8 s).
 REASSIGN_FRAMES = 4
 
 
@@ -99,8 +100,9 @@ def _split(x: np.ndarray, rows: np.ndarray, y: np.ndarray, mass: np.ndarray, ima
 
 def frame(k: int, dim: int) -> np.ndarray:
     """The k-th frame of ``improved_permutation``'s groups, a rotation (dim x dim): the identity for
-    k = 0; in 2-D the rotation by k golden-ratio fractions of pi (no angle repeats); in 3-D and beyond a
-    rotation drawn at random, seeded by k (the same every run)."""
+    k = 0; in 2-D the rotation by pi times the fractional part of k (sqrt(5) - 1) / 2 (no angle repeats,
+    and any first few spread evenly); in 3-D and beyond a rotation drawn at random, seeded by k (the
+    same every run)."""
     if k == 0 or dim == 1:
         return np.eye(dim)
     if dim == 2:
