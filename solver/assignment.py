@@ -103,7 +103,7 @@ def frame(k: int, dim: int) -> np.ndarray:
     k = 0; in 2-D the rotation by pi times the fractional part of k (sqrt(5) - 1) / 2 (no angle repeats,
     and any first few spread evenly); in 3-D and beyond a rotation drawn at random, seeded by k (the
     same every run)."""
-    if k == 0 or dim == 1:
+    if k == 0:
         return np.eye(dim)
     if dim == 2:
         angle = math.pi * ((k * (math.sqrt(5.0) - 1.0) / 2.0) % 1.0)
@@ -120,16 +120,21 @@ def improved_permutation(a: np.ndarray, b: np.ndarray, leaf: int = LEAF_PARTICLE
     reassigned among its particles by an exact OT plan (emd), then the same once more with groups cut
     by the particles' own coordinates a. No group can raise the cost (keeping its assignment is a
     feasible plan); crossings within a group are repaired, crossings between groups may stay. With
-    ``frames`` > 1 (and more than one dimension) both passes are repeated with the coordinates rotated
-    (``frame``): groups cut along other directions take in crossings the first groups split. With
-    ``leaf`` >= N: one group, the exact OT assignment. The groups of a pass are disjoint, so ``workers``
+    ``frames`` > 1 both passes are repeated with the coordinates rotated (``frame``): groups cut along
+    other directions take in crossings the first groups split. With ``leaf`` >= N: one group, the exact
+    OT assignment. The groups of a pass are disjoint, so ``workers``
     threads solve them at once (POT's emd releases the GIL: 64 groups of 156, 0.16 -> 0.11 s on two),
-    with the same result."""
+    with the same result. In one dimension the exact assignment at any N, by sorting: for a convex cost
+    of a - b the optimal matching is monotone (N = 2,500: emd took 1.8 s)."""
+    if a.shape[1] == 1:
+        perm = np.empty(len(a), dtype=np.int64)
+        perm[np.argsort(a[:, 0], kind="stable")] = np.argsort(b[:, 0], kind="stable")
+        return perm
     perm = np.arange(len(a))
     if len(a) <= leaf:
         passes = [lambda: b]
     else:
-        rotations = [frame(k, a.shape[1]) for k in range(frames if a.shape[1] > 1 else 1)]
+        rotations = [frame(k, a.shape[1]) for k in range(frames)]
         passes = [f for R in rotations for f in ((lambda R=R: b[perm] @ R), (lambda R=R: a @ R))]
         passes[:2] = [lambda: b[perm], lambda: a]  # the first frame unrotated: bitwise the single frame's
 
