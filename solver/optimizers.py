@@ -34,7 +34,8 @@ from typing import Callable, Generator, Iterator, TypeVar
 
 import numpy as np
 
-from .assignment import EXACT_PAIRS, LEAF_PARTICLES, REASSIGN_EXACT_PAIRS, REASSIGN_FRAMES, improved_permutation
+from .assignment import (EXACT_PAIRS, LEAF_PARTICLES, REASSIGN_EXACT_PAIRS, REASSIGN_FRAMES,
+                         improved_permutation)
 from .init import DETOUR_MARGIN, OTStart, around_obstacles, blob_quantized, paths_to, target_size
 from .kernels import second_order
 from .lazy import torch
@@ -727,14 +728,15 @@ def _rounds(objective: Objective | ReducedObjective, x: torch.Tensor | None, spe
 
 def moved_on(objective: Objective | ReducedObjective, variables: torch.Tensor, reassigning: bool = True,
              releasing: bool = True, frames: int = 1) -> tuple[torch.Tensor | None, bool]:
-    """Where the rounds go next from ``variables``, and whether that is a release (``release.released``):
-    the reassignment (unless not ``reassigning``; beyond the exact plan's size its groups cut in
-    ``frames`` frames), then, in the terminal states (unless not ``releasing``), the greedy releases from
-    the reassigned states; (None, False) when neither lowers the objective. Reassigned first, a release is priced on the cheaper routes. Releases only once no
-    reassignment helped made rounds of reassignment gaining ~3e-4 each go on for a minute first (1,000
-    samples, eps = 0.3: 62 rounds, 1.9465 -> 1.9045 in 58 s, then the releases 1.9045 -> 1.7214 at once).
-    Not in the glassy L-BFGS solves' periodic checks (``releasing`` off there): released from an
-    unfinished L-BFGS iterate, particles stranded (continuum Gaussian, N = 10,000: 2.92737, not 2.91125)."""
+    """Where the rounds go next from ``variables``, and whether that is a release
+    (``release.released``): the reassignment (unless not ``reassigning``; beyond the exact plan's size
+    its groups cut in ``frames`` frames), then, in the terminal states (unless not ``releasing``), the
+    greedy releases from the reassigned states; (None, False) when neither lowers the objective.
+    Reassigned first, a release is priced on the cheaper routes. Releases only once no reassignment
+    helped made rounds of reassignment gaining ~3e-4 each go on for a minute first (1,000 samples, eps =
+    0.3: 62 rounds, 1.9465 -> 1.9045 in 58 s, then the releases 1.9045 -> 1.7214 at once). Not in the
+    glassy L-BFGS solves' periodic checks (``releasing`` off there): released from an unfinished L-BFGS
+    iterate, particles stranded (continuum Gaussian, N = 10,000: 2.92737, not 2.91125)."""
     moved = reassign(objective, variables, frames) if reassigning else None
     freed = (released(objective, variables if moved is None else moved)
              if releasing and isinstance(objective, ReducedObjective) else None)
