@@ -134,9 +134,9 @@ def improved_permutation(a: np.ndarray, b: np.ndarray, leaf: int = LEAF_PARTICLE
     if len(a) <= leaf:
         passes = [lambda: b]
     else:
+        # the first frame is the identity: a @ I is a, bitwise, so one frame cuts the groups as before
         rotations = [frame(k, a.shape[1]) for k in range(frames)]
         passes = [f for R in rotations for f in ((lambda R=R: b[perm] @ R), (lambda R=R: a @ R))]
-        passes[:2] = [lambda: b[perm], lambda: a]  # the first frame unrotated: bitwise the single frame's
 
     def reassigned(rows: np.ndarray) -> np.ndarray | None:
         """The group's new order of its points, or None where the exact plan does not lower its cost."""

@@ -96,8 +96,9 @@ def blob_quantization(objective: Objective, seed: int, cancel: threading.Event |
     particles expand into an ordered arrangement, as in the paper's gradient descent from eqs. (56)-(57).
 
     At most ``QUANTIZE_EVALUATIONS`` evaluations. Where the mean lies far from the mass (between a
-    mixture's far-apart components) the cluster splits slowly: its L-BFGS ran its 2,000 iterations (two components 3.6 apart, N = 150: 2,300 evaluations,
-    2.7 s a try, NE 26-34 at the end, against 0.19 from clusters at the components' means). After
+    mixture's far-apart components) the cluster splits slowly: its L-BFGS ran its 2,000 iterations
+    (two components 3.6 apart, N = 150: 2,300 evaluations, 2.7 s a try, NE 26-34 at the end, against
+    0.19 from clusters at the components' means). After
     ``QUANTIZE_PATIENCE`` evaluations a try whose NE is still above ``stalled_above`` (``target_points``:
     ``QUANTIZE_STALLED`` times the NE of the target's quasi-random quantization) stops there and is
     marked ``stalled``. Returns the points, their NE and that mark. Raises ``Cancelled`` as soon as
@@ -107,7 +108,8 @@ def blob_quantization(objective: Objective, seed: int, cancel: threading.Event |
     start = p.target.mean() + 0.5 * p.delta * rng.normal(size=(p.N, p.target.dim))
     y = torch.tensor(start, dtype=torch.float64, requires_grad=True)
     opt = torch.optim.LBFGS([y], lr=1.0, max_iter=QUANTIZE_EVALUATIONS, max_eval=QUANTIZE_EVALUATIONS,
-                            history_size=50, line_search_fn="strong_wolfe", tolerance_grad=1e-10, tolerance_change=1e-7)
+                            history_size=50, line_search_fn="strong_wolfe", tolerance_grad=1e-10,
+                            tolerance_change=1e-7)
     evaluations = 0
 
     def closure() -> "torch.Tensor":

@@ -1015,11 +1015,11 @@ def robust(objective: Objective, x0: torch.Tensor, spec: OptimizerSpec) -> Itera
         starts.append(("short-start", make_short, False))
     # the OT start pauses after PAUSE_ROUNDS rounds when a blob start follows (not on the obstacle
     # continuation, whose rounds report no round ends): its later rounds come after the blob check
-    pause = len(starts) > 1 and starts[1][0] == "blob-start" and not _continued(work)
+    continued = _continued(work)
+    pause = len(starts) > 1 and starts[1][0] == "blob-start" and not continued
     counters = [0, 0]
     last: Step | None = None
     best_objective, outcome, diverged = math.inf, "stalled", False
-    continued = _continued(work)
     if p.N * max(p.N, target_size(p)) <= EXACT_PAIRS:
         # the problem's own start, reported at once (cheap here): the OT start's preparation (blob
         # quantizations of a continuum target take seconds) then runs in a worker thread, repeating it

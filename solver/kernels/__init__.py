@@ -30,7 +30,6 @@ from typing import Any, Callable, Iterator
 import numpy as np
 
 from ..lazy import LazyModule, torch
-from ..short_sums import inner
 from . import dense
 
 cells = LazyModule("solver.kernels.cells")  # numba: compiled on first use
@@ -233,16 +232,11 @@ def _self_sums_function() -> type:
 def gaussian_self_sums(x: "torch.Tensor", a: "torch.Tensor", scale: float) -> "torch.Tensor":
     """``sum_t sum_ik a_i a_k exp(-|x_it - x_kt|^2 / (2 scale^2))`` for x (N, T, D): the self term of T
     clouds at once (a pairwise interaction at every time point). While T N^2 (D + 1) fits
-    ``dense.MEMORY_BUDGET``, one batched dense pass (inside ``second_order()`` a plain expression
-    autograd can differentiate twice); beyond, one ``gaussian_pair_sum`` per cloud, each by its backend."""
+    ``dense.MEMORY_BUDGET``, one batched dense pass; beyond it, and inside ``second_order()`` (where
+    each is the plain expression autograd can differentiate twice), one ``gaussian_pair_sum`` per cloud."""
     N, T, D = x.shape
-    if T * N * N * (D + 1) > dense.MEMORY_BUDGET:
+    if T * N * N * (D + 1) > dense.MEMORY_BUDGET or _SECOND_ORDER.get():
         return sum(gaussian_pair_sum(x[:, t], x[:, t], a, a, scale) for t in range(T))
-    if _SECOND_ORDER.get():
-        xc = x - x.detach().mean(0, keepdim=True)
-        diff = xc[:, None, :, :] - xc[None, :, :, :]  # (N, N, T, D)
-        E = torch.exp((-0.5 / (scale * scale)) * inner(diff, diff)).clamp_min(1e-261)
-        return torch.einsum("i,ikt,k->", a, E, a)
     return _self_sums_function().apply(x, a, float(scale))
 
 
