@@ -44,8 +44,8 @@ DENSE_PAIRS = 2**18
 #: The work of a cells sum is estimated from this many of the x (their neighbours counted exactly).
 SAMPLE = 256
 #: The pairs of a Newton step's Hessian-vector products are listed once up to this many bytes
-#: (``self_products``; D + 1 numbers and an index each: 28 bytes in 2-D, 4.8 million pairs, N ~ 11,000
-#: at delta auto).
+#: (``self_products``; a partner's index and the kernel value, ``cells.PAIR_BYTES`` = 12 bytes: 11
+#: million pairs; at delta auto a 0.3-Gaussian cloud of 10^4 points has 1.1 million in 2-D, 9.2 in 3-D).
 PAIR_MEMORY = 2**27
 #: Seconds per unit of work, measured on this project's 2-core machine: a dense pair, a cells candidate
 #: pair (two threads; 1.6-2.1 ns in 2-D and 3-D since the cells' loops are vectorized, 4 ns before), a

@@ -37,6 +37,8 @@ OFFSET = 1 << (BITS - 1)
 #: What the compiler may do to the kernels' arithmetic: reorder sums and fuse multiply-adds (vectorizing a
 #: sum needs the first), not assume that no NaN or infinity occurs (a diverging solve must see them).
 FAST = {"reassoc", "contract"}
+#: Bytes of one pair listed by ``Cells.self_products``: its partner (int32) and kernel value (float64).
+PAIR_BYTES = 12
 #: ``fast_exp`` writes x = -n ln2 / EXP_STEPS + r with |r| <= ln2 / (2 EXP_STEPS): exp(x) is
 #: 2^(-n / EXP_STEPS), from a table, times exp(r), a degree-5 Taylor polynomial (error r^6 / 720 < 4e-17
 #: relative).
@@ -240,11 +242,11 @@ def _self_pairs(zT, zcell, b, vT, keys, starts, ends, half, c, rc2, table, mode,
 
 
 @numba.njit(parallel=True, cache=True)
-def _partners(zT, zcell, keys, starts, ends, half, c, rc2, table, first, partner, terms):
+def _partners(zT, zcell, keys, starts, ends, half, c, rc2, table, first, partner, weight):
     """The pairs ``_self_pairs`` visits from each stored point z_i (in cell order: k > i in its own cell,
     every point of the cells ``half`` away) that lie within the cutoff: how many per point (returned);
     unless ``first`` is empty, also pair p of z_i written at first[i] + p: its partner k (``partner``)
-    and (phi_ik, z_i - z_k) (``terms``, D + 1 numbers; ``fast_exp`` as in ``_weights``)."""
+    and phi_ik (``weight``; ``fast_exp`` as in ``_weights``)."""
     d, n = zT.shape
     fill = first.shape[0] > 0
     counts = np.zeros(n, np.int64)
@@ -262,21 +264,22 @@ def _partners(zT, zcell, keys, starts, ends, half, c, rc2, table, first, partner
                     if q <= rc2:
                         if fill:
                             partner[p] = k
-                            terms[p, 0] = fast_exp(-c * q, table)
-                            for j in range(d):
-                                terms[p, j + 1] = zT[j, i] - zT[j, k]
+                            weight[p] = fast_exp(-c * q, table)
                         p += 1
             counts[i] = p - at
     return counts
 
 
 @numba.njit(parallel=True, fastmath=FAST, cache=True)
-def _partner_products(first, partner, terms, b, v, c, runs):
+def _partner_products(first, partner, weight, zT, b, v, c, runs):
     """sum_k b_k Hess phi(z_i - z_k) (v_i - v_k) over the listed pairs (``_partners``), each added to
-    both ends as in ``_self_pairs``' mode 2; v and the result (N, D) in cell order. The z_i are cut into
-    the runs [runs[t], runs[t + 1]) (about equal numbers of pairs), each summed into its own buffer. In
-    2-D the terms are written out in scalars (the general loops over coordinates keep them in memory:
-    1.9 against 4.2 ns a pair at N = 1,000)."""
+    both ends as in ``_self_pairs``' mode 2; the points zT (D, N), v and the result (N, D) in cell order.
+    A pair's difference z_i - z_k is read from the points (neighbours in cell order, so mostly from cache)
+    rather than stored with it: a listed pair is then 12 bytes, not 4 + 8 (D + 1), and the products,
+    which stream the whole list from memory, take 0.6x (2-D) to 0.4x (3-D) the time. The z_i are cut
+    into the runs [runs[t], runs[t + 1]) (about equal numbers of pairs), each summed into its own buffer.
+    In 2-D and 3-D the terms are written out in scalars (the general loops over coordinates keep them in
+    memory: 1.9 against 4.2 ns a pair at N = 1,000 in 2-D)."""
     n, d = v.shape
     chunks = runs.shape[0] - 1
     out = np.zeros((chunks, n, d))
@@ -284,15 +287,17 @@ def _partner_products(first, partner, terms, b, v, c, runs):
     for t in numba.prange(chunks):
         out_t = out[t]
         dv = np.empty(d)
+        r = np.empty(d)
         s = np.empty(d)
         for i in range(runs[t], runs[t + 1]):
             bi = b[i]
             if d == 2:
                 v0, v1, s0, s1 = v[i, 0], v[i, 1], 0.0, 0.0
+                z0, z1 = zT[0, i], zT[1, i]
                 for p in range(first[i], first[i + 1]):
                     k = partner[p]
                     d0, d1 = v0 - v[k, 0], v1 - v[k, 1]
-                    w, r0, r1 = terms[p, 0], terms[p, 1], terms[p, 2]
+                    w, r0, r1 = weight[p], z0 - zT[0, k], z1 - zT[1, k]
                     dot = c4 * (r0 * d0 + r1 * d1)
                     h0, h1 = w * (r0 * dot - c2 * d0), w * (r1 * dot - c2 * d1)
                     s0 += b[k] * h0
@@ -302,16 +307,38 @@ def _partner_products(first, partner, terms, b, v, c, runs):
                 out_t[i, 0] += s0
                 out_t[i, 1] += s1
                 continue
+            if d == 3:
+                v0, v1, v2, s0, s1, s2 = v[i, 0], v[i, 1], v[i, 2], 0.0, 0.0, 0.0
+                z0, z1, z2 = zT[0, i], zT[1, i], zT[2, i]
+                for p in range(first[i], first[i + 1]):
+                    k = partner[p]
+                    d0, d1, d2 = v0 - v[k, 0], v1 - v[k, 1], v2 - v[k, 2]
+                    w, r0, r1, r2 = weight[p], z0 - zT[0, k], z1 - zT[1, k], z2 - zT[2, k]
+                    dot = r0 * d0 + r1 * d1 + r2 * d2
+                    h0 = w * (c4 * r0 * dot - c2 * d0)
+                    h1 = w * (c4 * r1 * dot - c2 * d1)
+                    h2 = w * (c4 * r2 * dot - c2 * d2)
+                    s0 += b[k] * h0
+                    s1 += b[k] * h1
+                    s2 += b[k] * h2
+                    out_t[k, 0] -= bi * h0
+                    out_t[k, 1] -= bi * h1
+                    out_t[k, 2] -= bi * h2
+                out_t[i, 0] += s0
+                out_t[i, 1] += s1
+                out_t[i, 2] += s2
+                continue
             s[:] = 0.0
             for p in range(first[i], first[i + 1]):
                 k = partner[p]
                 dot = 0.0
                 for j in range(d):
                     dv[j] = v[i, j] - v[k, j]
-                    dot += terms[p, j + 1] * dv[j]
-                w = terms[p, 0]
+                    r[j] = zT[j, i] - zT[j, k]
+                    dot += r[j] * dv[j]
+                w = weight[p]
                 for j in range(d):
-                    h = w * (c4 * terms[p, j + 1] * dot - c2 * dv[j])
+                    h = w * (c4 * r[j] * dot - c2 * dv[j])
                     s[j] += b[k] * h
                     out_t[k, j] -= bi * h
             for j in range(d):
@@ -435,17 +462,18 @@ class Cells:
         bs, exponent = np.ascontiguousarray(b[self.order]), self._exponent(scale)
         d = self.zT.shape[0]
         where = (self.zT, self.sorted_cells, self.keys, self.starts, self.ends, self.half, *exponent)
-        counts = run(_partners, *where, np.empty(0, np.int64), np.empty(0, np.int32), np.empty((0, d + 1)))
+        counts = run(_partners, *where, np.empty(0, np.int64), np.empty(0, np.int32), np.empty(0))
         first = np.concatenate([[0], np.cumsum(counts)])
-        if first[-1] * (8 * (d + 1) + 4) <= memory:
-            partner, terms = np.empty(first[-1], np.int32), np.empty((first[-1], d + 1))
-            run(_partners, *where, first, partner, terms)
+        if first[-1] * PAIR_BYTES <= memory:
+            partner, weight = np.empty(first[-1], np.int32), np.empty(first[-1])
+            run(_partners, *where, first, partner, weight)
             runs = np.searchsorted(first, np.linspace(0, first[-1], _chunks() + 1), side="left")
             runs[0], runs[-1] = 0, len(counts)
 
             def listed(v: np.ndarray) -> np.ndarray:
                 out = np.empty_like(v, dtype=float)
-                out[self.order] = run(_partner_products, first, partner, terms, bs, np.ascontiguousarray(v[self.order]),
+                out[self.order] = run(_partner_products, first, partner, weight, self.zT, bs,
+                                      np.ascontiguousarray(v[self.order]),
                                       exponent[0], runs)
                 return out
             return listed
