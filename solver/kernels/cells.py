@@ -455,8 +455,8 @@ class Cells:
     def self_products(self, b: np.ndarray, scale: float, memory: int = 0) -> Callable[[np.ndarray], np.ndarray]:
         """v -> sum_k b_k Hess phi(z_i - z_k) (v_i - v_k) for the stored points z themselves, each pair once.
 
-        The pairs within the cutoff are listed once with their kernel values and differences
-        (``_partners``) when they fit in ``memory`` bytes: each product then reads them instead of
+        The pairs within the cutoff are listed once with their kernel values (``_partners``,
+        ``PAIR_BYTES`` each) when they fit in ``memory`` bytes: each product then reads them instead of
         searching the cells and evaluating the kernel again (a Newton step takes dozens of products at
         the same points); otherwise every product runs ``_self_pairs``."""
         bs, exponent = np.ascontiguousarray(b[self.order]), self._exponent(scale)
