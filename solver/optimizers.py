@@ -25,6 +25,7 @@ pause/stop requests). A method finishes by yielding a step with ``status`` set.
 """
 from __future__ import annotations
 
+import contextvars
 import dataclasses
 import math
 import re
@@ -862,15 +863,18 @@ def prepared(make: Callable[[threading.Event], T], waiting: Step | None) -> Gene
     """Compute ``make(cancel)`` (e.g. a start that needs a long blob quantization) in a worker thread
     while yielding ``waiting`` every ``HEARTBEAT`` seconds: the caller keeps reporting and can pause,
     stop or hit its time limit meanwhile. Closing the generator sets ``cancel`` and waits for the
-    worker (``make`` checks it between evaluations). Returns ``make``'s result."""
+    worker (``make`` checks it between evaluations). The worker runs in a copy of the caller's context,
+    so that a kernel backend forced around the solve (``kernels.backend``) holds there too (a new
+    thread starts from the defaults). Returns ``make``'s result."""
     if waiting is None:
         return make(threading.Event())
     outcome: list[tuple[bool, object]] = []
     cancel = threading.Event()
+    context = contextvars.copy_context()
 
     def work() -> None:
         try:
-            outcome.append((True, make(cancel)))
+            outcome.append((True, context.run(make, cancel)))
         except BaseException as err:  # handed to the caller's thread below
             outcome.append((False, err))
 

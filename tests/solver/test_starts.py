@@ -503,3 +503,21 @@ def test_the_start_prefers_unstalled_quantizations(monkeypatch):
     points, _ = init.target_points(Objective(problem))
     assert np.all(points == 0.5)
     init.forget_quantizations()
+
+
+def test_a_start_prepared_in_the_background_sees_the_kernel_backend_forced_around_the_solve():
+    """``prepared`` computes a start in a worker thread, and a new thread starts from the context's
+    defaults: a backend forced with ``kernels.backend`` around the solve did not hold there (the start's
+    blob quantization chose its own). The worker now runs in a copy of the caller's context."""
+    from solver import kernels
+    from solver.optimizers import prepared
+
+    waiting = Step(torch.zeros(1), {"objective": 0.0}, 0.0, 0.0, 0, 0, "waiting")  # a worker, not inline
+    with kernels.backend("dense"):
+        steps = prepared(lambda cancel: kernels.backend_name(), waiting)
+        try:
+            while True:
+                next(steps)
+        except StopIteration as stop:
+            seen = stop.value
+    assert seen == "dense"
