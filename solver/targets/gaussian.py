@@ -21,12 +21,18 @@ from .particles import normalized
 BOX_SDS = 2.5
 
 
-def gaussian_density(y: "torch.Tensor", mean: "torch.Tensor", cov: "torch.Tensor") -> "torch.Tensor":
-    """N(y; mean, cov) for each row of y."""
+def covariance_factor(cov: "torch.Tensor") -> tuple["torch.Tensor", "torch.Tensor"]:
+    """(L, log det cov) with cov = L L^T (Cholesky), what ``gaussian_density`` needs of cov."""
     L = torch.linalg.cholesky(cov)
+    return L, 2.0 * torch.log(torch.diagonal(L)).sum()
+
+
+def gaussian_density(y: "torch.Tensor", mean: "torch.Tensor", cov: "torch.Tensor | None" = None,
+                     factor: tuple["torch.Tensor", "torch.Tensor"] | None = None) -> "torch.Tensor":
+    """N(y; mean, cov) for each row of y; ``factor``: cov's ``covariance_factor``, when already made."""
+    L, logdet = covariance_factor(cov) if factor is None else factor
     diff = (y - mean).T
     sol = torch.linalg.solve_triangular(L, diff, upper=False)
-    logdet = 2.0 * torch.log(torch.diagonal(L)).sum()
     D = y.shape[1]
     return torch.exp(-0.5 * (sol * sol).sum(0) - 0.5 * logdet - 0.5 * D * math.log(2 * math.pi))
 
@@ -92,12 +98,25 @@ class GaussianMixtureTarget:
         return (self.means - BOX_SDS * sds).min(0), (self.means + BOX_SDS * sds).max(0)
 
     def smoothed(self, y: "torch.Tensor", delta: float) -> "torch.Tensor":
-        eye = torch.eye(self.dim, dtype=y.dtype)
         out = torch.zeros(y.shape[0], dtype=y.dtype)
-        for w, m, S in zip(self.weights, self.means, self.covs):
-            out = out + float(w) * gaussian_density(y, torch.as_tensor(m, dtype=y.dtype),
-                                                    torch.as_tensor(S, dtype=y.dtype) + delta**2 * eye)
+        for w, m, factor in self._smoothed_components(delta, y.dtype):
+            out = out + w * gaussian_density(y, m, factor=factor)
         return out
+
+    def _smoothed_components(self, delta: float, dtype: "torch.dtype") -> list[tuple[float, "torch.Tensor", tuple]]:
+        """(w_c, mean_c, ``covariance_factor`` of cov_c + delta^2 I) for each component, made once per
+        delta and kept (the last delta's): factoring them at every evaluation took half of ``smoothed``'s
+        time (three components at N = 100: 185 -> 83 us a call; the values are bitwise the same)."""
+        key = (delta, dtype)
+        kept = self.__dict__.get("_factors")  # the dataclass is frozen; its __dict__ holds this cache
+        if kept is None or kept[0] != key:
+            eye = torch.eye(self.dim, dtype=dtype)
+            components = [(float(w), torch.as_tensor(m, dtype=dtype),
+                           covariance_factor(torch.as_tensor(S, dtype=dtype) + delta**2 * eye))
+                          for w, m, S in zip(self.weights, self.means, self.covs)]
+            kept = (key, components)
+            self.__dict__["_factors"] = kept
+        return kept[1]
 
     def cross_term(self, y: "torch.Tensor", a: "torch.Tensor", delta: float) -> "torch.Tensor":
         return a @ self.smoothed(y, delta)

@@ -39,6 +39,21 @@ def test_gaussian_mixture_constant_matches_quadrature_in_1d():
     assert t.smoothed(torch.tensor(y)[:, None], DELTA).numpy() == pytest.approx([smoothed(v) for v in y], rel=1e-9)
 
 
+def test_a_mixtures_kept_factors_follow_delta():
+    """``smoothed`` keeps its components' factors of cov + delta^2 I for the last delta: alternating two
+    deltas (and float32), each value still matches quadrature at its own delta."""
+    t = GaussianMixtureTarget(np.array([0.4, 0.6]), np.array([[0.0], [0.8]]), np.array([[[0.1]], [[0.03]]]))
+    dens = lambda x: 0.4 * phi(x, math.sqrt(0.1)) + 0.6 * phi(x - 0.8, math.sqrt(0.03))  # noqa: E731
+    y = np.array([-0.3, 0.5, 1.1])
+    ref = {delta: [integrate.quad(lambda w: phi(v - w, delta) * dens(w), -8, 9, epsabs=1e-13)[0] for v in y]
+           for delta in (0.3, 0.05)}
+    for delta in (0.3, 0.05, 0.3):
+        # adaptive quadrature of a smooth integrand: 1e-9 relative is far above its error
+        assert t.smoothed(torch.tensor(y)[:, None], delta).numpy() == pytest.approx(ref[delta], rel=1e-9)
+    got32 = t.smoothed(torch.tensor(y, dtype=torch.float32)[:, None], 0.3)  # its own factors, in float32
+    assert got32.dtype == torch.float32 and got32.numpy() == pytest.approx(ref[0.3], rel=1e-5)  # 1e-7 rounding
+
+
 PTS = np.random.default_rng(0).normal(size=(12, 2))
 CELLS = np.array([[x + 0.5, y + 0.5] for x in range(3) for y in range(4)])
 
