@@ -80,6 +80,22 @@ def test_second_derivatives_match_autograd(name, dim):
 
 
 @pytest.mark.parametrize("dim", [1, 2, 3])
+def test_the_work_estimate_counts_the_pairs_in_neighbouring_cells(dim):
+    """``Cells.pairs_within`` (the backend choice's estimate of a cells sum's work) counts the (x_i, z_k)
+    whose cells differ by at most one in every coordinate: against the count over all pairs. And the
+    half stencil visits each neighbouring pair of cells once: it, its mirror and the cell itself make
+    the whole stencil."""
+    x, z, _, _ = clouds(dim, seed=30 + dim, n=400, k=500)
+    grid = kernels.cells.Cells(z.numpy(), 0.3)  # cells of side 0.3 over clouds of spread 0.4-0.5
+    cx, cz = grid.cell_of(x.numpy()), grid.cell_of(z.numpy())
+    want = int((np.abs(cx[:, None, :] - cz[None, :, :]).max(2) <= 1).sum())
+    assert grid.pairs_within(x.numpy()) == want
+    stencil, half = kernels.cells.stencils(dim)
+    whole = {tuple(o) for o in half} | {tuple(-o) for o in half} | {(0,) * dim}
+    assert len(half) == (3**dim - 1) // 2 and whole == {tuple(o) for o in stencil}
+
+
+@pytest.mark.parametrize("dim", [1, 2, 3])
 def test_listed_pairs_give_the_products_of_the_cells_and_of_the_dense_sum(dim):
     """``Cells.self_products`` lists the pairs within the cutoff once (its own cell's later points and the
     cells half a stencil away) and reads them for every product: on a cloud spread over many cells, the
