@@ -27,9 +27,10 @@ EXACT_PAIRS = 4_000_000
 #: Reassignments at the end of a local solve (``optimizers.reassign``) are exact up to this many pairs
 #: (N = 3,000, ~2 s a plan), beyond ``EXACT_PAIRS``: one exact plan finds what rounds of the groups of
 #: ``improved_permutation`` find a little at a time. N = 3,000 samples: 8 grouped rounds of ~1e-5
-#: each, 12.2 s to 2.5385698; with exact ones 2 rounds, 11.0 s to 2.5383559. Only there: periodic
-#: checks within a solve stay at ``EXACT_PAIRS`` (exact checks every 10 Newton steps made a continuum
-#: Gaussian of 3,000 particles reach its 60 s limit).
+#: each, 12.2 s to 2.5385698; with exact ones 2 rounds, 11.0 s to 2.5383559. Periodic checks within a
+#: Newton solve still run only up to ``EXACT_PAIRS`` (``optimizers._until_reassigned``: exact checks
+#: every 10 Newton steps made a continuum Gaussian of 3,000 particles reach its 60 s limit); the glassy
+#: L-BFGS solves' checks (beyond 8,000 unknowns) use this bound too.
 REASSIGN_EXACT_PAIRS = 9_000_000
 #: Leaves of the multiscale matching are matched exactly up to this many pairs.
 LEAF_PAIRS = 250_000

@@ -104,8 +104,9 @@ def test_beyond_the_exact_plans_size_a_reassignment_still_repairs_crossings():
 def test_reassignments_are_exact_up_to_their_own_bound(monkeypatch):
     """``reassign`` takes the exact OT assignment while N^2 <= ``REASSIGN_EXACT_PAIRS`` (beyond the start's
     ``EXACT_PAIRS``), groups of nearby particles beyond: on 400 particles sent to their targets in a
-    random order (bounds scaled down so both apply), the exact one costs the least (POT's emd on the
-    same costs) and the grouped one, blind to crossings between its groups, more."""
+    random order (bounds scaled down so both apply), the exact one costs the least (scipy's
+    linear_sum_assignment on the same costs) and the grouped one, blind to crossings between its
+    groups, more."""
     from scipy.optimize import linear_sum_assignment
     from solver import optimizers
     N = 400
