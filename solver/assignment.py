@@ -12,6 +12,10 @@ points' mass (a point on the cut is shared, its weight split), which is the opti
 two halves along that coordinate; leaves of at most ``LEAF_PAIRS`` pairs are matched exactly. The
 result is a transport plan between the two clouds, so its cost is an upper bound on W_2^2 (what large-N
 diagnostics report), and its time is O(N log N + N LEAF): about a second per 10^4 points here.
+
+Reassignments (``improved_permutation``: particles that already hold one point each, nearly optimally)
+are exact up to ``REASSIGN_EXACT_PAIRS``, repaired from their pairing by shortest augmenting paths
+(``solver.augmenting``, O(N) memory), and improved within groups beyond.
 """
 from __future__ import annotations
 
@@ -20,17 +24,22 @@ from concurrent.futures import ThreadPoolExecutor
 
 import numpy as np
 
-from .lazy import ot
+from .lazy import LazyModule, ot
+
+augmenting = LazyModule("solver.augmenting")  # numba: compiled on first use
 
 #: Up to this many pairs (N K) the plan is POT's exact emd (about a second at 2,000 x 2,000 here).
 EXACT_PAIRS = 4_000_000
 #: Reassignments at the end of a local solve (``optimizers.reassign``) are exact up to this many pairs
-#: (N = 3,000, ~2 s a plan), beyond ``EXACT_PAIRS``: one exact plan finds what rounds of the groups of
+#: (N = 3,000), beyond ``EXACT_PAIRS``: one exact assignment finds what rounds of the groups of
 #: ``improved_permutation`` find a little at a time. N = 3,000 samples: 8 grouped rounds of ~1e-5
-#: each, 12.2 s to 2.5385698; with exact ones 2 rounds, 11.0 s to 2.5383559. Periodic checks within a
-#: Newton solve still run only up to ``EXACT_PAIRS`` (``optimizers._until_reassigned``: exact checks
-#: every 10 Newton steps made a continuum Gaussian of 3,000 particles reach its 60 s limit); the glassy
-#: L-BFGS solves' checks (beyond 8,000 unknowns) use this bound too.
+#: each, 12.2 s to 2.5385698; with exact ones 2 rounds, 11.0 s to 2.5383559 (then by emd, 2-3.6 s
+#: each; repaired from the pairing, ``solver.augmenting``, 0.25-0.7 s). Beyond, the repair's scans of
+#: N columns per row cost more than the groups: N = 10,000 7-14 s against 1.3-3.3 s (the groups find
+#: 80-85 % of the gain). Periodic checks within a Newton solve run only up to ``EXACT_PAIRS``
+#: (``optimizers._until_reassigned``: exact checks by emd every 10 Newton steps made a continuum
+#: Gaussian of 3,000 particles reach its 60 s limit); the glassy L-BFGS solves' checks (beyond 8,000
+#: unknowns) use this bound too.
 REASSIGN_EXACT_PAIRS = 9_000_000
 #: Leaves of the multiscale matching are matched exactly up to this many pairs.
 LEAF_PAIRS = 250_000
@@ -122,8 +131,9 @@ def improved_permutation(a: np.ndarray, b: np.ndarray, leaf: int = LEAF_PARTICLE
     by the particles' own coordinates a. No group can raise the cost (keeping its assignment is a
     feasible plan); crossings within a group are repaired, crossings between groups may stay. With
     ``frames`` > 1 both passes are repeated with the coordinates rotated (``frame``): groups cut along
-    other directions take in crossings the first groups split. With ``leaf`` >= N: one group, the exact
-    OT assignment. The groups of a pass are disjoint, so ``workers``
+    other directions take in crossings the first groups split. With ``leaf`` >= N: the exact OT
+    assignment, repaired from the pairing i -> b_i (``augmenting.repaired_permutation``: O(N) memory;
+    at N = 1,000 0.03-0.07 s where emd took 0.15-0.27 s). The groups of a pass are disjoint, so ``workers``
     threads solve them at once (POT's emd releases the GIL: 64 groups of 156, 0.16 -> 0.11 s on two),
     with the same result. In one dimension the exact assignment at any N, by sorting: for a convex cost
     of a - b the optimal matching is monotone (N = 2,500: emd took 1.8 s)."""
@@ -131,13 +141,12 @@ def improved_permutation(a: np.ndarray, b: np.ndarray, leaf: int = LEAF_PARTICLE
         perm = np.empty(len(a), dtype=np.int64)
         perm[np.argsort(a[:, 0], kind="stable")] = np.argsort(b[:, 0], kind="stable")
         return perm
-    perm = np.arange(len(a))
     if len(a) <= leaf:
-        passes = [lambda: b]
-    else:
-        # the first frame is the identity: a @ I is a, bitwise, so one frame cuts the groups as before
-        rotations = [frame(k, a.shape[1]) for k in range(frames)]
-        passes = [f for R in rotations for f in ((lambda R=R: b[perm] @ R), (lambda R=R: a @ R))]
+        return augmenting.repaired_permutation(a, b)
+    perm = np.arange(len(a))
+    # the first frame is the identity: a @ I is a, bitwise, so one frame cuts the groups as before
+    rotations = [frame(k, a.shape[1]) for k in range(frames)]
+    passes = [f for R in rotations for f in ((lambda R=R: b[perm] @ R), (lambda R=R: a @ R))]
 
     def reassigned(rows: np.ndarray) -> np.ndarray | None:
         """The group's new order of its points, or None where the exact plan does not lower its cost."""

@@ -3,8 +3,9 @@
 A solve holds its trajectories (N M D numbers) several times over: the iterate, the optimizer's
 history (L-BFGS keeps ``HISTORY`` pairs of vectors of the free variables), the best and the last good
 iterates, the snapshots on their way to the caller, plus bounded working sets (32 MB kernel blocks, an
-exact OT plan of at most ``assignment.REASSIGN_EXACT_PAIRS`` entries, twice 128 MB of listed pairs for
-Hessian-vector products, a dense Hessian for small problems).
+exact OT plan of at most ``assignment.EXACT_PAIRS`` entries (the start's and the diagnostics' emd;
+reassignments take O(N), ``solver.augmenting``), twice 128 MB of listed pairs for Hessian-vector
+products, a dense Hessian for small problems).
 ``needed_bytes`` adds these up from N, M and the dimensions; ``check`` raises one line when a problem
 would exceed the budget (the command line's ``--memory``, default ``DEFAULT_BUDGET``), before torch
 allocates the first array.
@@ -14,7 +15,7 @@ from __future__ import annotations
 import os
 from typing import TYPE_CHECKING
 
-from .assignment import REASSIGN_EXACT_PAIRS
+from .assignment import EXACT_PAIRS
 from .errors import ProblemError
 from .kernels import PAIR_MEMORY
 from .kernels.dense import MEMORY_BUDGET
@@ -30,12 +31,12 @@ DEFAULT_BUDGET = int(float(os.environ.get("MFC_MEMORY_GB", "8")) * 2**30)
 COPIES = 12
 #: Pairs of vectors of the free variables kept by L-BFGS.
 HISTORY = 30
-#: Numbers held per pair by an exact reassignment (its cost matrix, their temporaries, the plan): 4.0
-#: (3-D) to 4.5 (2-D) measured at its largest, N = 3,000 (275-311 MB).
+#: Numbers held per pair by an exact plan (its cost matrix, their temporaries, the plan): 4.0 (3-D) to
+#: 4.5 (2-D) measured at N = 3,000 (275-311 MB).
 PLAN_NUMBERS = 5
 #: Fixed working sets: kernel blocks (three temporaries), an exact plan and its cost matrix, the listed
 #: pairs of Newton's Hessian-vector products (a step's, and the last step's until it is replaced), the rest.
-FIXED = 3 * 8 * MEMORY_BUDGET + PLAN_NUMBERS * 8 * REASSIGN_EXACT_PAIRS + 2 * PAIR_MEMORY + 200 * 2**20
+FIXED = 3 * 8 * MEMORY_BUDGET + PLAN_NUMBERS * 8 * EXACT_PAIRS + 2 * PAIR_MEMORY + 200 * 2**20
 
 
 def needed_bytes(problem: "Problem") -> int:

@@ -15,7 +15,7 @@ pause/stop requests). A method finishes by yielding a step with ``status`` set.
   L-BFGS until it slows down, then Newton (from rough starts of more than 8,000 unknowns, L-BFGS
   alone: ``glassy``); then *reassignment*: the nonlocal energy depends only on
   the set of terminal states, while the control energy depends on which particle goes where, so an
-  exact OT assignment (POT emd, under the exact steering cost) of sources to the current terminal states
+  exact OT assignment (under the exact steering cost; ``solver.assignment``) of sources to the current terminal states
   can only lower the control part; the trajectories are re-routed and the local solve resumes, until no
   reassignment helps. This repairs the crossing trajectories that trap descent methods (section 4.7).
   All this from the problem's own start, then from minimum-energy paths to an OT assignment onto the
@@ -579,7 +579,8 @@ def _structured_newton(objective: Objective, x: torch.Tensor, spec: OptimizerSpe
 def reassign(objective: Objective | ReducedObjective, variables: torch.Tensor, frames: int = 1
              ) -> torch.Tensor | None:
     """Re-route particles so the assignment of sources to the current terminal states is an exact OT
-    assignment (emd) for the cost of steering each particle to each state (squared distances in
+    assignment (repaired from the current one, ``augmenting``) for the cost of steering each particle
+    to each state (squared distances in
     ``steering_coordinates``); beyond ``REASSIGN_EXACT_PAIRS`` pairs, one exact within groups of nearby
     particles, cut in ``frames`` rotated frames (``improved_permutation``: its cost can only fall).
     Returns new variables, or None if the current assignment is already optimal (within every group).
