@@ -30,17 +30,19 @@ augmenting = LazyModule("solver.augmenting")  # numba: compiled on first use
 
 #: Up to this many pairs (N K) the plan is POT's exact emd (about a second at 2,000 x 2,000 here).
 EXACT_PAIRS = 4_000_000
-#: Reassignments at the end of a local solve (``optimizers.reassign``) are exact up to this many pairs
-#: (N = 3,000), beyond ``EXACT_PAIRS``: one exact assignment finds what rounds of the groups of
-#: ``improved_permutation`` find a little at a time. N = 3,000 samples: 8 grouped rounds of ~1e-5
-#: each, 12.2 s to 2.5385698; with exact ones 2 rounds, 11.0 s to 2.5383559 (then by emd, 2-3.6 s
-#: each; repaired from the pairing, ``solver.augmenting``, 0.25-0.7 s). Beyond, the repair's scans of
-#: N columns per row cost more than the groups: N = 10,000 7-14 s against 1.3-3.3 s (the groups find
-#: 80-85 % of the gain). Periodic checks within a Newton solve run only up to ``EXACT_PAIRS``
-#: (``optimizers._until_reassigned``: exact checks by emd every 10 Newton steps made a continuum
-#: Gaussian of 3,000 particles reach its 60 s limit); the glassy L-BFGS solves' checks (beyond 8,000
-#: unknowns) use this bound too.
-REASSIGN_EXACT_PAIRS = 9_000_000
+#: Reassignments (``optimizers.reassign``) are exact up to this many pairs (N = 10,000), repaired from
+#: the current pairing (``solver.augmenting``: O(N) memory, time ~N^2 per pricing round); beyond, by
+#: groups of nearby particles (``improved_permutation``). One exact assignment finds what rounds of the
+#: groups find a little at a time: N = 3,000 samples, 8 grouped rounds of ~1e-5 each, 12.2 s to
+#: 2.5385698, exact (by emd then) 2 rounds, 11.0 s to 2.5383559. Repaired, an exact reassignment takes
+#: 0.1-0.25 s at N = 3,000 (emd 2.7-3.6 s) and 1-2.8 s at N = 10,000, where the groups of four frames
+#: took 1.3-4.3 s for 80-85 % of its gain: N = 10,000 samples 33.9 -> 27.0 s, 2.4928207 -> 2.4928088;
+#: continuum Gaussian of 10,000 (glassy L-BFGS, its periodic checks exact too) 60.7 -> 54.1 s, 2.9110520
+#: -> 2.9111006 (same machine, back to back; the glassy landscape's spread). Periodic checks within a
+#: Newton solve run only up to ``EXACT_PAIRS`` (``optimizers._until_reassigned``: there they interrupt
+#: solves from rough starts, whose Newton steps beyond that size are long; by emd, checks every 10
+#: Newton steps made a continuum Gaussian of 3,000 particles reach its 60 s limit).
+REASSIGN_EXACT_PAIRS = 100_000_000
 #: Leaves of the multiscale matching are matched exactly up to this many pairs.
 LEAF_PAIRS = 250_000
 #: Groups of ``improved_permutation`` (reassignments beyond the exact plan's size) have at most this many

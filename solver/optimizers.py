@@ -64,7 +64,8 @@ from .trust_region import STRUCTURED_VARS, Window, plateau_tolerance, trust_regi
 REASSIGN_EVERY = 10
 #: In the terminal states of more than ``GLASSY_MIN_VARS`` unknowns the local solve from a rough start
 #: is L-BFGS alone (``glassy``): checked for a reassignment every ``GLASSY_REASSIGN_EVERY`` iterations
-#: (at any N: a check by groups of nearby particles takes ~0.35 s at N = 10,000, about 20 iterations),
+#: (at any N: a check takes ~1 s at N = 10,000 (exact, ``augmenting``), ~0.35 s by groups of nearby
+#: particles, about 20 iterations),
 #: and stopped by the plateau rule over ``GLASSY_WINDOW`` iterations. Past its first descent the
 #: landscape is glassy (section 4.7), and a Newton-CG iteration's products grow with N in number and in
 #: cost: at N = 10,000 (Gaussian target) 40-100 Hessian-vector products per iteration for steps of

@@ -6,6 +6,7 @@ import numpy as np
 import pytest
 from scipy.optimize import linear_sum_assignment
 
+from solver import augmenting
 from solver.augmenting import augment, column_potentials, integrated_potentials, repaired_permutation
 
 
@@ -63,25 +64,41 @@ def test_ties_and_repeated_points_still_give_an_optimal_permutation():
     assert cost(grid, shifted[::-1], perm) == pytest.approx(100.0, rel=1e-12)
 
 
-def test_augmenting_from_any_potentials_is_exact_and_keeps_them_feasible():
+def test_augmenting_from_zero_potentials_is_exact_and_keeps_them_feasible():
     """The certificate itself: from zero potentials (the worst start: nothing priced) every particle
-    is inserted along a shortest path; the result is optimal and the final potentials satisfy
-    c_ij - u_i - v_j >= 0 everywhere with equality on the assignment (tolerance: 1e-12 of the
-    largest cost, rounding of the potentials' updates)."""
+    is inserted along a shortest path over all pairs; the result is optimal and the final potentials
+    satisfy c_ij - u_i - v_j >= 0 everywhere with equality on the assignment (tolerance: 1e-12 of the
+    largest cost, rounding of the potentials' updates); every row's u rose."""
     rng = np.random.default_rng(3)
-    a, b = rng.uniform(size=(60, 2)), rng.normal(size=(60, 2))
-    u = np.zeros(60)
+    n = 60
+    a, b = rng.uniform(size=(n, 2)), rng.normal(size=(n, 2))
+    u = np.zeros(n)
     v = column_potentials(a, b, u)
-    col4row = np.full(60, -1)
-    row4col = np.full(60, -1)
-    scans = augment(a, b, u, v, col4row, row4col, np.arange(60))
-    assert scans >= 60
+    col4row = np.full(n, -1)
+    row4col = np.full(n, -1)
+    changed = np.zeros(n, dtype=bool)
+    indptr, indices = np.arange(n + 1) * n, np.tile(np.arange(n), n)
+    scans = augment(a, b, indptr, indices, u, v, col4row, row4col, np.arange(n), changed)
+    assert scans >= n and changed.all()
     C = squared_costs(a, b)
     reduced = C - u[:, None] - v[None, :]
     assert reduced.min() >= -1e-12 * C.max()
-    assert np.abs(reduced[np.arange(60), col4row]).max() <= 1e-12 * C.max()
-    assert (row4col[col4row] == np.arange(60)).all()
-    assert C[np.arange(60), col4row].sum() == pytest.approx(optimum(a, b), rel=1e-12)
+    assert np.abs(reduced[np.arange(n), col4row]).max() <= 1e-12 * C.max()
+    assert (row4col[col4row] == np.arange(n)).all()
+    assert C[np.arange(n), col4row].sum() == pytest.approx(optimum(a, b), rel=1e-12)
+
+
+def test_pairs_outside_the_candidates_are_priced_and_taken(monkeypatch):
+    """With one candidate per particle (its own point and its nearest) the optimal assignment needs
+    pairs outside the candidates (a cloud shifted by far more than its spacing, paired in reverse):
+    the pricing rounds find them, and the result is still the optimum (tolerance as above)."""
+    monkeypatch.setattr(augmenting, "CANDIDATES", 1)
+    rng = np.random.default_rng(11)
+    a = rng.uniform(size=(200, 2))
+    b = (a + [0.3, 0.0])[::-1].copy()
+    perm = repaired_permutation(a, b)
+    assert cost(a, b, perm) == pytest.approx(optimum(a, b), rel=1e-9)
+    assert cost(a, b, perm) == pytest.approx(200 * 0.09, rel=1e-9)  # the shift itself is optimal
 
 
 def test_integrated_potentials_price_an_optimal_pairing_nearly_tight():

@@ -12,7 +12,6 @@ import torch
 from solver import problem_from_dict, solve_iter
 from solver.init import OTStart, ot_terminal_states
 from solver.objective import Objective
-from solver.assignment import REASSIGN_EXACT_PAIRS
 from solver.optimizers import CHECK_MIN_ITERATIONS, REASSIGN_EVERY, _rounds, beyond_reach, reassign
 from solver.reduced import ReducedObjective
 from solver.run import Snapshot, _start_variables, solve
@@ -76,16 +75,18 @@ def test_from_a_rough_start_a_reassignment_interrupts_the_local_solve():
     assert smooth[first - 1].status is not None, "a reassignment interrupted a local solve from a smooth start"
 
 
-def test_beyond_the_exact_plans_size_a_reassignment_still_repairs_crossings():
-    """N = 3,100 (9.6e6 pairs > ``REASSIGN_EXACT_PAIRS``): terminal states at the target particles, 200 pairs of
-    neighbours swapped. ``reassign`` permutes within groups of nearby particles: the control energy
-    falls and the nonlocal energy stays (the same set of states)."""
+def test_beyond_the_exact_plans_size_a_reassignment_still_repairs_crossings(monkeypatch):
+    """N = 3,100 (9.6e6 pairs; ``REASSIGN_EXACT_PAIRS`` set below that, as if N were beyond it):
+    terminal states at the target particles, 200 pairs of neighbours swapped. ``reassign`` permutes
+    within groups of nearby particles: the control energy falls and the nonlocal energy stays (the
+    same set of states)."""
+    from solver import optimizers
     N = 3100
+    monkeypatch.setattr(optimizers, "REASSIGN_EXACT_PAIRS", N * N - 1)
     rng = np.random.default_rng(6)
     problem = problem_from_dict({"source": {"points": rng.uniform(0, 1, (N, 2)).tolist()},
                                  "target": {"kind": "particles", "points": rng.normal([2, 1], 0.3, (N, 2)).tolist()},
                                  "eps": 0.01, "M": 5})
-    assert N * N > REASSIGN_EXACT_PAIRS
     work = ReducedObjective(problem)
     states = ot_terminal_states(Objective(problem), blob=False)  # multiscale here: nearly optimal
     swapped = states.copy()
