@@ -24,7 +24,7 @@ from concurrent.futures import ThreadPoolExecutor
 
 import numpy as np
 
-from .lazy import LazyModule, ot
+from .lazy import LazyModule, ot, scipy_spatial
 
 augmenting = LazyModule("solver.augmenting")  # numba: compiled on first use
 
@@ -65,13 +65,18 @@ def exact_plan(a: np.ndarray, b: np.ndarray, x: np.ndarray, y: np.ndarray) -> np
     return ot.emd(a, b, cost / max(float(cost.max()), 1e-300), numItermax=10_000_000)
 
 
-def match(x: np.ndarray, y: np.ndarray, b: np.ndarray | None = None,
-          exact_pairs: int = EXACT_PAIRS) -> tuple[np.ndarray, float, bool]:
+def match(x: np.ndarray, y: np.ndarray, b: np.ndarray | None = None, exact_pairs: int = EXACT_PAIRS,
+          repaired_pairs: int | None = None) -> tuple[np.ndarray, float, bool]:
     """(images, plan cost, exact): where each source x_i (weight 1/N) goes under an optimal plan to the
     points y (weights b, uniform by default), i.e. the barycentric projection of the exact plan, or of
     the multiscale one when N K > ``exact_pairs``; the plan's cost sum_ik P_ik |x_i - y_k|^2 (W_2^2
-    when exact, an upper bound otherwise); and whether the plan is the exact one."""
+    when exact, an upper bound otherwise); and whether the plan is the exact one. Beyond
+    ``exact_pairs``, N equally weighted points for N sources (a plan that is a permutation) up to
+    ``repaired_pairs`` pairs (default ``REASSIGN_EXACT_PAIRS``): the multiscale permutation repaired to
+    the exact one (``augmenting.repaired_permutation``; N = 3,000: 0.6 s where emd takes 1.8-3 s, and the
+    samples solve from it 13.4 -> 8-9.7 s; N = 10,000: 3.5 s where emd would take 26 s and 2.4 GB)."""
     N, K = len(x), len(y)
+    repaired_pairs = REASSIGN_EXACT_PAIRS if repaired_pairs is None else repaired_pairs
     b = np.full(K, 1.0 / K) if b is None else np.asarray(b, dtype=float) / np.sum(b)
     if N * K <= exact_pairs:
         plan = exact_plan(np.full(N, 1.0 / N), b, x, y)
@@ -79,6 +84,13 @@ def match(x: np.ndarray, y: np.ndarray, b: np.ndarray | None = None,
     images = np.empty_like(x, dtype=float)
     costs: list[float] = []
     _split(x, np.arange(N), y, b * N, images, costs)  # masses in units of one source
+    if K == N and N * K <= repaired_pairs and np.all(b == b[0]):
+        # equal masses stay whole through the cuts: each image is one of the points (to rounding)
+        _, taken = scipy_spatial.cKDTree(y).query(images)
+        if len(np.unique(taken)) == N:
+            points = y[taken]
+            points = points[augmenting.repaired_permutation(x, points)]
+            return points, float(((x - points) ** 2).sum()) / N, True
     return images, float(sum(costs)) / N, False
 
 

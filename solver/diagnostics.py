@@ -2,7 +2,8 @@
 
 * ``w2sq``: exact squared 2-Wasserstein distance between weighted point clouds (POT's emd).
 * ``w2sq_terminal``: that distance from the terminal states of a solve to a particle target.
-* ``w2sq_bound``: exact where affordable, else an upper bound from a multiscale plan (labelled).
+* ``w2sq_bound``: exact where affordable (emd, or a repaired permutation), else an upper bound from a
+  multiscale plan (labelled).
 * ``monotone_map_1d``: the 1-D optimal map (monotone rearrangement) between empirical measures of
   equal size (for Fig. 9's grids it is eq. 63's T(y, 1) = y/2 + 2).
 * ``bures_map``: the optimal linear map between Gaussians N(m0, S0) -> N(m1, S1),
@@ -15,7 +16,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from .assignment import EXACT_PAIRS, match
+from .assignment import EXACT_PAIRS, REASSIGN_EXACT_PAIRS, match
 from .init import source_states
 from .lazy import ot, scipy_linalg
 from .problem import Problem
@@ -44,12 +45,17 @@ def w2sq_terminal(problem: Problem, states: np.ndarray) -> float | None:
 
 def w2sq_bound(x: np.ndarray, y: np.ndarray, b: np.ndarray) -> dict:
     """W_2^2 from sum_i delta_{x_i}/N to sum_k b_k delta_{y_k}: exact (POT's emd) where N K is at most
-    ``EXACT_PAIRS``; beyond, the cost of the multiscale transport plan (``solver.assignment``), an upper
-    bound, labelled as such. Returns {"value", "exact", "method"}."""
+    ``EXACT_PAIRS``; beyond, for N equally weighted points, exact up to ``REASSIGN_EXACT_PAIRS`` (the
+    multiscale permutation repaired to the optimal one); otherwise the cost of the multiscale transport
+    plan (``solver.assignment``), an upper bound, labelled as such. Returns {"value", "exact", "method"}."""
     _, cost, exact = match(x, y, b)
-    return {"value": cost, "exact": exact,
-            "method": "exact (POT emd)" if exact else
-            f"upper bound: cost of a multiscale transport plan (N K > {EXACT_PAIRS:,} makes emd too costly)"}
+    if exact:
+        method = ("exact (POT emd)" if len(x) * len(y) <= EXACT_PAIRS else
+                  "exact (multiscale permutation repaired to the optimum by shortest augmenting paths)")
+    else:
+        method = (f"upper bound: cost of a multiscale transport plan (N K > {EXACT_PAIRS:,} makes emd too "
+                  f"costly, and the plan is no permutation or N K > {REASSIGN_EXACT_PAIRS:,})")
+    return {"value": cost, "exact": exact, "method": method}
 
 
 def monotone_map_1d(source: np.ndarray, target: np.ndarray) -> np.ndarray:
