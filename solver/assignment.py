@@ -43,6 +43,12 @@ EXACT_PAIRS = 4_000_000
 #: solves from rough starts, whose Newton steps beyond that size are long; by emd, checks every 10
 #: Newton steps made a continuum Gaussian of 3,000 particles reach its 60 s limit).
 REASSIGN_EXACT_PAIRS = 100_000_000
+#: Periodic checks within a solve (``optimizers._until_reassigned``; beyond ``EXACT_PAIRS`` those of the
+#: glassy L-BFGS solves) are exact only up to this many pairs, by groups of nearby particles beyond:
+#: exact checks of an unfinished L-BFGS iterate rearrange it more widely and the glassy solve ended
+#: higher (continuum Gaussian of 10,000, M = 3 / M = 5: 2.9113139 / 2.9111006 against 2.9110988 /
+#: 2.9110520 with the groups; the round-end reassignments exact in both).
+PERIODIC_EXACT_PAIRS = 9_000_000
 #: Leaves of the multiscale matching are matched exactly up to this many pairs.
 LEAF_PAIRS = 250_000
 #: Groups of ``improved_permutation`` (reassignments beyond the exact plan's size) have at most this many
@@ -66,17 +72,21 @@ def exact_plan(a: np.ndarray, b: np.ndarray, x: np.ndarray, y: np.ndarray) -> np
 
 
 def match(x: np.ndarray, y: np.ndarray, b: np.ndarray | None = None, exact_pairs: int = EXACT_PAIRS,
-          repaired_pairs: int | None = None) -> tuple[np.ndarray, float, bool]:
+          repaired_pairs: int = 0) -> tuple[np.ndarray, float, bool]:
     """(images, plan cost, exact): where each source x_i (weight 1/N) goes under an optimal plan to the
     points y (weights b, uniform by default), i.e. the barycentric projection of the exact plan, or of
     the multiscale one when N K > ``exact_pairs``; the plan's cost sum_ik P_ik |x_i - y_k|^2 (W_2^2
     when exact, an upper bound otherwise); and whether the plan is the exact one. Beyond
     ``exact_pairs``, N equally weighted points for N sources (a plan that is a permutation) up to
-    ``repaired_pairs`` pairs (default ``REASSIGN_EXACT_PAIRS``): the multiscale permutation repaired to
-    the exact one (``augmenting.repaired_permutation``; N = 3,000: 0.6 s where emd takes 1.8-3 s, and the
-    samples solve from it 13.4 -> 8-9.7 s; N = 10,000: 3.5 s where emd would take 26 s and 2.4 GB)."""
+    ``repaired_pairs`` pairs: the multiscale permutation repaired to the exact one
+    (``augmenting.repaired_permutation``; N = 3,000: 0.6 s where emd takes 1.8-3 s; N = 10,000: 2.8 s
+    where emd would take 26 s and 2.4 GB). Diagnostics ask for that; starts do not: from the exact
+    assignment glassy solves end higher than from the multiscale one, which their reassignments then
+    improve (N = 3,000, continuum Gaussian: 2.9398841 in 10.4 s against 2.9397424 in 13.1 s; samples
+    2.5383582 against 2.5383559, and at N = 10,000 2.4928116 against 2.4928088; continuum 10,000
+    2.9113153 against 2.9110863; likewise at N = 1,000 the multiscale start would end at 2.5076666 in
+    4.2 s where emd's ends at 2.5076701 in 2.1 s)."""
     N, K = len(x), len(y)
-    repaired_pairs = REASSIGN_EXACT_PAIRS if repaired_pairs is None else repaired_pairs
     b = np.full(K, 1.0 / K) if b is None else np.asarray(b, dtype=float) / np.sum(b)
     if N * K <= exact_pairs:
         plan = exact_plan(np.full(N, 1.0 / N), b, x, y)

@@ -35,7 +35,7 @@ from typing import Callable, Generator, Iterator, TypeVar
 
 import numpy as np
 
-from .assignment import (EXACT_PAIRS, LEAF_PARTICLES, REASSIGN_EXACT_PAIRS, REASSIGN_FRAMES,
+from .assignment import (EXACT_PAIRS, LEAF_PARTICLES, PERIODIC_EXACT_PAIRS, REASSIGN_EXACT_PAIRS, REASSIGN_FRAMES,
                          improved_permutation)
 from .init import DETOUR_MARGIN, OTStart, around_obstacles, blob_quantized, paths_to, target_size
 from .kernels import second_order
@@ -577,14 +577,13 @@ def _structured_newton(objective: Objective, x: torch.Tensor, spec: OptimizerSpe
                             last.iterations, last.evaluations, parts=trajectory_parts(objective))
 
 
-def reassign(objective: Objective | ReducedObjective, variables: torch.Tensor, frames: int = 1
-             ) -> torch.Tensor | None:
+def reassign(objective: Objective | ReducedObjective, variables: torch.Tensor, frames: int = 1,
+             exact_pairs: int | None = None) -> torch.Tensor | None:
     """Re-route particles so the assignment of sources to the current terminal states is an exact OT
     assignment (repaired from the current one, ``augmenting``) for the cost of steering each particle
-    to each state (squared distances in
-    ``steering_coordinates``); beyond ``REASSIGN_EXACT_PAIRS`` pairs, one exact within groups of nearby
-    particles, cut in ``frames`` rotated frames (``improved_permutation``: its cost can only fall).
-    Returns new variables, or None if the current assignment is already optimal (within every group).
+    to each state (squared distances in ``steering_coordinates``); beyond ``exact_pairs`` pairs (default
+    ``REASSIGN_EXACT_PAIRS``), one exact within groups of nearby particles, cut in ``frames`` rotated
+    frames (``improved_permutation``: its cost can only fall). Returns new variables, or None if the current assignment is already optimal (within every group).
 
     Particle i is sent to terminal state s(i) along the minimum-energy path (``paths_to``; in the
     terminal states alone the new variables are just the permuted states); with state costs it takes
@@ -597,7 +596,8 @@ def reassign(objective: Objective | ReducedObjective, variables: torch.Tensor, f
     terminal = p.dynamics.terminal(pos, full.h).numpy()
     sources, L = steering_coordinates(full)
     states = terminal @ L
-    perm = improved_permutation(sources, states, p.N if p.N * p.N <= REASSIGN_EXACT_PAIRS else LEAF_PARTICLES,
+    exact_pairs = REASSIGN_EXACT_PAIRS if exact_pairs is None else exact_pairs
+    perm = improved_permutation(sources, states, p.N if p.N * p.N <= exact_pairs else LEAF_PARTICLES,
                                 workers=torch.get_num_threads(), frames=frames)
     if ((sources - states[perm]) ** 2).sum() >= ((sources - states) ** 2).sum() * (1 - 1e-12):
         return None
@@ -730,17 +730,18 @@ def _rounds(objective: Objective | ReducedObjective, x: torch.Tensor | None, spe
 
 
 def moved_on(objective: Objective | ReducedObjective, variables: torch.Tensor, reassigning: bool = True,
-             releasing: bool = True, frames: int = 1) -> tuple[torch.Tensor | None, bool]:
+             releasing: bool = True, frames: int = 1, exact_pairs: int | None = None
+             ) -> tuple[torch.Tensor | None, bool]:
     """Where the rounds go next from ``variables``, and whether that is a release
-    (``release.released``): the reassignment (unless not ``reassigning``; beyond the exact plan's size
-    its groups cut in ``frames`` frames), then, in the terminal states (unless not ``releasing``), the
-    greedy releases from the reassigned states; (None, False) when neither lowers the objective.
+    (``release.released``): the reassignment (unless not ``reassigning``; exact up to ``exact_pairs``,
+    default ``REASSIGN_EXACT_PAIRS``, beyond by groups cut in ``frames`` frames), then, in the terminal
+    states (unless not ``releasing``), the greedy releases from the reassigned states; (None, False) when neither lowers the objective.
     Reassigned first, a release is priced on the cheaper routes. Releases only once no reassignment
     helped made rounds of reassignment gaining ~3e-4 each go on for a minute first (1,000 samples, eps =
     0.3: 62 rounds, 1.9465 -> 1.9045 in 58 s, then the releases 1.9045 -> 1.7214 at once). Not in the
     glassy L-BFGS solves' periodic checks (``releasing`` off there): released from an unfinished L-BFGS
     iterate, particles stranded (continuum Gaussian, N = 10,000: 2.92737, not 2.91125)."""
-    moved = reassign(objective, variables, frames) if reassigning else None
+    moved = reassign(objective, variables, frames, exact_pairs) if reassigning else None
     freed = (released(objective, variables if moved is None else moved)
              if releasing and isinstance(objective, ReducedObjective) else None)
     if freed is not None:
@@ -770,7 +771,7 @@ def _until_reassigned(objective: Objective | ReducedObjective, steps: Iterator[S
             if since < every:
                 continue
             since = 0
-            moved = moved_on(objective, last.variables, releasing=not lbfgs_only)
+            moved = moved_on(objective, last.variables, releasing=not lbfgs_only, exact_pairs=PERIODIC_EXACT_PAIRS)
             if moved[0] is not None:
                 return last, moved
     finally:

@@ -197,7 +197,7 @@ def test_rounds_end_once_a_round_gains_less_than_asked(monkeypatch):
             asked.append(x)
             return x + 1.0 if len(asked) - 1 in releases else None
         monkeypatch.setattr(optimizers, "_local", scripted)
-        monkeypatch.setattr(optimizers, "reassign", lambda objective, x, frames=1: x + 0.5)
+        monkeypatch.setattr(optimizers, "reassign", lambda objective, x, frames=1, exact_pairs=None: x + 0.5)
         monkeypatch.setattr(optimizers, "released", release)
         steps = list(_rounds(work, start, work.problem.optimizer, "w", [0, 0], rough=False, **least))
         return steps, asked
