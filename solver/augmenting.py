@@ -27,25 +27,28 @@ rule), by least squares.
 Costs are computed where they are needed (no N x N matrix); the time is that of the pricing passes,
 N pairs per row priced (numba's threads), and of the paths. Measured on the reassignments of the
 samples solves (2-D): N = 1,000 0.03-0.04 s, N = 3,000 0.1-0.25 s (POT's emd: 0.15-0.27 s and
-2.7-3.6 s, the same assignments), N = 10,000 1-2 s (where emd would take ~26 s and 2.4 GB).
+2.7-3.6 s, the same assignments), N = 10,000 0.9-2.8 s (where emd would take ~26 s and 2.4 GB).
 """
 from __future__ import annotations
 
 import numba
 import numpy as np
+from scipy import sparse
+from scipy.sparse import linalg as sparse_linalg
+from scipy.spatial import cKDTree
 
 from .kernels.cells import run
-from .lazy import scipy_spatial
 
 #: The integrated potential's least squares use the edges from each particle to this many nearest ones
-#: (N = 1,000 / 3,000 reassignments: 8 neighbours left 4,586 / 64,604 rows to scan, 16 3,905 / 41,899).
+#: (N = 1,000 / 3,000 reassignments, paths over all pairs: 8 neighbours left 4,586 / 64,604 rows to scan,
+#: 16 3,905 / 41,899).
 NEIGHBOURS = 16
 #: Candidate pairs of the augmenting paths: each particle's own point and this many points nearest it
 #: (reassignments at N = 3,000 / 10,000: 16 took 0.21 / 1.0-2.3 s, 32 0.22 / 0.95-1.85 s, 64 0.24 /
 #: 0.87-2.1 s); pairs outside are priced after each round (``row_violations``) and added where needed.
 CANDIDATES = 32
-#: A pair (i, i) counts as tight when its reduced cost is at most this, relative to the largest |u|,
-#: |v| and c_ii (rounding of the sums that make the potentials).
+#: A pair (i, i) counts as tight, and a pair undercuts its column only below minus this, relative to
+#: the largest |u|, |v| and c_ii (rounding of the sums that make the potentials).
 TIGHT = 1e-12
 
 
@@ -220,14 +223,11 @@ def integrated_potentials(a: np.ndarray, b: np.ndarray, neighbours: int = NEIGHB
     """u_i = |a_i|^2 - 2 psi_i, psi the least-squares integral of the pairing's map a_i -> b_i along
     the edges from each a_i to its nearest ``neighbours`` (see the module docstring). A start only:
     any u gives the exact assignment."""
-    from scipy import sparse
-    from scipy.sparse import linalg
-
     n = len(a)
     k = min(neighbours, n - 1)
     if k < 1:
         return np.zeros(n)
-    _, near = scipy_spatial.cKDTree(a).query(a, k=k + 1)
+    _, near = cKDTree(a).query(a, k=k + 1)
     rows = np.repeat(np.arange(n), k)
     cols = near[:, 1:].ravel()
     rise = 0.5 * ((b[rows] + b[cols]) * (a[cols] - a[rows])).sum(1)
@@ -237,7 +237,7 @@ def integrated_potentials(a: np.ndarray, b: np.ndarray, neighbours: int = NEIGHB
     laplacian = (D.T @ D).tocsc()
     # each connected group of particles fixes its potential's constant: a shift small against the
     # Laplacian's entries (2 k per particle) pins it near 0 without moving the differences
-    psi = linalg.spsolve(laplacian + sparse.identity(n, format="csc") * (1e-9 * k), D.T @ rise)
+    psi = sparse_linalg.spsolve(laplacian + sparse.identity(n, format="csc") * (1e-9 * k), D.T @ rise)
     if not np.all(np.isfinite(psi)):
         return np.zeros(n)
     return (a * a).sum(1) - 2.0 * psi
@@ -273,7 +273,7 @@ def repaired_permutation(a: np.ndarray, b: np.ndarray) -> np.ndarray:
     col4row = np.where(tight, np.arange(n), -1)
     row4col = col4row.copy()
     u = np.where(tight, own - v, u)
-    _, near = scipy_spatial.cKDTree(b).query(b, k=min(CANDIDATES, n - 1) + 1)
+    _, near = cKDTree(b).query(b, k=min(CANDIDATES, n - 1) + 1)
     near = near[:, 1:]
     free = np.flatnonzero(~tight)
     extra_rows = extra_cols = np.zeros(0, dtype=np.int64)
