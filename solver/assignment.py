@@ -37,11 +37,11 @@ EXACT_PAIRS = 4_000_000
 #: 2.5385698, exact (by emd then) 2 rounds, 11.0 s to 2.5383559. Repaired, an exact reassignment takes
 #: 0.1-0.25 s at N = 3,000 (emd 2.7-3.6 s) and 1-2.8 s at N = 10,000, where the groups of four frames
 #: took 1.3-4.3 s for 80-85 % of its gain: N = 10,000 samples 33.9 -> 27.0 s, 2.4928207 -> 2.4928088;
-#: continuum Gaussian of 10,000 (glassy L-BFGS, its periodic checks exact too) 60.7 -> 54.1 s, 2.9110520
-#: -> 2.9111006 (same machine, back to back; the glassy landscape's spread). Periodic checks within a
-#: Newton solve run only up to ``EXACT_PAIRS`` (``optimizers._until_reassigned``: there they interrupt
-#: solves from rough starts, whose Newton steps beyond that size are long; by emd, checks every 10
-#: Newton steps made a continuum Gaussian of 3,000 particles reach its 60 s limit).
+#: continuum Gaussian of 10,000 (M = 3, glassy L-BFGS; its periodic checks by groups,
+#: ``PERIODIC_EXACT_PAIRS``) 60.6 -> 47.8 s, 2.9110988 -> 2.9110863 (same machine, back to back).
+#: Periodic checks within a Newton solve run only up to ``EXACT_PAIRS`` (``optimizers._until_reassigned``:
+#: there they interrupt solves from rough starts, whose Newton steps beyond that size are long; by emd,
+#: checks every 10 Newton steps made a continuum Gaussian of 3,000 particles reach its 60 s limit).
 REASSIGN_EXACT_PAIRS = 100_000_000
 #: Periodic checks within a solve (``optimizers._until_reassigned``; beyond ``EXACT_PAIRS`` those of the
 #: glassy L-BFGS solves) are exact only up to this many pairs, by groups of nearby particles beyond:

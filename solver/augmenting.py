@@ -282,7 +282,8 @@ def repaired_permutation(a: np.ndarray, b: np.ndarray) -> np.ndarray:
         indptr, indices = candidates(b, extra_rows, extra_cols, near)
         changed = np.zeros(n, dtype=np.bool_)
         if augment(a, b, indptr, indices, u, v, col4row, row4col, free, changed) < 0:
-            raise ArithmeticError("repaired_permutation: a particle reached no free point (rounding in the potentials)")
+            raise ArithmeticError("repaired_permutation: a particle reached no free point "
+                                  "(rounding in the potentials)")
         # rows whose u rose may now undercut a column outside their candidates: price them against all
         changed[recheck] = True
         rows = np.flatnonzero(changed)

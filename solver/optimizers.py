@@ -15,8 +15,8 @@ pause/stop requests). A method finishes by yielding a step with ``status`` set.
   L-BFGS until it slows down, then Newton (from rough starts of more than 8,000 unknowns, L-BFGS
   alone: ``glassy``); then *reassignment*: the nonlocal energy depends only on
   the set of terminal states, while the control energy depends on which particle goes where, so an
-  exact OT assignment (under the exact steering cost; ``solver.assignment``) of sources to the current terminal states
-  can only lower the control part; the trajectories are re-routed and the local solve resumes, until no
+  exact OT assignment (under the exact steering cost; ``solver.assignment``) of sources to the current
+  terminal states can only lower the control part; the trajectories are re-routed and the local solve resumes, until no
   reassignment helps. This repairs the crossing trajectories that trap descent methods (section 4.7).
   All this from the problem's own start, then from minimum-energy paths to an OT assignment onto the
   target (``init="ot"``); the run keeps the best iterate (``solver.run`` tracks it).
@@ -35,8 +35,8 @@ from typing import Callable, Generator, Iterator, TypeVar
 
 import numpy as np
 
-from .assignment import (EXACT_PAIRS, LEAF_PARTICLES, PERIODIC_EXACT_PAIRS, REASSIGN_EXACT_PAIRS, REASSIGN_FRAMES,
-                         improved_permutation)
+from .assignment import (EXACT_PAIRS, LEAF_PARTICLES, PERIODIC_EXACT_PAIRS, REASSIGN_EXACT_PAIRS,
+                         REASSIGN_FRAMES, improved_permutation)
 from .init import DETOUR_MARGIN, OTStart, around_obstacles, blob_quantized, paths_to, target_size
 from .kernels import second_order
 from .lazy import torch
@@ -583,7 +583,8 @@ def reassign(objective: Objective | ReducedObjective, variables: torch.Tensor, f
     assignment (repaired from the current one, ``augmenting``) for the cost of steering each particle
     to each state (squared distances in ``steering_coordinates``); beyond ``exact_pairs`` pairs (default
     ``REASSIGN_EXACT_PAIRS``), one exact within groups of nearby particles, cut in ``frames`` rotated
-    frames (``improved_permutation``: its cost can only fall). Returns new variables, or None if the current assignment is already optimal (within every group).
+    frames (``improved_permutation``: its cost can only fall). Returns new variables, or None if the
+    current assignment is already optimal (within every group).
 
     Particle i is sent to terminal state s(i) along the minimum-energy path (``paths_to``; in the
     terminal states alone the new variables are just the permuted states); with state costs it takes
@@ -771,7 +772,8 @@ def _until_reassigned(objective: Objective | ReducedObjective, steps: Iterator[S
             if since < every:
                 continue
             since = 0
-            moved = moved_on(objective, last.variables, releasing=not lbfgs_only, exact_pairs=PERIODIC_EXACT_PAIRS)
+            moved = moved_on(objective, last.variables, releasing=not lbfgs_only,
+                             exact_pairs=PERIODIC_EXACT_PAIRS)
             if moved[0] is not None:
                 return last, moved
     finally:

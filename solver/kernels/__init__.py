@@ -305,8 +305,9 @@ def self_products(x: "torch.Tensor", b: "torch.Tensor", scale: float
 
 def compile_kernels() -> None:
     """Compile the numba kernels, the cells', ``dense_hessian``'s and the assignments'
-    (``solver.augmenting``), or load them from numba's disk cache, on a small cloud. The first compile takes seconds (2.6 s measured inside a first N = 1,000
-    solve), which the first solve after an install would otherwise wait for; ``make install`` calls this."""
+    (``solver.augmenting``), or load them from numba's disk cache, on a small cloud. The first compile
+    takes seconds (2.6 s measured inside a first N = 1,000 solve; the assignments' 1.6 s), which the first
+    solve after an install would otherwise wait for; ``make install`` calls this."""
     z = np.random.default_rng(0).uniform(0.0, 1.0, (16, 2))
     grid = cells.Cells(z, 0.5)
     grid.sums(z, np.ones(16), 0.1)
