@@ -243,11 +243,11 @@ def integrated_potentials(a: np.ndarray, b: np.ndarray, neighbours: int = NEIGHB
     return (a * a).sum(1) - 2.0 * psi
 
 
-def candidates(b: np.ndarray, extra_rows: np.ndarray, extra_cols: np.ndarray,
-               near: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """The candidate pairs as compressed rows (indptr, indices): row i's own column, the columns of
-    the ``near[i]`` points nearest b_i, and the extra pairs."""
-    n = len(b)
+def candidates(near: np.ndarray, extra_rows: np.ndarray, extra_cols: np.ndarray
+               ) -> tuple[np.ndarray, np.ndarray]:
+    """The candidate pairs as compressed rows (indptr, indices): row i's own column, the columns
+    ``near[i]`` (of the points nearest b_i), and the extra pairs."""
+    n = len(near)
     rows = np.r_[np.repeat(np.arange(n), near.shape[1] + 1), extra_rows]
     cols = np.r_[np.c_[np.arange(n), near].ravel(), extra_cols]
     order = np.argsort(rows, kind="stable")
@@ -279,7 +279,7 @@ def repaired_permutation(a: np.ndarray, b: np.ndarray) -> np.ndarray:
     extra_rows = extra_cols = np.zeros(0, dtype=np.int64)
     recheck = extra_rows
     while True:
-        indptr, indices = candidates(b, extra_rows, extra_cols, near)
+        indptr, indices = candidates(near, extra_rows, extra_cols)
         changed = np.zeros(n, dtype=np.bool_)
         if augment(a, b, indptr, indices, u, v, col4row, row4col, free, changed) < 0:
             raise ArithmeticError("repaired_permutation: a particle reached no free point "

@@ -16,8 +16,8 @@ pause/stop requests). A method finishes by yielding a step with ``status`` set.
   alone: ``glassy``); then *reassignment*: the nonlocal energy depends only on
   the set of terminal states, while the control energy depends on which particle goes where, so an
   exact OT assignment (under the exact steering cost; ``solver.assignment``) of sources to the current
-  terminal states can only lower the control part; the trajectories are re-routed and the local solve resumes, until no
-  reassignment helps. This repairs the crossing trajectories that trap descent methods (section 4.7).
+  terminal states can only lower the control part; the trajectories are re-routed and the local solve
+  resumes, until no reassignment helps. This repairs the crossing trajectories that trap descent methods (section 4.7).
   All this from the problem's own start, then from minimum-energy paths to an OT assignment onto the
   target (``init="ot"``); the run keeps the best iterate (``solver.run`` tracks it).
 * ``local``: ``robust``'s local solve and reassignment from the given start alone: continuation after
@@ -736,8 +736,8 @@ def moved_on(objective: Objective | ReducedObjective, variables: torch.Tensor, r
     """Where the rounds go next from ``variables``, and whether that is a release
     (``release.released``): the reassignment (unless not ``reassigning``; exact up to ``exact_pairs``,
     default ``REASSIGN_EXACT_PAIRS``, beyond by groups cut in ``frames`` frames), then, in the terminal
-    states (unless not ``releasing``), the greedy releases from the reassigned states; (None, False) when neither lowers the objective.
-    Reassigned first, a release is priced on the cheaper routes. Releases only once no reassignment
+    states (unless not ``releasing``), the greedy releases from the reassigned states; (None, False) when
+    neither lowers the objective. Reassigned first, a release is priced on the cheaper routes. Releases only once no reassignment
     helped made rounds of reassignment gaining ~3e-4 each go on for a minute first (1,000 samples, eps =
     0.3: 62 rounds, 1.9465 -> 1.9045 in 58 s, then the releases 1.9045 -> 1.7214 at once). Not in the
     glassy L-BFGS solves' periodic checks (``releasing`` off there): released from an unfinished L-BFGS

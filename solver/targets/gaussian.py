@@ -103,7 +103,8 @@ class GaussianMixtureTarget:
             out = out + w * gaussian_density(y, m, factor=factor)
         return out
 
-    def _smoothed_components(self, delta: float, dtype: "torch.dtype") -> list[tuple[float, "torch.Tensor", tuple]]:
+    def _smoothed_components(self, delta: float, dtype: "torch.dtype"
+                             ) -> list[tuple[float, "torch.Tensor", tuple]]:
         """(w_c, mean_c, ``covariance_factor`` of cov_c + delta^2 I) for each component, made once per
         delta and kept (the last delta's): factoring them at every evaluation took half of ``smoothed``'s
         time (three components at N = 100: 185 -> 83 us a call; the values are bitwise the same)."""
