@@ -4,7 +4,8 @@ number of pairs closer than a cutoff.
 The points z are sorted into cubic cells of side ``cutoff`` (keyed by their integer coordinates, so
 empty space costs nothing); each x_i visits the 3^D cells around its own and sums over the z_k in
 them that lie within the cutoff. Pairs farther apart than r_c = cutoff contribute
-exp(-r_c^2 / (2 s^2)) = tau or less each (``solver.kernels.cutoff`` picks r_c for tau = 1e-16), so
+exp(-r_c^2 / (2 s^2)) = tau or less each (``solver.kernels.cutoff`` picks r_c for tau = 1e-16; 1e-8 for
+Newton's Hessian-vector products, ``PRODUCT_TRUNCATION``), so
 
     |S_cells - S| <= tau sum_i |a_i| sum_k |b_k|,   |grad_cells - grad|_i <= tau |a_i| (r_c / s^2) sum_k |b_k|.
 

@@ -115,6 +115,27 @@ def test_listed_pairs_give_the_products_of_the_cells_and_of_the_dense_sum(dim):
 
 
 @pytest.mark.parametrize("dim", [1, 2, 3])
+def test_newtons_products_leave_out_only_what_their_bound_allows(dim):
+    """Newton's Hessian-vector products (``kernels.self_products``) leave out the pairs with phi below
+    ``PRODUCT_TRUNCATION``: on a cloud whose pairs run far past that cutoff, they differ from the dense
+    product by at most the stated bound 2 tau (r_c/s)^2 / s^2 max|v| sum|b| (each left-out pair's Hessian
+    is at most tau (r_c/s)^2 / s^2 in norm, its v_i - v_k at most 2 max|v|), and by more than rounding
+    (the truncation is in effect: against the full cutoff they agree to 1e-12)."""
+    x, _, a, _ = clouds(dim, seed=40 + dim, n=600)
+    s = 0.06  # the product cutoff 0.36 and the full one 0.51 against a cloud of spread 0.5
+    v = torch.randn(x.shape, dtype=torch.float64, generator=torch.Generator().manual_seed(5))
+    want = kernels.dense.self_products(x, a, s, v).numpy()
+    with kernels.backend("cells"):
+        got = kernels.self_products(x, a, s)(v).numpy()
+    full = kernels.cells.Cells(x.numpy(), kernels.cutoff(s)).self_products(a.numpy(), s, kernels.PAIR_MEMORY)(v.numpy())
+    tau = kernels.PRODUCT_TRUNCATION
+    bound = 2 * tau * (kernels.cutoff(s, tau) / s) ** 2 / s**2 * float(v.abs().max()) * float(a.sum())
+    error, scale = np.abs(got - want).max(), np.abs(want).max()
+    assert error <= bound
+    assert error > 1e-12 * scale and np.abs(full - want).max() <= 1e-12 * scale
+
+
+@pytest.mark.parametrize("dim", [1, 2, 3])
 def test_self_hessian_matches_autograd_and_is_exactly_symmetric(dim):
     """The self term's dense Hessian (Newton's method on small problems) against the Hessian of the dense
     expression, and bitwise symmetric (its Cholesky factorizations read one triangle, its products all),
