@@ -30,6 +30,7 @@ from panel.io.document import unlocked
 import torch
 
 import solver
+from solver.assignment import REASSIGN_EXACT_PAIRS
 from solver.diagnostics import obstacle_depths, w2sq_terminal
 from solver.history import ThinnedHistory
 from solver.init import target_size
@@ -336,7 +337,9 @@ class SolveRunner(param.Parameterized):
                     min(snap.best_objective, snap.objective)]
                 last = snap.status not in (None, "paused")
                 if snap.states is not None and (last or live_w2 and time.perf_counter() - w2_time > W2_PERIOD):
-                    w2, w2_time = w2sq_terminal(problem, snap.states), time.perf_counter()
+                    # live: emd's sizes; at the end also the larger ones that summary.json gets exactly
+                    w2 = w2sq_terminal(problem, snap.states, REASSIGN_EXACT_PAIRS if last else 0)
+                    w2_time = time.perf_counter()
                 with self._lock:
                     self._rows.append(row)
                     self._snap = snap

@@ -31,16 +31,22 @@ def w2sq(x: np.ndarray, y: np.ndarray, a: np.ndarray | None = None, b: np.ndarra
     return float(ot.emd2(a, b, ot.dist(x, y), numItermax=10_000_000))
 
 
-def w2sq_terminal(problem: Problem, states: np.ndarray) -> float | None:
+def w2sq_terminal(problem: Problem, states: np.ndarray, repaired_pairs: int = 0) -> float | None:
     """Exact W_2^2 between the terminal states (N, D) of ``states`` (N, M, D) and the problem's
-    particle target (full states: (x, v) under acceleration control); None for continuum targets and
-    where the exact plan is not affordable (N K > ``assignment.EXACT_PAIRS``)."""
+    particle target (full states: (x, v) under acceleration control): POT's emd up to
+    ``assignment.EXACT_PAIRS`` pairs N K, beyond up to ``repaired_pairs`` the repaired multiscale
+    permutation (``w2sq_bound``; equal weights). None for continuum targets and where neither gives the
+    exact value."""
     if problem.target.empirical is None:
         return None
     points, weights = problem.target.empirical
-    if len(states) * len(points) > EXACT_PAIRS:
+    pairs = len(states) * len(points)
+    if pairs <= EXACT_PAIRS:
+        return w2sq(states[:, -1], points, None, weights)
+    if pairs > min(repaired_pairs, REASSIGN_EXACT_PAIRS):
         return None
-    return w2sq(states[:, -1], points, None, weights)
+    bound = w2sq_bound(states[:, -1], points, weights)
+    return bound["value"] if bound["exact"] else None
 
 
 def w2sq_bound(x: np.ndarray, y: np.ndarray, b: np.ndarray) -> dict:

@@ -156,6 +156,27 @@ def test_runner_wait_publishes_the_final_result():
     assert runner.states.shape == (problem.N, problem.M, 2)
 
 
+def test_the_final_w2_beyond_emds_size_is_the_exact_one_of_the_summary_file():
+    """Beyond emd's size (N K > EXACT_PAIRS) the live W2^2 is off, but the finished status and summary
+    give the exact value that summary.json gets (the repaired permutation): POT's emd on the final
+    points, to rounding of sums of N O(1) terms."""
+    from solver.assignment import EXACT_PAIRS
+    from solver.diagnostics import w2sq
+
+    N = int(np.sqrt(EXACT_PAIRS)) + 100
+    rng = np.random.default_rng(3)
+    problem = solver.problem_from_dict({
+        "source": {"points": rng.uniform(0, 1, (N, 2)).tolist()},
+        "target": {"kind": "particles", "points": rng.normal([2, 1], 0.3, (N, 2)).tolist()},
+        "M": 2, "optimizer": {"max_iter": 2}})
+    runner = SolveRunner()
+    runner.start(problem)
+    runner.wait(60)
+    exact = w2sq(runner.states[:, -1], problem.target.points)
+    assert runner.summary["w2sq_terminal"] == pytest.approx(exact, rel=1e-12)
+    assert f"W2² to target = {exact:.4g}" in runner.status
+
+
 def test_scene_writes_trajectories_and_time_into_its_bokeh_sources():
     """The live layers bypass HoloViews: a runner update lands in the rendered Bokeh data sources,
     the time slider moves the particles along the trajectories, a new render starts from the current

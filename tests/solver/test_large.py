@@ -143,7 +143,8 @@ def test_large_particle_targets_report_exact_values_or_labelled_bounds(monkeypat
     """summary.json above EXACT_PAIRS (emd's bound): N equal-weight target particles get exact W2^2
     values (the multiscale permutation repaired; checked against POT's emd, to rounding of sums of
     N O(1) terms); beyond the repair's bound (``REASSIGN_EXACT_PAIRS``, set below N^2 here) the fields
-    are null with an upper bound and its note."""
+    are null with an upper bound and its note. ``w2sq_terminal`` (the explorer's value) agrees: None at
+    emd's bound unless asked to repair, then the summary's exact value, and None beyond the repair's."""
     from solver import diagnostics
     N = int(np.sqrt(EXACT_PAIRS)) + 100
     rng = np.random.default_rng(2)
@@ -156,8 +157,11 @@ def test_large_particle_targets_report_exact_values_or_labelled_bounds(monkeypat
     assert out["w2sq_exact"] == pytest.approx(w2sq(p.source, points), rel=1e-12)
     assert out["w2sq_terminal"] == pytest.approx(w2sq(result.final.states[:, -1], points), rel=1e-12)
     assert "w2sq_exact_upper" not in out
+    assert diagnostics.w2sq_terminal(p, result.final.states) is None
+    assert diagnostics.w2sq_terminal(p, result.final.states, N * N) == out["w2sq_terminal"]
     monkeypatch.setattr(diagnostics, "REASSIGN_EXACT_PAIRS", N * N - 1)
     out = summary(result)
     assert out["w2sq_exact"] is None and out["w2sq_terminal"] is None
+    assert diagnostics.w2sq_terminal(p, result.final.states, N * N) is None
     assert out["w2sq_exact_upper"] >= w2sq(p.source, points) and "upper bound" in out["w2sq_exact_note"]
     json.dumps(out)  # still valid JSON
