@@ -41,13 +41,15 @@ EXACT_PAIRS = 4_000_000
 #: ``PERIODIC_EXACT_PAIRS``) 60.6 -> 47.8 s, 2.9110988 -> 2.9110863 (same machine, back to back).
 #: Periodic checks within a Newton solve run only up to ``EXACT_PAIRS`` (``optimizers._until_reassigned``:
 #: there they interrupt solves from rough starts, whose Newton steps beyond that size are long; by emd,
-#: checks every 10 Newton steps made a continuum Gaussian of 3,000 particles reach its 60 s limit).
+#: checks every 10 Newton steps made a continuum Gaussian of 3,000 particles reach its 60 s limit); from
+#: starts near the end, weighed checks at growing intervals run up to this bound, exactly
+#: (``optimizers.CHECK_INTERVAL_GROWTH``).
 REASSIGN_EXACT_PAIRS = 100_000_000
-#: Periodic checks within a solve (``optimizers._until_reassigned``; beyond ``EXACT_PAIRS`` those of the
-#: glassy L-BFGS solves) are exact only up to this many pairs, by groups of nearby particles beyond:
-#: exact checks of an unfinished L-BFGS iterate rearrange it more widely and the glassy solve ended
-#: higher (continuum Gaussian of 10,000, M = 3 / M = 5: 2.9113139 / 2.9111006 against 2.9110988 /
-#: 2.9110520 with the groups; the round-end reassignments exact in both).
+#: Periodic checks within a solve from a rough start (``optimizers._until_reassigned``; beyond
+#: ``EXACT_PAIRS`` those of the glassy L-BFGS solves) are exact only up to this many pairs, by groups of
+#: nearby particles beyond: exact checks of an unfinished L-BFGS iterate rearrange it more widely and
+#: the glassy solve ended higher (continuum Gaussian of 10,000, M = 3 / M = 5: 2.9113139 / 2.9111006
+#: against 2.9110988 / 2.9110520 with the groups; the round-end reassignments exact in both).
 PERIODIC_EXACT_PAIRS = 9_000_000
 #: Leaves of the multiscale matching are matched exactly up to this many pairs.
 LEAF_PAIRS = 250_000

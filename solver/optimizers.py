@@ -63,18 +63,21 @@ from .trust_region import STRUCTURED_VARS, Window, plateau_tolerance, trust_regi
 #: the checks; such sizes now take the L-BFGS solve below, checked every ``GLASSY_REASSIGN_EVERY``).
 REASSIGN_EVERY = 10
 #: Where the plateau applies (glassy landscapes, ``trust_region.plateau_tolerance``) and N^2 is at most
-#: ``PERIODIC_EXACT_PAIRS``, Newton's solve from such a start is still checked (``_until_reassigned``):
-#: after REASSIGN_EVERY iterations, then after this many times the last interval each time (a check
-#: costs 0.04 s at N = 1,000, 0.1-0.2 s at N = 3,000), and interrupted only when the check gains more
-#: than the solve itself gained since the last one. Where a reassignment gains little the solve runs
-#: on as before (samples N = 1,000, seeds 1-3: the same endpoints); where the assignment falls behind
-#: the moving states the crawl ends at once. Measured (2-D unless said, uniform sources on the unit
-#: square, eps = 0.01): a Gaussian target at the square's centre, N = 3,000, 58 -> 19 s, 0.0084514912 ->
-#: 0.0084511534 (another draw 82 -> 20 s, 0.0088751699 -> 0.0088736347); a ring target, N = 3,000,
-#: from its 120 s limit at 0.0219787773 to converged in 24 s at 0.0219315798; samples of a Gaussian
-#: beside the square, N = 3,000 5.4 -> 4.9 s, 2.5102116 -> 2.5102133; 3-D, N = 2,500 27 -> 21 s,
-#: 3.0370777 -> 3.0370848 (those two within the glassy spread); N = 2,000 overlapping, 2-D and 3-D:
-#: never interrupted, the same endpoints.
+#: ``REASSIGN_EXACT_PAIRS``, Newton's solve from such a start is still checked (``_until_reassigned``,
+#: exactly): after REASSIGN_EVERY iterations, then after this many times the last interval each time (a
+#: check costs 0.04 s at N = 1,000, 0.1-0.2 s at N = 3,000, 1-3 s at N = 10,000), and interrupted only
+#: when the check gains more than the solve itself gained since the last one. Where a reassignment
+#: gains little the solve runs on as before (samples N = 1,000, seeds 1-3: the same endpoints); where
+#: the assignment falls behind the moving states the crawl ends at once. Measured (2-D unless said,
+#: uniform sources on the unit square, eps = 0.01): a Gaussian target at the square's centre, N = 3,000,
+#: 58 -> 19 s, 0.0084514912 -> 0.0084511534 (another draw 82 -> 20 s, 0.0088751699 -> 0.0088736347),
+#: N = 5,000 128 -> 32 s, 0.0085144441 -> 0.0085137265, N = 10,000 from its 120 s limit at 0.0080889327
+#: to converged in 46 s at 0.0080210183; a ring target, N = 3,000, from its 120 s limit at 0.0219787773
+#: to converged in 24 s at 0.0219315798; samples of a Gaussian beside the square, N = 3,000 5.4 -> 4.9 s,
+#: 2.5102116 -> 2.5102133, N = 5,000 9.3 -> 8.5 s, 2.4941192 -> 2.4941216, N = 10,000 (two draws)
+#: 20.0 / 19.7 -> 21.8 / 21.4 s, 2.5041863 / 2.5064421 -> 2.5041854 / 2.5064444; 3-D, N = 2,500 27 ->
+#: 21 s, 3.0370777 -> 3.0370848 (the samples within the glassy spread); N = 2,000 overlapping, 2-D and
+#: 3-D: never interrupted, the same endpoints.
 CHECK_INTERVAL_GROWTH = 2
 #: In the terminal states of more than ``GLASSY_MIN_VARS`` unknowns the local solve from a rough start
 #: is L-BFGS alone (``glassy``): checked for a reassignment every ``GLASSY_REASSIGN_EVERY`` iterations
@@ -771,14 +774,14 @@ def _until_reassigned(objective: Objective | ReducedObjective, steps: Iterator[S
     states, the solve is interrupted when a reassignment helps: in ``glassy`` solves every
     ``GLASSY_REASSIGN_EVERY`` iterations; otherwise, up to ``EXACT_PAIRS`` pairs, in the Newton phase,
     at its first iteration and every ``REASSIGN_EVERY``, when a reassignment or a release helps. With
-    ``weighed`` instead (a start near the final states), up to N^2 = ``PERIODIC_EXACT_PAIRS``, after
-    ``REASSIGN_EVERY`` Newton iterations and then ``CHECK_INTERVAL_GROWTH`` times longer intervals, when
-    the check gains more than the solve did since the last one. Then returns the last step and where
-    to go on (``moved_on``: the states, and whether released)."""
+    ``weighed`` instead (a start near the final states), up to N^2 = ``REASSIGN_EXACT_PAIRS`` (exact
+    checks), after ``REASSIGN_EVERY`` Newton iterations and then ``CHECK_INTERVAL_GROWTH`` times longer
+    intervals, when the check gains more than the solve did since the last one. Then returns the last
+    step and where to go on (``moved_on``: the states, and whether released)."""
     p = objective.problem
     reduced = isinstance(objective, ReducedObjective)
     lbfgs_only = glassy(objective, periodic)
-    weighed = weighed and reduced and not periodic and p.N * p.N <= PERIODIC_EXACT_PAIRS
+    weighed = weighed and reduced and not periodic and p.N * p.N <= REASSIGN_EXACT_PAIRS
     periodic = weighed or (periodic and reduced and (lbfgs_only or p.N * p.N <= EXACT_PAIRS))
     every = GLASSY_REASSIGN_EVERY if lbfgs_only else REASSIGN_EVERY
     # L-BFGS's start is itself an OT assignment; so is a weighed solve's (checked after an interval)
@@ -795,7 +798,7 @@ def _until_reassigned(objective: Objective | ReducedObjective, steps: Iterator[S
                 continue
             since = 0
             moved = moved_on(objective, last.variables, releasing=not lbfgs_only,
-                             exact_pairs=PERIODIC_EXACT_PAIRS)
+                             exact_pairs=REASSIGN_EXACT_PAIRS if weighed else PERIODIC_EXACT_PAIRS)
             if weighed:
                 f = last.energies["objective"]
                 if moved[0] is not None and f - objective.value_and_grad(moved[0])[0]["objective"] > checked - f:
