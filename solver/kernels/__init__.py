@@ -301,8 +301,8 @@ def self_products(x: "torch.Tensor", b: "torch.Tensor", scale: float
         return lambda v: torch.full(x.shape, math.nan, dtype=x.dtype)
     if backend_name() == "dense":
         return lambda v: dense.self_products(x.detach(), b.detach(), scale, v.detach())
-    product = cells.Cells(xn, cutoff(scale, PRODUCT_TRUNCATION)).self_products(np.ascontiguousarray(b.detach().numpy()), scale,
-                                                           PAIR_MEMORY)
+    grid = cells.Cells(xn, cutoff(scale, PRODUCT_TRUNCATION))
+    product = grid.self_products(np.ascontiguousarray(b.detach().numpy()), scale, PAIR_MEMORY)
 
     def apply(v: "torch.Tensor") -> "torch.Tensor":
         vn = v.detach().numpy()
