@@ -26,9 +26,11 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 from .kernels import gaussian_normalizer, hessian_blocks, self_products
-from .lazy import torch
+from .lazy import LazyModule, torch
 from .objective import Objective, add_to_diagonal_blocks
 from .steering import quadratic_structure
+
+blockwise = LazyModule("solver.blockwise")  # numba: compiled on first use
 
 if TYPE_CHECKING:
     from .problem import Problem
@@ -62,7 +64,7 @@ class Curvature:
     def __call__(self, v: "torch.Tensor") -> "torch.Tensor":
         """H v for v of shape (N, D)."""
         self_term = self.objective.self_coefficient[:, None] * self._self_products(v)
-        return torch.einsum("nde,ne->nd", self._uncoupled, v) + self_term
+        return blockwise.block_products(self._uncoupled, v) + self_term
 
 
 class ReducedObjective:

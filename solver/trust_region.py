@@ -46,11 +46,13 @@ from collections import deque
 from typing import Callable, Iterator
 
 from .costs.obstacles import hinge
-from .lazy import torch
+from .lazy import LazyModule, torch
 from .problem import OptimizerSpec
 from .objective import Objective
 from .reduced import ReducedObjective
 from .steps import Step, per_particle_grad_norm
+
+blockwise = LazyModule("solver.blockwise")  # numba: compiled on first use
 
 #: At most this many CG iterations per Newton step (each is one Hessian-vector product).
 MAX_CG = 250
@@ -656,4 +658,4 @@ def _length(v: "torch.Tensor", blocks: "torch.Tensor") -> float:
 
 
 def _apply(blocks: "torch.Tensor", v: "torch.Tensor") -> "torch.Tensor":
-    return torch.einsum("nde,ne->nd", blocks, v)
+    return blockwise.block_products(blocks, v)

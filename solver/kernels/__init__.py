@@ -36,6 +36,7 @@ cells = LazyModule("solver.kernels.cells")  # numba: compiled on first use
 fourier = LazyModule("solver.kernels.fourier")  # FINUFFT
 dense_hessian = LazyModule("solver.kernels.dense_hessian")  # numba: compiled on first use
 augmenting = LazyModule("solver.augmenting")  # numba: compiled on first use
+blockwise = LazyModule("solver.blockwise")  # numba: compiled on first use
 
 BACKENDS = ("dense", "cells", "grid")
 #: Pairs farther apart than the cutoff weigh less than this each (relative to a pair at distance 0).
@@ -313,10 +314,11 @@ def self_products(x: "torch.Tensor", b: "torch.Tensor", scale: float
 
 
 def compile_kernels() -> None:
-    """Compile the numba kernels, the cells', ``dense_hessian``'s and the assignments'
-    (``solver.augmenting``), or load them from numba's disk cache, on a small cloud. The first compile
-    takes seconds (2.6 s measured inside a first N = 1,000 solve; the assignments' 1.6 s), which the first
-    solve after an install would otherwise wait for; ``make install`` calls this."""
+    """Compile the numba kernels, the cells', ``dense_hessian``'s, the assignments'
+    (``solver.augmenting``) and the block products (``solver.blockwise``), or load them from numba's
+    disk cache, on a small cloud. The first compile takes seconds (2.6 s measured inside a first
+    N = 1,000 solve; the assignments' 1.6 s), which the first solve after an install would otherwise
+    wait for; ``make install`` calls this."""
     z = np.random.default_rng(0).uniform(0.0, 1.0, (16, 2))
     grid = cells.Cells(z, 0.5)
     grid.sums(z, np.ones(16), 0.1)
@@ -326,6 +328,7 @@ def compile_kernels() -> None:
     grid.self_products(np.ones(16), 0.1)(z)
     load_dense_hessian()
     augmenting.repaired_permutation(z, z[::-1].copy())
+    blockwise.block_products(torch.ones(16, 2, 2, dtype=torch.float64), torch.from_numpy(z))
 
 
 @functools.cache

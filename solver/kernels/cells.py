@@ -179,8 +179,9 @@ def _self_pairs(zT, zcell, b, vT, keys, starts, ends, half, c, rc2, table, mode,
     added to both ends (phi_ik = phi_ki, Hess phi(r) = Hess phi(-r)). ``mode`` 0: row sums, 1: and their
     gradient sums (as ``_cross_pairs``, the term k = i included), 2: the products sum_k b_k Hess phi_ik
     (v_i - v_k) (Hess phi(r) = phi(r) ((2c)^2 r r^T - 2c I)). The cells are cut into ``chunks`` runs,
-    each summed into its own buffer by one task (no two threads add to one number). Coordinates and
-    the results' columns are stored coordinate by coordinate (D x K)."""
+    each summed into its own buffer by one task (no two threads add to one number); returns the buffers
+    (chunks, K, 1) and (chunks, K, D) for ``_summed``. Coordinates and, inside, the results' columns are
+    stored coordinate by coordinate (D x K)."""
     d, n = zT.shape
     ncell = keys.shape[0]
     row = np.zeros((chunks, n))
@@ -239,7 +240,7 @@ def _self_pairs(zT, zcell, b, vT, keys, starts, ends, half, c, rc2, table, mode,
                                 s += bk[k] * g
                                 out_j[k] -= bi * g
                             out_t[j, i] += s
-    return row.sum(0), out.sum(0)
+    return row.reshape(chunks, n, 1), np.ascontiguousarray(out.transpose(0, 2, 1))
 
 
 @numba.njit(parallel=True, cache=True)
@@ -272,17 +273,23 @@ def _partners(zT, zcell, keys, starts, ends, half, c, rc2, table, first, partner
 
 
 @numba.njit(parallel=True, fastmath=FAST, cache=True)
-def _partner_products(first, partner, weight, zT, b, v, c, runs):
+def _partner_products(first, partner, weight, zT, b, v_given, order, c, runs):
     """sum_k b_k Hess phi(z_i - z_k) (v_i - v_k) over the listed pairs (``_partners``), each added to
-    both ends as in ``_self_pairs``' mode 2; the points zT (D, N), v and the result (N, D) in cell order.
+    both ends as in ``_self_pairs``' mode 2; the points zT (D, N) and the result in cell order, v_given in
+    the caller's (v_i = v_given[order[i]], gathered here: numpy's fancy indexing took 11 us at N = 1,000).
     A pair's difference z_i - z_k is read from the points (neighbours in cell order, so mostly from cache)
     rather than stored with it: a listed pair is then 12 bytes, not 4 + 8 (D + 1), and the products
     stream less memory (2-D N = 3,000: 0.97 against 1.12 ms; 3-D N = 2,500, with the scalar loop below:
     3.4 against 7.2 ms). The z_i are cut
-    into the runs [runs[t], runs[t + 1]) (about equal numbers of pairs), each summed into its own buffer.
+    into the runs [runs[t], runs[t + 1]) (about equal numbers of pairs), each summed into its own buffer;
+    returns the buffers (chunks, N, D) for ``_summed``.
     In 2-D and 3-D the terms are written out in scalars (the general loops over coordinates keep them in
     memory: 1.9 against 4.2 ns a pair at N = 1,000 in 2-D)."""
-    n, d = v.shape
+    n, d = v_given.shape
+    v = np.empty((n, d))
+    for i in numba.prange(n):
+        for j in range(d):
+            v[i, j] = v_given[order[i], j]
     chunks = runs.shape[0] - 1
     out = np.zeros((chunks, n, d))
     c4, c2 = 4.0 * c * c, 2.0 * c
@@ -345,7 +352,25 @@ def _partner_products(first, partner, weight, zT, b, v, c, runs):
                     out_t[k, j] -= bi * h
             for j in range(d):
                 out_t[i, j] += s[j]
-    return out.sum(0)
+    return out
+
+
+@numba.njit(parallel=True, cache=True)
+def _summed(buffers, order):
+    """The sum over t of the per-run buffers (chunks, K, m) of a kernel over points in cell order, with
+    row i put back at the caller's order[i]; added in order t = 0, 1, ... (bitwise numpy's
+    ``buffers.sum(0)``). Inside those (parallel) kernels numba's own ``out.sum(0)`` took twice as long
+    as all their pairs: a product at 2-D N = 1,000 (8 runs) 0.27 ms so, 0.09 ms with this call after
+    the kernel; and the scatter here spares numpy's fancy indexing (11 us at N = 1,000)."""
+    chunks, n, m = buffers.shape
+    total = np.empty((n, m))
+    for i in numba.prange(n):
+        for j in range(m):
+            acc = 0.0
+            for t in range(chunks):
+                acc += buffers[t, i, j]
+            total[order[i], j] = acc
+    return total
 
 
 #: The x of ``_cross_pairs`` and the cells of ``_self_pairs`` are cut into this many runs per
@@ -359,6 +384,16 @@ def run(kernel, *args):
     """Call a compiled kernel, one at a time across threads."""
     with _LOCK:
         return kernel(*args)
+
+
+def run_summed(kernel, order: np.ndarray, *args) -> "np.ndarray | tuple[np.ndarray, ...]":
+    """``run`` for a kernel that returns per-run buffers over points in cell order (one array or a tuple
+    of them): their sums in the caller's order (``_summed``)."""
+    with _LOCK:
+        buffers = kernel(*args)
+        if isinstance(buffers, tuple):
+            return tuple(_summed(b, order) for b in buffers)
+        return _summed(buffers, order)
 
 
 def _chunks() -> int:
@@ -436,11 +471,10 @@ class Cells:
         stored points themselves each pair is computed once (``_self_pairs``: 1.7x faster in 2-D)."""
         bs = np.ascontiguousarray(b[self.order])
         if x is self.source:
-            row, g = run(_self_pairs, self.zT, self.sorted_cells, bs, self.zT, self.keys, self.starts, self.ends,
-                         self.half, *self._exponent(scale), 1 if want_grad else 0, _chunks())
-            out_row, out_g = np.empty_like(row), np.empty_like(g.T)
-            out_row[self.order], out_g[self.order] = row, g.T
-            return out_row, out_g
+            row, g = run_summed(_self_pairs, self.order, self.zT, self.sorted_cells, bs, self.zT, self.keys,
+                                self.starts, self.ends, self.half, *self._exponent(scale), 1 if want_grad else 0,
+                                _chunks())
+            return row[:, 0], g
         xs, xc, order = self._visit(x)
         row, g, _ = run(_cross_pairs, xs, xc, self.zT, bs, self.keys, self.starts, self.ends, self.stencil,
                         *self._exponent(scale), 1 if want_grad else 0, _chunks())
@@ -477,17 +511,13 @@ class Cells:
             runs[0], runs[-1] = 0, len(counts)
 
             def listed(v: np.ndarray) -> np.ndarray:
-                out = np.empty_like(v, dtype=float)
-                out[self.order] = run(_partner_products, first, partner, weight, self.zT, bs,
-                                      np.ascontiguousarray(v[self.order]),
-                                      exponent[0], runs)
-                return out
+                return run_summed(_partner_products, self.order, first, partner, weight, self.zT, bs,
+                                  np.ascontiguousarray(v, dtype=float), self.order, exponent[0], runs)
             return listed
 
         def product(v: np.ndarray) -> np.ndarray:
-            _, hv = run(_self_pairs, self.zT, self.sorted_cells, bs, np.ascontiguousarray(v[self.order].T),
-                        self.keys, self.starts, self.ends, self.half, *exponent, 2, _chunks())
-            out = np.empty_like(hv.T)
-            out[self.order] = hv.T
-            return out
+            _, hv = run_summed(_self_pairs, self.order, self.zT, self.sorted_cells, bs,
+                               np.ascontiguousarray(v[self.order].T), self.keys, self.starts, self.ends,
+                               self.half, *exponent, 2, _chunks())
+            return hv
         return product
