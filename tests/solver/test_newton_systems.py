@@ -428,3 +428,20 @@ def test_separable_problems_without_obstacles_finish_with_structured_newton():
     assert not _structured(Objective(problem_from_dict(dict(spec, p=1.5))))
     assert not _structured(Objective(problem_from_dict(dict(spec, control_cost="piecewise"))))
     assert not _structured(Objective(problem_from_dict(dict(spec, M=5))))  # 480 variables: saddle-free
+
+
+@pytest.mark.parametrize("shape", [(50, 1), (300, 2), (300, 3), (40, 4), (30, 22)])
+def test_compiled_block_products_equal_einsums(shape):
+    """``blockwise.block_products`` (the preconditioner, metric and uncoupled Hessian blocks applied in
+    every CG iteration) against torch's einsum on random blocks, bitwise: each entry adds its D products
+    in the same order, so a solve's iterates do not depend on which one applies the blocks."""
+    from solver.blockwise import block_products
+
+    N, D = shape
+    generator = torch.Generator().manual_seed(N + D)
+    blocks = torch.randn(N, D, D, dtype=torch.float64, generator=generator)
+    v = torch.randn(N, D, dtype=torch.float64, generator=generator)
+    assert torch.equal(block_products(blocks, v), torch.einsum("nde,ne->nd", blocks, v))
+    # expanded (stride 0) blocks, as the control energy's constant ones are
+    shared = blocks[:1].expand(N, D, D)
+    assert torch.equal(block_products(shared, v), torch.einsum("nde,ne->nd", shared, v))
