@@ -179,9 +179,8 @@ def _self_pairs(zT, zcell, b, vT, keys, starts, ends, half, c, rc2, table, mode,
     added to both ends (phi_ik = phi_ki, Hess phi(r) = Hess phi(-r)). ``mode`` 0: row sums, 1: and their
     gradient sums (as ``_cross_pairs``, the term k = i included), 2: the products sum_k b_k Hess phi_ik
     (v_i - v_k) (Hess phi(r) = phi(r) ((2c)^2 r r^T - 2c I)). The cells are cut into ``chunks`` runs,
-    each summed into its own buffer by one task (no two threads add to one number); returns the buffers
-    (chunks, K, 1) and (chunks, K, D) for ``_summed``. Coordinates and, inside, the results' columns are
-    stored coordinate by coordinate (D x K)."""
+    each summed into its own buffer by one task (no two threads add to one number). Coordinates and
+    the results' columns are stored coordinate by coordinate (D x K)."""
     d, n = zT.shape
     ncell = keys.shape[0]
     row = np.zeros((chunks, n))
@@ -240,7 +239,7 @@ def _self_pairs(zT, zcell, b, vT, keys, starts, ends, half, c, rc2, table, mode,
                                 s += bk[k] * g
                                 out_j[k] -= bi * g
                             out_t[j, i] += s
-    return row.reshape(chunks, n, 1), np.ascontiguousarray(out.transpose(0, 2, 1))
+    return row.sum(0), out.sum(0)
 
 
 @numba.njit(parallel=True, cache=True)
@@ -357,11 +356,12 @@ def _partner_products(first, partner, weight, zT, b, v_given, order, c, runs):
 
 @numba.njit(parallel=True, cache=True)
 def _summed(buffers, order):
-    """The sum over t of the per-run buffers (chunks, K, m) of a kernel over points in cell order, with
-    row i put back at the caller's order[i]; added in order t = 0, 1, ... (bitwise numpy's
-    ``buffers.sum(0)``). Inside those (parallel) kernels numba's own ``out.sum(0)`` took twice as long
-    as all their pairs: a product at 2-D N = 1,000 (8 runs) 0.27 ms so, 0.09 ms with this call after
-    the kernel; and the scatter here spares numpy's fancy indexing (11 us at N = 1,000)."""
+    """The sum over t of the per-run buffers (chunks, K, m) of ``_partner_products``, with row i (cell
+    order) put back at the caller's order[i]; added in order t = 0, 1, ... (bitwise numpy's
+    ``buffers.sum(0)``). Inside that kernel numba's own ``out.sum(0)`` took twice as long as all its
+    pairs: a product at 2-D N = 1,000 (8 runs) 0.27 ms so, 0.09 ms with this call after the kernel; and
+    the scatter here spares numpy's fancy indexing (11 us at N = 1,000). (``_self_pairs``' sums, with
+    their buffers coordinate by coordinate, were 10 % slower this way: they keep numba's sum.)"""
     chunks, n, m = buffers.shape
     total = np.empty((n, m))
     for i in numba.prange(n):
@@ -386,14 +386,11 @@ def run(kernel, *args):
         return kernel(*args)
 
 
-def run_summed(kernel, order: np.ndarray, *args) -> "np.ndarray | tuple[np.ndarray, ...]":
-    """``run`` for a kernel that returns per-run buffers over points in cell order (one array or a tuple
-    of them): their sums in the caller's order (``_summed``)."""
+def run_summed(kernel, order: np.ndarray, *args) -> np.ndarray:
+    """``run`` for a kernel that returns per-run buffers over points in cell order: their sum in the
+    caller's order (``_summed``)."""
     with _LOCK:
-        buffers = kernel(*args)
-        if isinstance(buffers, tuple):
-            return tuple(_summed(b, order) for b in buffers)
-        return _summed(buffers, order)
+        return _summed(kernel(*args), order)
 
 
 def _chunks() -> int:
@@ -471,10 +468,11 @@ class Cells:
         stored points themselves each pair is computed once (``_self_pairs``: 1.7x faster in 2-D)."""
         bs = np.ascontiguousarray(b[self.order])
         if x is self.source:
-            row, g = run_summed(_self_pairs, self.order, self.zT, self.sorted_cells, bs, self.zT, self.keys,
-                                self.starts, self.ends, self.half, *self._exponent(scale), 1 if want_grad else 0,
-                                _chunks())
-            return row[:, 0], g
+            row, g = run(_self_pairs, self.zT, self.sorted_cells, bs, self.zT, self.keys, self.starts, self.ends,
+                         self.half, *self._exponent(scale), 1 if want_grad else 0, _chunks())
+            out_row, out_g = np.empty_like(row), np.empty_like(g.T)
+            out_row[self.order], out_g[self.order] = row, g.T
+            return out_row, out_g
         xs, xc, order = self._visit(x)
         row, g, _ = run(_cross_pairs, xs, xc, self.zT, bs, self.keys, self.starts, self.ends, self.stencil,
                         *self._exponent(scale), 1 if want_grad else 0, _chunks())
@@ -516,8 +514,9 @@ class Cells:
             return listed
 
         def product(v: np.ndarray) -> np.ndarray:
-            _, hv = run_summed(_self_pairs, self.order, self.zT, self.sorted_cells, bs,
-                               np.ascontiguousarray(v[self.order].T), self.keys, self.starts, self.ends,
-                               self.half, *exponent, 2, _chunks())
-            return hv
+            _, hv = run(_self_pairs, self.zT, self.sorted_cells, bs, np.ascontiguousarray(v[self.order].T),
+                        self.keys, self.starts, self.ends, self.half, *exponent, 2, _chunks())
+            out = np.empty_like(hv.T)
+            out[self.order] = hv.T
+            return out
         return product
