@@ -315,8 +315,8 @@ def self_products(x: "torch.Tensor", b: "torch.Tensor", scale: float
 
 def compile_kernels() -> None:
     """Compile the numba kernels, the cells', ``dense_hessian``'s, the assignments'
-    (``solver.augmenting``) and the block products (``solver.blockwise``), or load them from numba's
-    disk cache, on a small cloud. The first compile takes seconds (2.6 s measured inside a first
+    (``solver.augmenting``) and CG's block products and dots (``solver.blockwise``), or load them from
+    numba's disk cache, on a small cloud. The first compile takes seconds (2.6 s measured inside a first
     N = 1,000 solve; the assignments' 1.6 s), which the first solve after an install would otherwise
     wait for; ``make install`` calls this."""
     z = np.random.default_rng(0).uniform(0.0, 1.0, (16, 2))
@@ -329,6 +329,7 @@ def compile_kernels() -> None:
     load_dense_hessian()
     augmenting.repaired_permutation(z, z[::-1].copy())
     blockwise.block_products(torch.ones(16, 2, 2, dtype=torch.float64), torch.from_numpy(z))
+    blockwise.dot(z, z)
 
 
 @functools.cache

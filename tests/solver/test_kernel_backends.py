@@ -181,14 +181,15 @@ def test_automatic_choice():
 @pytest.mark.parametrize("dim", [1, 2, 3])
 def test_the_install_step_compiles_what_solves_call(dim):
     """``kernels.compile_kernels`` (run by ``make install``) compiles every signature the cells backend's
-    sums, Hessian blocks and Hessian-vector products call with, and the trust region's block products:
-    a later solve compiles nothing (a compile costs seconds inside a first solve)."""
+    sums, Hessian blocks and Hessian-vector products call with, and the trust region CG's block products
+    and dots: a later solve compiles nothing (a compile costs seconds inside a first solve)."""
     from solver import blockwise
     from solver.kernels import cells, dense_hessian
 
     kernels.compile_kernels()
     kernels_used = (cells._cross_pairs, cells._self_pairs, cells._partners, cells._partner_products, cells._summed,
-                    dense_hessian._self_hessian, dense_hessian._self_hessian_serial, blockwise._products)
+                    dense_hessian._self_hessian, dense_hessian._self_hessian_serial, blockwise.products,
+                    blockwise.dot)
     compiled = {kernel: len(kernel.signatures) for kernel in kernels_used}
     x, z, a, b = clouds(dim, 7)
     s = 0.3
@@ -198,6 +199,7 @@ def test_the_install_step_compiles_what_solves_call(dim):
         kernels.hessian_blocks(x, z, b, s)
         kernels.self_products(x, a, s)(torch.ones_like(x))
     blockwise.block_products(torch.ones(7, dim, dim, dtype=torch.float64), x)
+    blockwise.dot(x.numpy(), x.numpy())
     kernels.gaussian_self_hessian(x, a, s)
     big = torch.rand(600, dim, dtype=torch.float64)  # 600^2 pairs: the parallel kernel
     kernels.gaussian_self_hessian(big, torch.full((600,), 1 / 600, dtype=torch.float64), s)
