@@ -18,7 +18,7 @@ import numpy as np
 
 from .assignment import EXACT_PAIRS, REASSIGN_EXACT_PAIRS, match
 from .init import source_states
-from .lazy import ot, scipy_linalg
+from .lazy import ot, scipy_linalg, torch
 from .problem import Problem
 from .run import Result
 from .version import solver_version
@@ -54,7 +54,7 @@ def w2sq_bound(x: np.ndarray, y: np.ndarray, b: np.ndarray) -> dict:
     ``EXACT_PAIRS``; beyond, for N equally weighted points, exact up to ``REASSIGN_EXACT_PAIRS`` (the
     multiscale permutation repaired to the optimal one); otherwise the cost of the multiscale transport
     plan (``solver.assignment``), an upper bound, labelled as such. Returns {"value", "exact", "method"}."""
-    _, cost, exact = match(x, y, b, repaired_pairs=REASSIGN_EXACT_PAIRS)
+    _, cost, exact = match(x, y, b, repaired_pairs=REASSIGN_EXACT_PAIRS, workers=torch.get_num_threads())
     if exact:
         method = ("exact (POT emd)" if len(x) * len(y) <= EXACT_PAIRS else
                   "exact (multiscale permutation repaired to the optimum by shortest augmenting paths)")

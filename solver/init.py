@@ -206,7 +206,7 @@ def ot_terminal_states(objective: Objective, cancel: threading.Event | None = No
     where affordable, multiscale beyond (``solver.assignment``)."""
     pts, w = target_points(objective, cancel, blob)
     a, L = steering_coordinates(objective)
-    images, _, _ = match(a, pts @ L, w)
+    images, _, _ = match(a, pts @ L, w, workers=torch.get_num_threads())
     return np.linalg.solve(L.T, images.T).T
 
 

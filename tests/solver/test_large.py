@@ -65,6 +65,17 @@ def test_multiscale_matching_is_a_transport_plan_close_to_the_optimum():
     assert np.array_equal(np.sort(repaired, axis=0), np.sort(y, axis=0))
 
 
+def test_the_multiscale_leaves_solved_on_two_threads_give_the_same_plan():
+    """The multiscale plan's leaves are disjoint: solved on two threads, images and cost are bitwise
+    those of one thread (unequal weights: leaves share the points on their cuts)."""
+    rng = np.random.default_rng(2)
+    x, y, b = rng.uniform(0, 1, (1500, 2)), rng.normal([2, 1], 0.3, (1500, 2)), rng.uniform(0.5, 1.5, 1500)
+    one, cost_one, _ = match(x, y, b, exact_pairs=0)
+    two, cost_two, _ = match(x, y, b, exact_pairs=0, workers=2)
+    assert np.array_equal(one, two) and cost_one == cost_two
+    assert cost_one >= w2sq(x, y, None, b / b.sum()) * (1 - 1e-12)  # a feasible plan: an upper bound
+
+
 def cost(a: np.ndarray, b: np.ndarray) -> float:
     return float(((a - b) ** 2).sum())
 
