@@ -386,13 +386,6 @@ def run(kernel, *args):
         return kernel(*args)
 
 
-def run_summed(kernel, order: np.ndarray, *args) -> np.ndarray:
-    """``run`` for a kernel that returns per-run buffers over points in cell order: their sum in the
-    caller's order (``_summed``)."""
-    with _LOCK:
-        return _summed(kernel(*args), order)
-
-
 def _chunks() -> int:
     return CHUNKS_PER_THREAD * numba.get_num_threads()
 
@@ -509,8 +502,9 @@ class Cells:
             runs[0], runs[-1] = 0, len(counts)
 
             def listed(v: np.ndarray) -> np.ndarray:
-                return run_summed(_partner_products, self.order, first, partner, weight, self.zT, bs,
-                                  np.ascontiguousarray(v, dtype=float), self.order, exponent[0], runs)
+                buffers = run(_partner_products, first, partner, weight, self.zT, bs,
+                              np.ascontiguousarray(v, dtype=float), self.order, exponent[0], runs)
+                return run(_summed, buffers, self.order)
             return listed
 
         def product(v: np.ndarray) -> np.ndarray:
