@@ -23,9 +23,9 @@ the dense Hessian.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Callable
 
-from .kernels import gaussian_normalizer, hessian_blocks, self_products
+from .kernels import gaussian_normalizer, self_curvature
 from .lazy import LazyModule, torch
 from .objective import Objective, add_to_diagonal_blocks
 from .steering import quadratic_structure
@@ -49,22 +49,18 @@ def reducible(problem: "Problem") -> bool:
 
 @dataclass
 class Curvature:
-    """The Hessian of E at one Y, as a product and its diagonal blocks (never formed whole)."""
+    """The Hessian of E at one Y, as a product and its diagonal blocks (never formed whole): H v =
+    uncoupled v (block by block) + self_coefficient * self_products(v) (``kernels.self_curvature``)."""
 
-    objective: "ReducedObjective"
-    Y: "torch.Tensor"
-    blocks: "torch.Tensor"  # (N, D, D): the diagonal blocks of the Hessian
-    coupled: "torch.Tensor"  # (N, D, D): the part of ``blocks`` coming from the self term
-
-    def __post_init__(self) -> None:
-        o = self.objective
-        self._uncoupled = self.blocks - self.coupled
-        self._self_products = self_products(self.Y, o.weights, o.problem.delta)  # planned once for all v
+    self_coefficient: "torch.Tensor"  # (N,): the self term's row factor
+    self_products: Callable[["torch.Tensor"], "torch.Tensor"]  # its pairs, planned once for all v
+    uncoupled: "torch.Tensor"  # (N, D, D): the diagonal blocks of the other terms (control, target)
+    blocks: "torch.Tensor"  # (N, D, D): the diagonal blocks of the whole Hessian
 
     def __call__(self, v: "torch.Tensor") -> "torch.Tensor":
         """H v for v of shape (N, D)."""
-        self_term = self.objective.self_coefficient[:, None] * self._self_products(v)
-        return blockwise.block_products(self._uncoupled, v) + self_term
+        self_term = self.self_coefficient[:, None] * self.self_products(v)
+        return blockwise.block_products(self.uncoupled, v) + self_term
 
 
 class ReducedObjective:
@@ -169,13 +165,12 @@ class ReducedObjective:
         p = self.problem
         Y = Y.detach()
         _, _, ke_blocks = self.kinetic(Y)
-        s = p.delta
-        # self term: 2 c a_i sum_{k != i} a_k Hess phi_ik = coefficient_i (B_i + a_i I / s^2)
-        B = hessian_blocks(Y, Y, self.weights, s)
-        eye = torch.eye(Y.shape[1], dtype=Y.dtype)
-        coupled = self.self_coefficient[:, None, None] * (B + (self.weights / (s * s))[:, None, None] * eye)
-        target = self.full.cross_hessian_blocks(Y)  # (N, D, D) of -(2/eps) sum_i a_i (K * m1)(Y_i)
-        return Curvature(self, Y, ke_blocks + coupled + target, coupled)
+        # the self term's Hessian is coefficient_i times v -> sum_k a_k Hess phi_ik (v_i - v_k), whose diagonal
+        # blocks sum_{k != i} a_k Hess phi_ik come from the pairs its products list (``self_curvature``)
+        products, own = self_curvature(Y, self.weights, p.delta)
+        uncoupled = ke_blocks + self.full.cross_hessian_blocks(Y)  # the target term's: -(2/eps) a_i Hess (K * m1)(Y_i)
+        return Curvature(self.self_coefficient, products, uncoupled,
+                         uncoupled + self.self_coefficient[:, None, None] * own)
 
     def hessian(self, Y: "torch.Tensor") -> "torch.Tensor":
         """The dense Hessian ((N D) x (N D)) for small problems: the Hessian of NE in closed form plus

@@ -61,7 +61,7 @@ MAX_CG = 250
 #: Up to this many unknowns (N D) of the terminal states the model is minimized with dense
 #: factorizations, above by CG. Measured (2 cores, uniform sources, samples of a Gaussian; seconds to
 #: converge, dense against CG, objectives within the glassy spread, +-5e-6 relative, either way), with
-#: the products' pairs listed once per Newton step (``Cells.self_products``): samples N = 600
+#: the products' pairs listed once per Newton step (``Cells.self_curvature``): samples N = 600
 #: 1.5-1.9 / 1.3-2.0 (seeds 1-3), N = 650 2.2 / 2.1, N = 700-720 2.2-2.8 / 1.8-2.3, N = 800 3.3-3.5 /
 #: 2.3-2.6; Gaussian continuum N = 800 8.4 / 6.5. (Before the pairs were listed, CG's products cost
 #: twice as much and dense won up to N D = 1,600; with the cells planned per product and the factor

@@ -41,7 +41,7 @@ blockwise = LazyModule("solver.blockwise")  # numba: compiled on first use
 BACKENDS = ("dense", "cells", "grid")
 #: Pairs farther apart than the cutoff weigh less than this each (relative to a pair at distance 0).
 TRUNCATION = 1e-16
-#: Newton's Hessian-vector products of the self term (``self_products``) leave out the pairs with phi
+#: Newton's Hessian-vector products of the self term (``self_curvature``) leave out the pairs with phi
 #: below this instead: each left-out pair's Hessian is at most tau (r_c/s)^2 / s^2 = 3.7e-7 / s^2 (in
 #: norm), so a product is off by at most 2 tau (r_c/s)^2 / s^2 max|v| sum|b| (measured: 4e-7 to 9e-7 of
 #: its largest entry on 0.3-Gaussian clouds at delta auto), far below CG's forcing tolerance (1e-3 to
@@ -54,7 +54,7 @@ DENSE_PAIRS = 2**18
 #: The work of a cells sum is estimated from this many of the x (their neighbours counted exactly).
 SAMPLE = 256
 #: The pairs of a Newton step's Hessian-vector products are listed once up to this many bytes
-#: (``self_products``; a partner's index and the kernel value, ``cells.PAIR_BYTES`` = 12 bytes: 11
+#: (``self_curvature``; a partner's index and the kernel value, ``cells.PAIR_BYTES`` = 12 bytes: 11
 #: million pairs; at delta auto a 0.3-Gaussian cloud of 10^4 points has 1.1 million in 2-D, 9.2 in 3-D).
 PAIR_MEMORY = 2**27
 #: Seconds per unit of work, measured on this project's 2-core machine: a dense pair, a cells candidate
@@ -288,29 +288,34 @@ def hessian_blocks(x: "torch.Tensor", z: "torch.Tensor", b: "torch.Tensor", scal
     return torch.from_numpy(chosen.grid.blocks(np.ascontiguousarray(xn), np.ascontiguousarray(b.numpy()), scale))
 
 
-def self_products(x: "torch.Tensor", b: "torch.Tensor", scale: float
-                  ) -> Callable[["torch.Tensor"], "torch.Tensor"]:
-    """v -> (N, D): sum_k b_k Hess phi(x_i - x_k) (v_i - v_k), the off-diagonal part of a Hessian-vector
-    product of the self term at the fixed points x, for all the products of a Newton step: the points
-    are sorted into cells and their pairs with phi above ``PRODUCT_TRUNCATION`` listed once
-    (``Cells.self_products``; error bound at ``PRODUCT_TRUNCATION``), by the cells backend whatever a
+def self_curvature(x: "torch.Tensor", b: "torch.Tensor", scale: float
+                   ) -> tuple[Callable[["torch.Tensor"], "torch.Tensor"], "torch.Tensor"]:
+    """The self term's second derivatives at the fixed points x, for all the products of a Newton step:
+    (v -> (N, D): sum_k b_k Hess phi(x_i - x_k) (v_i - v_k), the off-diagonal part of a Hessian-vector
+    product of the self term; that operator's diagonal blocks (N, D, D), sum_{k != i} b_k Hess
+    phi(x_i - x_k)). The points are sorted into cells and their pairs with phi above
+    ``PRODUCT_TRUNCATION`` listed once (``Cells.self_curvature``; error bound at ``PRODUCT_TRUNCATION``,
+    for the blocks' entries the same bound without the factor 2 max|v|), by the cells backend whatever a
     single sum would choose (a sum is planned for one pass; here dozens follow: at N = 500, where a sum
     is dense, a solve by CG took 76 s with dense products, 6.6 s so), unless the dense backend is forced
     (then exact to rounding)."""
     xn = x.detach().numpy()
+    N, D = x.shape
     if not np.isfinite(xn).all():
-        return lambda v: torch.full(x.shape, math.nan, dtype=x.dtype)
+        return (lambda v: torch.full(x.shape, math.nan, dtype=x.dtype)), torch.full((N, D, D), math.nan, dtype=x.dtype)
     if backend_name() == "dense":
-        return lambda v: dense.self_products(x.detach(), b.detach(), scale, v.detach())
+        own = (b.detach() / (scale * scale))[:, None, None] * torch.eye(D, dtype=x.dtype)  # less the k = i terms
+        return ((lambda v: dense.self_products(x.detach(), b.detach(), scale, v.detach())),
+                dense.blocks(x.detach(), x.detach(), b.detach(), scale) + own)
     grid = cells.Cells(xn, cutoff(scale, PRODUCT_TRUNCATION))
-    product = grid.self_products(np.ascontiguousarray(b.detach().numpy()), scale, PAIR_MEMORY)
+    product, blocks = grid.self_curvature(np.ascontiguousarray(b.detach().numpy()), scale, PAIR_MEMORY)
 
     def apply(v: "torch.Tensor") -> "torch.Tensor":
         vn = v.detach().numpy()
         if not np.isfinite(vn).all():
             return torch.full(x.shape, math.nan, dtype=x.dtype)
         return torch.from_numpy(product(vn))
-    return apply
+    return apply, torch.from_numpy(blocks)
 
 
 def compile_kernels() -> None:
@@ -324,8 +329,8 @@ def compile_kernels() -> None:
     grid.sums(z, np.ones(16), 0.1)
     grid.sums(z + 0.0, np.ones(16), 0.1)
     grid.blocks(z, np.ones(16), 0.1)
-    grid.self_products(np.ones(16), 0.1, PAIR_MEMORY)(z)
-    grid.self_products(np.ones(16), 0.1)(z)
+    for memory in (PAIR_MEMORY, 0):  # listed and searched
+        grid.self_curvature(np.ones(16), 0.1, memory)[0](z)
     load_dense_hessian()
     augmenting.repaired_permutation(z, z[::-1].copy())
     blockwise.block_products(torch.ones(16, 2, 2, dtype=torch.float64), torch.from_numpy(z))

@@ -62,8 +62,10 @@ def test_self_term_gradient_counts_both_arguments(name):
 @pytest.mark.parametrize("name", ["dense", "cells"])
 @pytest.mark.parametrize("dim", [1, 2, 3])
 def test_second_derivatives_match_autograd(name, dim):
-    """hessian_blocks (the cross term's blocks) and self_products (the self term's Hessian-vector
-    product) against the Hessian of the dense expression."""
+    """hessian_blocks (the cross term's blocks) and self_curvature (the self term's Hessian-vector
+    product and that product's diagonal blocks) against the Hessian of the dense expression. s = 0.5
+    against clouds of spread 0.5: every pair lies within the product cutoff, so both backends agree with
+    autograd to rounding."""
     x, z, a, b = clouds(dim, seed=11 + dim, n=40, k=30)
     s = 0.5
     H = torch.autograd.functional.hessian(lambda y: kernels.dense.twice_differentiable(y, z, a[:1].expand(len(y)) * 0 + 1, b, s), x)
@@ -72,11 +74,15 @@ def test_second_derivatives_match_autograd(name, dim):
     Hs = torch.autograd.functional.hessian(lambda y: kernels.dense.twice_differentiable(y, y, a, a, s), x)
     with kernels.backend(name):
         blocks = kernels.hessian_blocks(x, z, b, s)
-        products = kernels.self_products(x, a, s)(v)
+        product, own = kernels.self_curvature(x, a, s)
+        products = product(v)
     assert torch.allclose(blocks, want_blocks, rtol=1e-10, atol=1e-13)
-    # (Hs v)_i = 2 a_i sum_k a_k Hess phi(x_i - x_k) (v_i - v_k)
+    # (Hs v)_i = 2 a_i sum_k a_k Hess phi(x_i - x_k) (v_i - v_k); its diagonal blocks 2 a_i sum_{k != i} ...
     want = torch.einsum("idke,ke->id", Hs, v)
     assert torch.allclose(2 * a[:, None] * products, want, rtol=1e-9, atol=1e-13)
+    want_own = torch.stack([Hs[i, :, i, :] for i in range(len(x))])
+    assert torch.allclose(2 * a[:, None, None] * own, want_own, rtol=1e-9, atol=1e-13)
+    assert torch.equal(own, own.transpose(1, 2))  # exactly symmetric (each entry computed once)
 
 
 @pytest.mark.parametrize("dim", [1, 2, 3])
@@ -96,27 +102,33 @@ def test_the_work_estimate_counts_the_pairs_in_neighbouring_cells(dim):
 
 
 @pytest.mark.parametrize("dim", [1, 2, 3])
-def test_listed_pairs_give_the_products_of_the_cells_and_of_the_dense_sum(dim):
-    """``Cells.self_products`` lists the pairs within the cutoff once (its own cell's later points and the
-    cells half a stencil away) and reads them for every product: on a cloud spread over many cells, the
-    products equal the dense expression's and the unlisted kernel's (no memory for the list) to rounding
-    (sums of O(100) terms: 1e-12 relative)."""
+def test_listed_pairs_give_the_products_and_blocks_of_the_cells_and_of_the_dense_sum(dim):
+    """``Cells.self_curvature`` lists the pairs within the cutoff once (its own cell's later points and the
+    cells half a stencil away) and reads them for every product and for the blocks: on a cloud spread
+    over many cells, the products and blocks equal the dense expression's and those of the unlisted
+    kernels (no memory for the list) to rounding (sums of O(100) terms: 1e-12 relative)."""
     x, _, a, _ = clouds(dim, seed=20 + dim, n=700)
     s = 0.05  # cells of side 0.43 over a cloud of spread 0.5: dozens of cells, pairs across their faces
     v = torch.randn(x.shape, dtype=torch.float64, generator=torch.Generator().manual_seed(4))
     grid = kernels.cells.Cells(x.numpy(), kernels.cutoff(s))
     assert len(grid.keys) >= 7  # 7 cells on the line, dozens in the plane and in space
-    listing, searching = grid.self_products(a.numpy(), s, kernels.PAIR_MEMORY), grid.self_products(a.numpy(), s, 0)
+    (listing, listed_blocks), (searching, searched_blocks) = (grid.self_curvature(a.numpy(), s, memory)
+                                                              for memory in (kernels.PAIR_MEMORY, 0))
     assert (listing.__name__, searching.__name__) == ("listed", "product")
     listed, unlisted = listing(v.numpy()), searching(v.numpy())
     want = kernels.dense.self_products(x, a, s, v).numpy()
     scale = np.abs(want).max()
     assert np.abs(listed - want).max() <= 1e-12 * scale and np.abs(unlisted - want).max() <= 1e-12 * scale
+    # the blocks sum_{k != i} a_k Hess phi(x_i - x_k): the dense cross blocks less the k = i term -a_i I / s^2
+    want_blocks = (kernels.dense.blocks(x, x, a, s) + (a / s**2)[:, None, None] * torch.eye(dim, dtype=x.dtype)).numpy()
+    scale = np.abs(want_blocks).max()
+    for got in (listed_blocks, searched_blocks):
+        assert np.abs(got - want_blocks).max() <= 1e-12 * scale
 
 
 @pytest.mark.parametrize("dim", [1, 2, 3])
 def test_newtons_products_leave_out_only_what_their_bound_allows(dim):
-    """Newton's Hessian-vector products (``kernels.self_products``) leave out the pairs with phi below
+    """Newton's Hessian-vector products (``kernels.self_curvature``) leave out the pairs with phi below
     ``PRODUCT_TRUNCATION``: on a cloud whose pairs run far past that cutoff, they differ from the dense
     product by at most the stated bound 2 tau (r_c/s)^2 / s^2 max|v| sum|b| (each left-out pair's Hessian
     is at most tau (r_c/s)^2 / s^2 in norm, its v_i - v_k at most 2 max|v|), and by more than rounding
@@ -126,13 +138,21 @@ def test_newtons_products_leave_out_only_what_their_bound_allows(dim):
     v = torch.randn(x.shape, dtype=torch.float64, generator=torch.Generator().manual_seed(5))
     want = kernels.dense.self_products(x, a, s, v).numpy()
     with kernels.backend("cells"):
-        got = kernels.self_products(x, a, s)(v).numpy()
-    full = kernels.cells.Cells(x.numpy(), kernels.cutoff(s)).self_products(a.numpy(), s, kernels.PAIR_MEMORY)(v.numpy())
+        product, own = kernels.self_curvature(x, a, s)
+        got = product(v).numpy()
+    full, full_own = kernels.cells.Cells(x.numpy(), kernels.cutoff(s)).self_curvature(a.numpy(), s, kernels.PAIR_MEMORY)
+    full = full(v.numpy())
     tau = kernels.PRODUCT_TRUNCATION
     bound = 2 * tau * (kernels.cutoff(s, tau) / s) ** 2 / s**2 * float(v.abs().max()) * float(a.sum())
     error, scale = np.abs(got - want).max(), np.abs(want).max()
     assert error <= bound
     assert error > 1e-12 * scale and np.abs(full - want).max() <= 1e-12 * scale
+    # the blocks (the preconditioner's and the region's metric) leave out the same pairs: each entry is
+    # off by at most tau (r_c/s)^2 / s^2 sum|b| (the bound above without v_i - v_k)
+    want_own = (kernels.dense.blocks(x, x, a, s) + (a / s**2)[:, None, None] * torch.eye(dim, dtype=x.dtype)).numpy()
+    error, scale = np.abs(own.numpy() - want_own).max(), np.abs(want_own).max()
+    assert error <= tau * (kernels.cutoff(s, tau) / s) ** 2 / s**2 * float(a.sum())
+    assert error > 1e-12 * scale and np.abs(full_own - want_own).max() <= 1e-12 * scale
 
 
 @pytest.mark.parametrize("dim", [1, 2, 3])
@@ -187,7 +207,8 @@ def test_the_install_step_compiles_what_solves_call(dim):
     from solver.kernels import cells, dense_hessian
 
     kernels.compile_kernels()
-    kernels_used = (cells._cross_pairs, cells._self_pairs, cells._partners, cells._partner_products, cells._summed,
+    kernels_used = (cells._cross_pairs, cells._self_pairs, cells._partners, cells._partner_products, cells._partner_blocks,
+                    cells._summed,
                     dense_hessian._self_hessian, dense_hessian._self_hessian_serial, blockwise.products,
                     blockwise.dot)
     compiled = {kernel: len(kernel.signatures) for kernel in kernels_used}
@@ -197,7 +218,7 @@ def test_the_install_step_compiles_what_solves_call(dim):
         kernels.sums(x, z, b, s)
         kernels.sums(x, x, a, s, want_grad=False)
         kernels.hessian_blocks(x, z, b, s)
-        kernels.self_products(x, a, s)(torch.ones_like(x))
+        kernels.self_curvature(x, a, s)[0](torch.ones_like(x))
     blockwise.block_products(torch.ones(7, dim, dim, dtype=torch.float64), x)
     blockwise.dot(x.numpy(), x.numpy())
     kernels.gaussian_self_hessian(x, a, s)
@@ -244,4 +265,5 @@ def test_a_coordinate_that_is_not_finite_gives_nan_sums(name):
         assert torch.isnan(row).all() and torch.isnan(g).all()
         if name != "grid":
             assert torch.isnan(kernels.hessian_blocks(x, x, a, 0.02)).all()
-            assert torch.isnan(kernels.self_products(x, a, 0.02)(torch.ones_like(x))).all()
+            product, own = kernels.self_curvature(x, a, 0.02)
+            assert torch.isnan(product(torch.ones_like(x))).all() and torch.isnan(own).all()
