@@ -50,14 +50,14 @@ def w2sq_terminal(problem: Problem, states: np.ndarray, repaired_pairs: int = 0)
 
 
 def w2sq_bound(x: np.ndarray, y: np.ndarray, b: np.ndarray) -> dict:
-    """W_2^2 from sum_i delta_{x_i}/N to sum_k b_k delta_{y_k}: exact (POT's emd) where N K is at most
-    ``EXACT_PAIRS``; beyond, for N equally weighted points, exact up to ``REASSIGN_EXACT_PAIRS`` (the
-    multiscale permutation repaired to the optimal one); otherwise the cost of the multiscale transport
-    plan (``solver.assignment``), an upper bound, labelled as such. Returns {"value", "exact", "method"}."""
+    """W_2^2 from sum_i delta_{x_i}/N to sum_k b_k delta_{y_k}: exact where N K is at most ``EXACT_PAIRS``
+    (POT's emd; for N equally weighted points from ``assignment.REPAIRED_FROM_PAIRS`` the multiscale
+    permutation repaired to the optimal one, as beyond up to ``REASSIGN_EXACT_PAIRS``); otherwise the
+    cost of the multiscale transport plan (``solver.assignment``), an upper bound, labelled as such.
+    Returns {"value", "exact", "method"}."""
     _, cost, exact = match(x, y, b, repaired_pairs=REASSIGN_EXACT_PAIRS, workers=torch.get_num_threads())
     if exact:
-        method = ("exact (POT emd)" if len(x) * len(y) <= EXACT_PAIRS else
-                  "exact (multiscale permutation repaired to the optimum by shortest augmenting paths)")
+        method = "exact (POT emd, or a multiscale permutation repaired to the optimum by shortest augmenting paths)"
     else:
         method = (f"upper bound: cost of a multiscale transport plan (N K > {EXACT_PAIRS:,} makes emd too "
                   f"costly, and the plan is no permutation or N K > {REASSIGN_EXACT_PAIRS:,})")

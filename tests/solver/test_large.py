@@ -10,8 +10,8 @@ import numpy as np
 import pytest
 from scipy.spatial import cKDTree
 
-from solver import ProblemError, problem_from_dict, solve
-from solver.assignment import EXACT_PAIRS, frame, improved_permutation, match
+from solver import ProblemError, assignment, problem_from_dict, solve
+from solver.assignment import EXACT_PAIRS, REPAIRED_FROM_PAIRS, frame, improved_permutation, match
 from solver.budget import needed_bytes
 from solver.diagnostics import summary, w2sq
 
@@ -63,6 +63,32 @@ def test_multiscale_matching_is_a_transport_plan_close_to_the_optimum():
     repaired, cost, is_exact = match(x, y, exact_pairs=0, repaired_pairs=len(x) ** 2)
     assert is_exact and cost == pytest.approx(exact, rel=1e-12)
     assert np.array_equal(np.sort(repaired, axis=0), np.sort(y, axis=0))
+
+
+def test_permutations_within_emds_size_are_repaired_to_emds_optimum(monkeypatch):
+    """From ``REPAIRED_FROM_PAIRS`` up to emd's size an equally weighted permutation is the multiscale
+    one repaired to the optimum, not emd's plan: the same optimal cost as emd (rounding of sums of 800
+    O(1) terms: 1e-12), images that are the target's points themselves, each once. Repeated target
+    points (the images then name no one point each) fall back to emd, still exact; so do unequal weights."""
+    rng = np.random.default_rng(6)
+    N = 800
+    assert REPAIRED_FROM_PAIRS <= N * N <= EXACT_PAIRS
+    x, y = rng.uniform(0, 1, (N, 2)), rng.normal([2, 1], 0.3, (N, 2))
+    emd_plans = []
+    whole = assignment._exact_match
+    monkeypatch.setattr(assignment, "_exact_match", lambda *args: emd_plans.append(1) or whole(*args))
+    images, cost, exact = match(x, y)
+    assert not emd_plans  # repaired, not emd
+    assert exact and cost == pytest.approx(w2sq(x, y), rel=1e-12)
+    assert np.array_equal(np.sort(images, axis=0), np.sort(y, axis=0))
+    assert cost == pytest.approx(float(((x - images) ** 2).sum()) / N, rel=1e-12)
+    repeated = y.copy()
+    repeated[1::2] = repeated[::2]  # every point twice
+    images, cost, exact = match(x, repeated)
+    assert exact and cost == pytest.approx(w2sq(x, repeated), rel=1e-12) and len(emd_plans) == 1
+    b = rng.uniform(0.5, 1.5, N)
+    _, cost, exact = match(x, y, b)
+    assert exact and cost == pytest.approx(w2sq(x, y, None, b / b.sum()), rel=1e-12) and len(emd_plans) == 2
 
 
 def test_the_multiscale_leaves_solved_on_two_threads_give_the_same_plan():
