@@ -22,7 +22,7 @@ The start: for squared distances u_i = |a_i|^2 - 2 psi(a_i) with psi convex, its
 its point (Brenier's potential: then u_i + v_j <= c_ij is psi(a) + psi*(b) >= a.b).
 ``integrated_potentials`` integrates the pairing's map along the edges to each particle's
 ``NEIGHBOURS`` nearest neighbours, psi(a_k) - psi(a_i) ~ (b_i + b_k).(a_k - a_i) / 2 (the trapezoid
-rule), by least squares.
+rule), by least squares (conjugate gradients on the graph Laplacian, to ``POTENTIAL_RTOL``).
 
 Costs are computed where they are needed (no N x N matrix); the time is that of the pricing passes,
 N pairs per row priced (numba's threads), and of the paths. Measured on the reassignments of the
@@ -47,6 +47,12 @@ NEIGHBOURS = 16
 #: (reassignments at N = 3,000 / 10,000: 16 took 0.21 / 1.0-2.3 s, 32 0.22 / 0.95-1.85 s, 64 0.24 /
 #: 0.87-2.1 s); pairs outside are priced after each round (``row_violations``) and added where needed.
 CANDIDATES = 32
+#: The least squares are solved by conjugate gradients to this relative residual, in at most
+#: POTENTIAL_ITERATIONS iterations (any u gives the exact assignment: a looser psi costs the paths a
+#: little, a direct factorization more): reassignments at N = 1,000 21 -> 14 ms (the potentials 12 ->
+#: 6 ms; SuperLU's factorization before), N = 3,000 166 -> 143 ms, N = 10,000 1.48 -> 1.38 s; to 1e-2
+#: instead, the paths took longer than the factorization saved (25, 244 ms, 2.4 s).
+POTENTIAL_RTOL, POTENTIAL_ITERATIONS = 1e-6, 300
 #: A pair (i, i) counts as tight, and a pair undercuts its column only below minus this, relative to
 #: the largest |u|, |v| and c_ii (rounding of the sums that make the potentials).
 TIGHT = 1e-12
@@ -234,10 +240,11 @@ def integrated_potentials(a: np.ndarray, b: np.ndarray, neighbours: int = NEIGHB
     m = len(rows)
     edges = np.arange(m)
     D = sparse.csr_matrix((np.r_[-np.ones(m), np.ones(m)], (np.r_[edges, edges], np.r_[rows, cols])), shape=(m, n))
-    laplacian = (D.T @ D).tocsc()
+    laplacian = (D.T @ D).tocsr()
     # each connected group of particles fixes its potential's constant: a shift small against the
     # Laplacian's entries (2 k per particle) pins it near 0 without moving the differences
-    psi = sparse_linalg.spsolve(laplacian + sparse.identity(n, format="csc") * (1e-9 * k), D.T @ rise)
+    psi, _ = sparse_linalg.cg(laplacian + sparse.identity(n, format="csr") * (1e-9 * k), D.T @ rise,
+                              rtol=POTENTIAL_RTOL, maxiter=POTENTIAL_ITERATIONS)
     if not np.all(np.isfinite(psi)):
         return np.zeros(n)
     return (a * a).sum(1) - 2.0 * psi
