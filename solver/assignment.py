@@ -103,7 +103,8 @@ def match(x: np.ndarray, y: np.ndarray, b: np.ndarray | None = None, exact_pairs
     N, K = len(x), len(y)
     b = np.full(K, 1.0 / K) if b is None else np.asarray(b, dtype=float) / np.sum(b)
     permutation = K == N and bool(np.all(b == b[0]))
-    if N * K <= exact_pairs and not (permutation and N * K >= REPAIRED_FROM_PAIRS):
+    repaired = permutation and N * K >= REPAIRED_FROM_PAIRS and bool(np.isfinite(x).all() and np.isfinite(y).all())
+    if N * K <= exact_pairs and not repaired:  # (not finite: emd's answer, NaN, as below that size)
         return _exact_match(x, y, b)
     leaves: list[tuple[np.ndarray, np.ndarray, np.ndarray]] = []
     _split(x, np.arange(N), y, b * N, leaves)  # masses in units of one source

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
+import warnings
 
 import numpy as np
 import pytest
@@ -69,7 +70,8 @@ def test_permutations_within_emds_size_are_repaired_to_emds_optimum(monkeypatch)
     """From ``REPAIRED_FROM_PAIRS`` up to emd's size an equally weighted permutation is the multiscale
     one repaired to the optimum, not emd's plan: the same optimal cost as emd (rounding of sums of 800
     O(1) terms: 1e-12), images that are the target's points themselves, each once. Repeated target
-    points (the images then name no one point each) fall back to emd, still exact; so do unequal weights."""
+    points (the images then name no one point each) fall back to emd, still exact; so do unequal
+    weights, and points that are not finite."""
     rng = np.random.default_rng(6)
     N = 800
     assert REPAIRED_FROM_PAIRS <= N * N <= EXACT_PAIRS
@@ -89,6 +91,11 @@ def test_permutations_within_emds_size_are_repaired_to_emds_optimum(monkeypatch)
     b = rng.uniform(0.5, 1.5, N)
     _, cost, exact = match(x, y, b)
     assert exact and cost == pytest.approx(w2sq(x, y, None, b / b.sum()), rel=1e-12) and len(emd_plans) == 2
+    bad = x.copy()
+    bad[3, 0] = np.nan  # a diverged iterate: emd's NaN answer, as below that size (the repair would raise)
+    with np.errstate(invalid="ignore"), warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # POT: "Problem unbounded"
+        assert np.isnan(match(bad, y)[1]) and len(emd_plans) == 3
 
 
 def test_the_multiscale_leaves_solved_on_two_threads_give_the_same_plan():
