@@ -801,7 +801,7 @@ def _until_reassigned(objective: Objective | ReducedObjective, steps: Iterator[S
                              exact_pairs=REASSIGN_EXACT_PAIRS if weighed else PERIODIC_EXACT_PAIRS)
             if weighed:
                 f = last.energies["objective"]
-                if moved[0] is not None and f - objective.value_and_grad(moved[0])[0]["objective"] > checked - f:
+                if moved[0] is not None and f - float(objective(moved[0])) > checked - f:  # the value alone
                     return last, moved
                 checked, every = f, every * CHECK_INTERVAL_GROWTH
             elif moved[0] is not None:

@@ -57,7 +57,7 @@ def released(objective: ReducedObjective, Y: "torch.Tensor") -> "torch.Tensor | 
         r_candidates = gaussian_row_sums(flat, Y, weights, delta, normalized=True).reshape(candidates.shape[:2])
         r_now = gaussian_row_sums(Y, Y, weights, delta, normalized=True)
         free = torch.ones(N, dtype=torch.bool)
-        scale = LEAST_GAIN * abs(objective.value_and_grad(Y)[0]["objective"])
+        scale = LEAST_GAIN * abs(float(objective(Y)))
         moves = 0
         while True:
             gain = torch.where(free[None], fixed + 2.0 * a * (r_candidates - r_now[None]) / p.eps, torch.inf)

@@ -37,11 +37,11 @@ def checks(monkeypatch):
         seen.append(latest["step"].iterations)
         return torch.ones(1), False
 
-    def value_and_grad(variables):
-        return {"objective": latest["step"].energies["objective"] - REASSIGNMENT_GAIN}, None
+    def value(self, variables):  # the check prices the reassigned states by the objective's value alone
+        return torch.tensor(latest["step"].energies["objective"] - REASSIGNMENT_GAIN)
 
     monkeypatch.setattr(optimizers, "moved_on", moved_on)
-    monkeypatch.setattr(objective, "value_and_grad", value_and_grad)
+    monkeypatch.setattr(ReducedObjective, "__call__", value)
     return objective, seen, latest
 
 
