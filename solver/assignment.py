@@ -60,8 +60,15 @@ PERIODIC_EXACT_PAIRS = 9_000_000
 #: N = 1,000 0.154 / 0.098 -> 0.071 / 0.057 s, N = 2,000 0.71 / 0.52 -> 0.16 / 0.17 s; 3-D N = 1,000
 #: 0.171 / 0.112 -> 0.126 / 0.100 s; below, emd (2-D N = 500: 0.036 against 0.046 s).
 REPAIRED_FROM_PAIRS = 500_000
-#: Leaves of the multiscale matching are matched exactly up to this many pairs.
+#: Leaves of the multiscale matching are matched exactly up to this many pairs; ...
 LEAF_PAIRS = 250_000
+#: ... up to this many where the plan is then repaired within emd's size: the repair fixes what smaller
+#: leaves get wrong faster than emd solves larger ones (2-D, Gaussian targets apart from the uniform
+#: sources / overlapping them, best of three: N = 1,000 0.082 / 0.065 -> 0.046 / 0.046 s, N = 2,000
+#: 0.153 / 0.123 -> 0.113 / 0.078 s). Beyond emd's size the larger leaves stay: there the repair's time
+#: grows with the plan's errors (N = 10,000 1.53 / 0.94 s with them, 2.28 / 1.05 s with these), and
+#: the starts that are not repaired keep their plan.
+REPAIRED_LEAF_PAIRS = 62_500
 #: Groups of ``improved_permutation`` (reassignments beyond the exact plan's size) have at most this many
 #: particles: N = 20,000 in 0.6 s here (groups of 500: 1.3 s, no better).
 LEAF_PARTICLES = 250
@@ -107,7 +114,8 @@ def match(x: np.ndarray, y: np.ndarray, b: np.ndarray | None = None, exact_pairs
     if N * K <= exact_pairs and not repaired:  # (not finite: emd's answer, NaN, as below that size)
         return _exact_match(x, y, b)
     leaves: list[tuple[np.ndarray, np.ndarray, np.ndarray]] = []
-    _split(x, np.arange(N), y, b * N, leaves)  # masses in units of one source
+    within = repaired and N * K <= exact_pairs  # a plan repaired within emd's size: smaller leaves
+    _split(x, np.arange(N), y, b * N, leaves, REPAIRED_LEAF_PAIRS if within else LEAF_PAIRS)
 
     def matched(leaf: tuple[np.ndarray, np.ndarray, np.ndarray]) -> tuple[np.ndarray, float]:
         """The leaf's images and plan cost (in units of one source's mass)."""
@@ -147,11 +155,12 @@ def _mapped(function: Callable[[T], R], items: list[T], workers: int) -> list[R]
 
 
 def _split(x: np.ndarray, rows: np.ndarray, y: np.ndarray, mass: np.ndarray,
-           leaves: list[tuple[np.ndarray, np.ndarray, np.ndarray]]) -> None:
+           leaves: list[tuple[np.ndarray, np.ndarray, np.ndarray]], leaf_pairs: int = LEAF_PAIRS) -> None:
     """Cut the matching of the sources x[rows] (mass 1 each) to the points y with masses ``mass`` (same
-    total) into leaves of at most ``LEAF_PAIRS`` pairs, appended to ``leaves`` as (rows, points, masses)."""
+    total; masses in units of one source) into leaves of at most ``leaf_pairs`` pairs, appended to
+    ``leaves`` as (rows, points, masses)."""
     n = len(rows)
-    if n * len(y) <= LEAF_PAIRS or n <= 2:
+    if n * len(y) <= leaf_pairs or n <= 2:
         leaves.append((rows, y, mass))
         return
     both = np.vstack([x[rows], y])
@@ -168,8 +177,8 @@ def _split(x: np.ndarray, rows: np.ndarray, y: np.ndarray, mass: np.ndarray,
     left_mass[-1] = taken
     right_mass[0] = mass[by[cut]] - taken
     keep_left, keep_right = left_mass > 1e-12, right_mass > 1e-12
-    _split(x, left_rows, y[by[: cut + 1]][keep_left], left_mass[keep_left], leaves)
-    _split(x, right_rows, y[by[cut:]][keep_right], right_mass[keep_right], leaves)
+    _split(x, left_rows, y[by[: cut + 1]][keep_left], left_mass[keep_left], leaves, leaf_pairs)
+    _split(x, right_rows, y[by[cut:]][keep_right], right_mass[keep_right], leaves, leaf_pairs)
 
 
 def frame(k: int, dim: int) -> np.ndarray:
