@@ -110,11 +110,12 @@ def match(x: np.ndarray, y: np.ndarray, b: np.ndarray | None = None, exact_pairs
     N, K = len(x), len(y)
     b = np.full(K, 1.0 / K) if b is None else np.asarray(b, dtype=float) / np.sum(b)
     permutation = K == N and bool(np.all(b == b[0]))
-    repaired = permutation and N * K >= REPAIRED_FROM_PAIRS and bool(np.isfinite(x).all() and np.isfinite(y).all())
-    if N * K <= exact_pairs and not repaired:  # (not finite: emd's answer, NaN, as below that size)
+    within = N * K <= exact_pairs  # emd's size
+    finite = bool(np.isfinite(x).all() and np.isfinite(y).all())  # (else emd's answer, NaN, as below that size)
+    if within and not (permutation and finite and N * K >= REPAIRED_FROM_PAIRS):
         return _exact_match(x, y, b)
+    # beyond emd's size, or a permutation repaired within it (there from smaller leaves)
     leaves: list[tuple[np.ndarray, np.ndarray, np.ndarray]] = []
-    within = repaired and N * K <= exact_pairs  # a plan repaired within emd's size: smaller leaves
     _split(x, np.arange(N), y, b * N, leaves, REPAIRED_LEAF_PAIRS if within else LEAF_PAIRS)
 
     def matched(leaf: tuple[np.ndarray, np.ndarray, np.ndarray]) -> tuple[np.ndarray, float]:
@@ -128,14 +129,14 @@ def match(x: np.ndarray, y: np.ndarray, b: np.ndarray | None = None, exact_pairs
     for (rows, _, _), (leaf_images, cost) in zip(leaves, _mapped(matched, leaves, workers)):
         images[rows] = leaf_images
         costs.append(cost)
-    if permutation and N * K <= max(repaired_pairs, exact_pairs):
+    if permutation and (within or N * K <= repaired_pairs):
         # equal masses stay whole through the cuts: each image is one of the points (to rounding)
         _, taken = scipy_spatial.cKDTree(y).query(images)
         if len(np.unique(taken)) == N:
             points = y[taken]
             points = points[augmenting.repaired_permutation(x, points)]
             return points, float(((x - points) ** 2).sum()) / N, True
-    if N * K <= exact_pairs:  # repeated points: the images do not name one point each
+    if within:  # repeated points: the images do not name one point each
         return _exact_match(x, y, b)
     return images, float(sum(costs)) / N, False
 
