@@ -30,10 +30,11 @@ from explorer.views import (acceleration_tab, after_load, energy_plot, fig6_tab,
                             lazy_tab, prime_text_panes, when_loaded)
 from solver.allocator import keep_freed_memory  # noqa: E402
 from solver.lazy import load_in_background, ot, torch, torch_dynamo  # noqa: E402
-from solver.run import use_threads  # noqa: E402
+from solver.threads import use_threads  # noqa: E402
 
-# One thread for the solver (torch and the compiled kernels): on a small machine their worker threads
-# would otherwise spin on every core and starve the server's event loop (the page would stop responding).
+# One thread for the solver (torch and the compiled kernels; every solver thread adopts it,
+# ``threads.adopt_threads``): on a small machine their worker threads would otherwise spin on every core
+# and starve the server's event loop (the page would stop responding).
 use_threads(1)
 load_in_background(torch, ot, torch_dynamo)  # the solver's libraries load before the first Run
 keep_freed_memory()  # Newton's large tensors reused, not page-faulted in anew each iteration

@@ -37,6 +37,7 @@ from solver.init import target_size
 from solver.landscape import path_landscape
 from solver.study.execute import record_from_result
 from solver.study.store import RunStore
+from solver.threads import adopt_threads
 from solver.warm import carry_over, continuation_method
 
 from .cores import CORES, live_period
@@ -463,6 +464,7 @@ class SolveRunner(param.Parameterized):
     def _landscape_loop(self, control: solver.SolveControl) -> None:
         """Recompute the landscape every ``landscape_interval`` s for the problem being solved (which a
         live change replaces)."""
+        adopt_threads()  # the process's kernel threads (one in the app), not numba's default of all cores
         objective = None
         next_time = time.perf_counter() + 1.0
         # seconds of grid evaluations for the next slice

@@ -7,8 +7,8 @@ Public API::
     for snap in solve_iter(problem): ...                          # streaming snapshots
     result = solve(problem)                                       # run to the end
 
-Layers (each imports only the ones above it): ``lazy``, ``errors``, ``registry``, ``reading``,
-``paths`` -> ``kernels`` -> the registered parts ``dynamics``, ``targets``, ``costs`` -> ``problem``
+Layers (each imports only the ones above it): ``lazy``, ``threads``, ``errors``, ``registry``,
+``reading``, ``paths`` -> ``kernels`` -> the registered parts ``dynamics``, ``targets``, ``costs`` -> ``problem``
 -> ``objective`` -> ``steering`` -> ``init`` -> ``optimizers`` -> ``run`` -> ``history``,
 ``diagnostics``, ``landscape``, ``io`` -> entry points ``cli``, ``reproduce``, ``bench``. This package
 imports every module that registers kinds, so the registries are complete once ``solver`` is imported;

@@ -41,7 +41,8 @@ from .diagnostics import map_errors
 from .init import forget_quantizations, initial_variables
 from .objective import Objective
 from .problem import Problem, load_problem, problem_from_dict
-from .run import Snapshot, solve_iter, use_threads
+from .run import Snapshot, solve_iter
+from .threads import use_threads
 
 ASSETS = Path(__file__).resolve().parent.parent / "assets"
 #: The obstacle benchmark's figure (README).

@@ -37,7 +37,8 @@ from .diagnostics import obstacle_depths
 from .init import forget_quantizations
 from .problem import Problem, problem_from_dict
 from .reproduce import draw_obstacles
-from .run import solve, threads_for, use_threads
+from .run import solve, threads_for
+from .threads import use_threads
 
 ASSETS = Path(__file__).resolve().parent.parent / "assets"
 #: The drawn and random obstacle scenes of ``--scenes`` (besides the cases and presets).

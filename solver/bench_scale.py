@@ -35,7 +35,8 @@ from .diagnostics import w2sq
 from .init import forget_quantizations
 from .objective import Objective
 from .problem import problem_from_dict
-from .run import solve, threads_for, use_threads
+from .run import solve, threads_for
+from .threads import use_threads
 
 DEFAULT_SCENE = Path(__file__).resolve().parent.parent / "assets" / "default_scene.json"
 #: Backends whose estimated time exceeds this are not run (reported as "-").

@@ -23,7 +23,8 @@ from .diagnostics import summary
 from .io import trajectories_csv, write_atomic
 from .problem import ProblemError, load_problem, problem_warnings
 from .registry import OPTIMIZERS
-from .run import SolveControl, solve, threads_for, use_threads
+from .run import SolveControl, solve, threads_for
+from .threads import use_threads
 from .study import runs_cli
 from .study.execute import record_from_result, run_sweep
 from .study.store import RunStore

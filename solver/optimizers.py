@@ -47,6 +47,7 @@ from .registry import OPTIMIZERS
 from .release import released
 from .steering import KineticPreconditioner, quadratic_structure, steering_coordinates
 from .steps import Step, per_particle_grad_norm
+from .threads import adopt_threads
 from .trust_region import STRUCTURED_VARS, Window, plateau_tolerance, trust_region
 
 #: From a rough start in the terminal states (a continuum target's quasi-random quantization, which
@@ -900,7 +901,8 @@ def prepared(make: Callable[[threading.Event], T], waiting: Step | None) -> Gene
     stop or hit its time limit meanwhile. Closing the generator sets ``cancel`` and waits for the
     worker (``make`` checks it between evaluations). The worker runs in a copy of the caller's context,
     so that a kernel backend forced around the solve (``kernels.backend``) holds there too (a new
-    thread starts from the defaults). Returns ``make``'s result."""
+    thread starts from the defaults), and on the process's kernel threads (``threads.adopt_threads``).
+    Returns ``make``'s result."""
     if waiting is None:
         return make(threading.Event())
     outcome: list[tuple[bool, object]] = []
@@ -909,6 +911,7 @@ def prepared(make: Callable[[threading.Event], T], waiting: Step | None) -> Gene
 
     def work() -> None:
         try:
+            adopt_threads()
             outcome.append((True, context.run(make, cancel)))
         except BaseException as err:  # handed to the caller's thread below
             outcome.append((False, err))

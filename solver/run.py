@@ -22,11 +22,12 @@ from .budget import DEFAULT_BUDGET, check
 from .history import ThinnedHistory
 from .init import Cancelled, PaperStart, blob_quantized, initial_variables, target_size
 from .kernels import load_dense_hessian
-from .lazy import LazyModule, load, numba, ot, torch, torch_dynamo
+from .lazy import LazyModule, load, ot, torch, torch_dynamo
 from .objective import Objective
 from .steps import Step
 from .problem import Problem
 from .registry import OPTIMIZERS
+from .threads import adopt_threads
 
 
 class SolveControl:
@@ -126,15 +127,6 @@ HISTORY_LIMIT = 5000
 SINGLE_THREAD_PAIRS = 1_000_000
 
 
-def use_threads(n: int) -> None:
-    """Run torch and the compiled kernels on ``n`` threads. Entry points (the command line, the app,
-    the benchmark) call this once; a solve never changes the process's thread settings itself.
-    Torch's count is set last: numba's first ``set_num_threads`` starts its OpenMP pool, which sets
-    the OpenMP thread count (shared with torch) to all cores, so set first, torch's 1 became 2."""
-    numba.set_num_threads(max(1, min(n, numba.config.NUMBA_NUM_THREADS)))
-    torch.set_num_threads(n)
-
-
 def threads_for(problem: Problem, available: int) -> int:
     """How many threads suit ``problem``: one for small kernel sums, else ``available`` (for
     ``use_threads``)."""
@@ -166,6 +158,7 @@ def solve_iter(problem: Problem, control: SolveControl | None = None, every: int
     check(problem, memory)
     spec = problem.optimizer
     load(*libraries(problem, method or spec.method))  # library loading (seconds on a first solve) is not solver time
+    adopt_threads()  # in whichever thread the solve runs
     load_dense_hessian()  # nor loading a compiled kernel
     objective = Objective(problem)
     x0 = _start_variables(objective, problem, resume, control)

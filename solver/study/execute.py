@@ -21,7 +21,8 @@ from ..allocator import keep_freed_memory
 from ..diagnostics import summary
 from ..errors import ProblemError
 from ..problem import problem_from_dict
-from ..run import Result, solve, use_threads
+from ..run import Result, solve
+from ..threads import use_threads
 from .store import RunRecord, RunStore
 from .sweep import Sweep, run_key
 
