@@ -20,9 +20,9 @@ def use_threads(n: int) -> None:
     the OpenMP thread count (shared with torch) to all cores, so set first, torch's 1 became 2.
     Torch's count holds in every thread, numba's only in the calling one (``adopt_threads``)."""
     global _THREADS
-    numba.set_num_threads(max(1, min(n, numba.config.NUMBA_NUM_THREADS)))
-    torch.set_num_threads(n)
     _THREADS = n
+    adopt_threads()
+    torch.set_num_threads(n)
 
 
 def adopt_threads() -> None:
