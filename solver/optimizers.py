@@ -507,19 +507,23 @@ def _local(objective: Objective, x: torch.Tensor, spec: OptimizerSpec, phase: st
     L-BFGS until it slows down, then Newton: saddle-free Newton for small problems with a twice
     differentiable objective; for obstacle problems, and larger ones with a twice differentiable control
     cost, whose terms other than the nonlocal one are sums over particles, trust-region Newton on the
-    structured system (``_structured``, ``_structured_newton``); separable obstacle problems beyond its
-    size (``STRUCTURED_VARS``), L-BFGS stopped by the plateau rule over ``GLASSY_WINDOW`` iterations, as
-    the structured Newton is at any size (the penalty's landscape is glassy: contacts come and go);
-    otherwise L-BFGS to the final tolerance. Without the plateau, L-BFGS on obstacle problems beyond
-    that size crawled to the time limit, and the reassignment rounds after a local solve never came:
+    structured system (``_structured``, ``_structured_newton``); obstacle problems beyond its reach
+    (more than ``STRUCTURED_VARS`` terminal unknowns, or interacting particles), L-BFGS stopped by the
+    plateau rule over ``GLASSY_WINDOW`` iterations, as the structured Newton is at any size (the
+    penalty's landscape is glassy: contacts come and go); otherwise L-BFGS to the final tolerance.
+    Without the plateau, L-BFGS on such obstacle problems crawled, often to the time limit, and the
+    reassignment rounds after a local solve came late or never:
     uniform sources to 700 / 1,000 / 2,000 samples of a Gaussian past one disc (eps 0.01, M 5) were still
     going at their 60 / 90 / 60 s limits (2.5258063 / 2.6353694 / 2.6485430), and converge so in
     21 / 27 / 42 s at 2.5258207 / 2.6353424 / 2.6485245 (+5.7e-6 / -1.0e-5 / -7.0e-6 relative: the
-    crawl's last digits against the reassignment rounds' gain). A window of 300 iterations ended lower
+    crawl's last digits against the reassignment rounds' gain); with a Gaussian interaction too
+    (strength 0.1, width 0.1), 100 / 300 samples 28.7 s / at the 60 s limit (2.4437148 / 2.4326780)
+    before, 12.3 / 36.9 s now (2.4437250 / 2.4325155). A window of 300 iterations ended lower
     (N = 700 2.5257425 in 64 s, N = 1,000 2.6353150 in 39 s: 1-3e-5) at 1.5-3 times the time; 100 is
     the window of L-BFGS's plateau in the terminal states (``glassy``). Where structured Newton's size
-    was lowered to send small problems this way (40 / 60 / 150 of those samples), the plateau ended
-    1e-5 - 3.3e-5 above the crawl, in a third to a half of its iterations (the 150 at its 30 s limit)."""
+    was lowered to send small problems this way (40 / 60 / 150 of those samples), and on 40 interacting
+    ones, the plateau ended 1e-5 - 3.3e-5 above the crawl, in a third to a half of its iterations (the
+    150 at its 30 s limit)."""
     reduced = isinstance(objective, ReducedObjective)
     p = objective.problem
     if reduced and not rough:
@@ -533,7 +537,7 @@ def _local(objective: Objective, x: torch.Tensor, spec: OptimizerSpec, phase: st
         yield from _structured_newton(objective, x, spec, phase, iterations, evaluations)
         return
     if not reduced and (x.numel() > NEWTON_MAX_VARS or not p.smooth):
-        if p.obstacles is not None and p.separable:  # beyond structured Newton's size: to the plateau
+        if p.obstacles is not None:  # beyond structured Newton's reach: L-BFGS to the plateau
             yield from lbfgs(objective, x, spec, phase, iterations, evaluations, window=GLASSY_WINDOW,
                              plateau=spec.plateau)
             return
