@@ -507,18 +507,22 @@ def _local(objective: Objective, x: torch.Tensor, spec: OptimizerSpec, phase: st
     L-BFGS until it slows down, then Newton: saddle-free Newton for small problems with a twice
     differentiable objective; for obstacle problems, and larger ones with a twice differentiable control
     cost, whose terms other than the nonlocal one are sums over particles, trust-region Newton on the
-    structured system (``_structured``, ``_structured_newton``); obstacle problems beyond its reach
-    (more than ``STRUCTURED_VARS`` terminal unknowns, or interacting particles), L-BFGS stopped by the
-    plateau rule over ``GLASSY_WINDOW`` iterations, as the structured Newton is at any size (the
-    penalty's landscape is glassy: contacts come and go); otherwise L-BFGS to the final tolerance.
-    Without the plateau, L-BFGS on such obstacle problems crawled, often to the time limit, and the
-    reassignment rounds after a local solve came late or never:
+    structured system (``_structured``, ``_structured_newton``); otherwise L-BFGS, stopped by the
+    plateau rule over ``GLASSY_WINDOW`` iterations where the other solves are: with obstacles at any
+    size, as the structured Newton (the penalty's landscape is glassy: contacts come and go), without
+    them beyond ``PLATEAU_MIN_VARS`` terminal unknowns, as in the terminal states; else to the final
+    tolerance. Without the plateau, these L-BFGS solves crawled, often to the time limit, and the
+    reassignment rounds after a local solve came late or never. With obstacles (beyond structured
+    Newton's size, or with interacting particles):
     uniform sources to 700 / 1,000 / 2,000 samples of a Gaussian past one disc (eps 0.01, M 5) were still
     going at their 60 / 90 / 60 s limits (2.5258063 / 2.6353694 / 2.6485430), and converge so in
     21 / 27 / 42 s at 2.5258207 / 2.6353424 / 2.6485245 (+5.7e-6 / -1.0e-5 / -7.0e-6 relative: the
     crawl's last digits against the reassignment rounds' gain); with a Gaussian interaction too
     (strength 0.1, width 0.1), 100 / 300 samples 28.7 s / at the 60 s limit (2.4437148 / 2.4326780)
-    before, 12.3 / 36.9 s now (2.4437250 / 2.4325155). A window of 300 iterations ended lower
+    before, 12.3 / 36.9 s now (2.4437250 / 2.4325155). Without obstacles: 700 samples past a Gaussian
+    bump (height 1, width 0.15) 57.9 -> 12.1 s (2.5003886 -> 2.5004153, +1.1e-5); 600 / 1,000 samples
+    with that interaction, from their 60 s limits (2.4039087 / 2.5141681) to 16.8 / 26.5 s
+    (2.4038923 / 2.5141592). A window of 300 iterations ended lower
     (N = 700 2.5257425 in 64 s, N = 1,000 2.6353150 in 39 s: 1-3e-5) at 1.5-3 times the time; 100 is
     the window of L-BFGS's plateau in the terminal states (``glassy``). Where structured Newton's size
     was lowered to send small problems this way (40 / 60 / 150 of those samples), and on 40 interacting
@@ -537,11 +541,11 @@ def _local(objective: Objective, x: torch.Tensor, spec: OptimizerSpec, phase: st
         yield from _structured_newton(objective, x, spec, phase, iterations, evaluations)
         return
     if not reduced and (x.numel() > NEWTON_MAX_VARS or not p.smooth):
-        if p.obstacles is not None:  # beyond structured Newton's reach: L-BFGS to the plateau
-            yield from lbfgs(objective, x, spec, phase, iterations, evaluations, window=GLASSY_WINDOW,
-                             plateau=spec.plateau)
-            return
-        yield from lbfgs(objective, x, spec, phase, iterations, evaluations)
+        # the plateau of every glassy solve: with obstacles at any size (as structured Newton), otherwise
+        # beyond PLATEAU_MIN_VARS terminal unknowns (as in the terminal states)
+        plateau = spec.plateau if p.obstacles is not None else plateau_tolerance(objective, spec)
+        yield from lbfgs(objective, x, spec, phase, iterations, evaluations, window=GLASSY_WINDOW if plateau else 10,
+                         plateau=plateau)
         return
     coarse = dataclasses.replace(spec, rtol=max(spec.rtol, REDUCED_HANDOVER_RTOL if reduced else HANDOVER_RTOL))
     last = yield from _until_slow(lbfgs(objective, x, coarse, phase, iterations, evaluations,
