@@ -100,6 +100,7 @@ CHECK_INTERVAL_GROWTH = 2
 #: 84 s to 2.911285). From starts onto particles Newton-CG stays: there it ends lower (N = 3,000
 #: samples: 2.5385776 against 2.5386753).
 GLASSY_MIN_VARS = 8_000
+#: (The same window serves the plateau of L-BFGS's solves in full trajectories, ``_local``.)
 GLASSY_WINDOW, GLASSY_REASSIGN_EVERY = 100, 150
 #: Seconds between the reports a method repeats while it prepares a start in the background.
 HEARTBEAT = 0.2
