@@ -514,9 +514,8 @@ def _local(objective: Objective, x: torch.Tensor, spec: OptimizerSpec, phase: st
     them beyond ``PLATEAU_MIN_VARS`` terminal unknowns, as in the terminal states; else to the final
     tolerance. Without the plateau, these L-BFGS solves crawled, often to the time limit, and the
     reassignment rounds after a local solve came late or never. With obstacles (beyond structured
-    Newton's size, or with interacting particles):
-    uniform sources to 700 / 1,000 / 2,000 samples of a Gaussian past one disc (eps 0.01, M 5) were still
-    going at their 60 / 90 / 60 s limits (2.5258063 / 2.6353694 / 2.6485430), and converge so in
+    Newton's size, or with interacting particles), uniform sources to 700 / 1,000 / 2,000 samples of a
+    Gaussian past one disc (eps 0.01, M 5) were still going at their 60 / 90 / 60 s limits (2.5258063 / 2.6353694 / 2.6485430), and converge so in
     21 / 27 / 42 s at 2.5258207 / 2.6353424 / 2.6485245 (+5.7e-6 / -1.0e-5 / -7.0e-6 relative: the
     crawl's last digits against the reassignment rounds' gain); with a Gaussian interaction too
     (strength 0.1, width 0.1), 100 / 300 samples 28.7 s / at the 60 s limit (2.4437148 / 2.4326780)
@@ -543,10 +542,12 @@ def _local(objective: Objective, x: torch.Tensor, spec: OptimizerSpec, phase: st
         return
     if not reduced and (x.numel() > NEWTON_MAX_VARS or not p.smooth):
         # the plateau of every glassy solve: with obstacles at any size (as structured Newton), otherwise
-        # beyond PLATEAU_MIN_VARS terminal unknowns (as in the terminal states)
+        # beyond PLATEAU_MIN_VARS terminal unknowns (as in the terminal states); else L-BFGS's own rule
         plateau = spec.plateau if p.obstacles is not None else plateau_tolerance(objective, spec)
-        yield from lbfgs(objective, x, spec, phase, iterations, evaluations, window=GLASSY_WINDOW if plateau else 10,
-                         plateau=plateau)
+        if plateau:
+            yield from lbfgs(objective, x, spec, phase, iterations, evaluations, window=GLASSY_WINDOW, plateau=plateau)
+        else:
+            yield from lbfgs(objective, x, spec, phase, iterations, evaluations)
         return
     coarse = dataclasses.replace(spec, rtol=max(spec.rtol, REDUCED_HANDOVER_RTOL if reduced else HANDOVER_RTOL))
     last = yield from _until_slow(lbfgs(objective, x, coarse, phase, iterations, evaluations,

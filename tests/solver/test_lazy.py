@@ -53,7 +53,6 @@ def test_a_solve_loads_torch_optims_machinery_before_its_clock_only_when_it_need
     assert res.stdout.split() == ["start", str(loaded)], res
 
 
-
 KERNELS_AHEAD = """
 import sys
 from numba.core.registry import CPUDispatcher

@@ -224,6 +224,12 @@ def test_under_acceleration_control_the_drawn_paths_stay_outside_too():
     assert depths[True] < 1e-3
 
 
+def forty_samples(**changes) -> dict:
+    """40 uniform sources to 40 samples of N((2, 1), 0.3^2 I), eps 0.01, M 5, with ``changes``."""
+    rng = np.random.default_rng(3)
+    return {"source": {"points": rng.uniform(0, 1, (40, 2)).tolist()},
+            "target": {"kind": "particles", "points": rng.normal([2, 1], 0.3, (40, 2)).tolist()},
+            "eps": 0.01, "M": 5, **changes}
 
 
 @pytest.mark.parametrize("beyond", ["size", "interaction"])
@@ -238,10 +244,7 @@ def test_obstacle_problems_beyond_structured_newton_converge_by_the_plateau(beyo
     from solver import optimizers
     from solver.trust_region import PLATEAU_MOVE
 
-    rng = np.random.default_rng(3)
-    spec = {"source": {"points": rng.uniform(0, 1, (40, 2)).tolist()},
-            "target": {"kind": "particles", "points": rng.normal([2, 1], 0.3, (40, 2)).tolist()},
-            "obstacles": [{"center": [1.5, 0.8], "radius": 0.2}], "eps": 0.01, "M": 5, "optimizer": {"time_limit": 60}}
+    spec = forty_samples(obstacles=[{"center": [1.5, 0.8], "radius": 0.2}], optimizer={"time_limit": 60})
     if beyond == "size":
         monkeypatch.setattr(optimizers, "STRUCTURED_VARS", 10)
     else:
@@ -282,10 +285,7 @@ def test_lbfgs_in_full_trajectories_takes_the_plateau_beyond_its_size(beyond, mo
     monkeypatch.setattr(optimizers, "lbfgs", recorded)
     if beyond:
         monkeypatch.setattr(trust_region, "PLATEAU_MIN_VARS", 10)
-    rng = np.random.default_rng(3)
-    p = problem_from_dict({"source": {"points": rng.uniform(0, 1, (40, 2)).tolist()},
-                           "target": {"kind": "particles", "points": rng.normal([2, 1], 0.3, (40, 2)).tolist()},
-                           "eps": 0.01, "M": 10, "interaction": [{"kind": "gaussian", "strength": 0.1, "width": 0.1}]})
+    p = problem_from_dict(forty_samples(M=10, interaction=[{"kind": "gaussian", "strength": 0.1, "width": 0.1}]))
     r = solve(p)
     assert r.final.status == "converged" and calls
     expected = (optimizers.GLASSY_WINDOW, p.optimizer.plateau) if beyond else (10, 0.0)
