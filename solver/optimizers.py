@@ -509,13 +509,13 @@ def _local(objective: Objective, x: torch.Tensor, spec: OptimizerSpec, phase: st
     differentiable objective; for obstacle problems, and larger ones with a twice differentiable control
     cost, whose terms other than the nonlocal one are sums over particles, trust-region Newton on the
     structured system (``_structured``, ``_structured_newton``); otherwise L-BFGS, stopped by the
-    plateau rule over ``GLASSY_WINDOW`` iterations where the other solves are: with obstacles at any
-    size, as the structured Newton (the penalty's landscape is glassy: contacts come and go), without
-    them beyond ``PLATEAU_MIN_VARS`` terminal unknowns, as in the terminal states; else to the final
-    tolerance. Without the plateau, these L-BFGS solves crawled, often to the time limit, and the
-    reassignment rounds after a local solve came late or never. With obstacles (beyond structured
-    Newton's size, or with interacting particles), uniform sources to 700 / 1,000 / 2,000 samples of a
-    Gaussian past one disc (eps 0.01, M 5) were still going at their 60 / 90 / 60 s limits (2.5258063 / 2.6353694 / 2.6485430), and converge so in
+    plateau rule over ``GLASSY_WINDOW`` iterations at any size, as every other solve of a glassy
+    landscape (``"plateau": 0`` asks for ``rtol`` over 10 iterations instead): interacting particles,
+    a mean-field drift, obstacle problems beyond structured Newton's size. Without the plateau these
+    L-BFGS solves crawled, often to the time limit, and the reassignment rounds after a local solve came
+    late or never. With obstacles (beyond structured Newton's size, or with interacting particles),
+    uniform sources to 700 / 1,000 / 2,000 samples of a Gaussian past one disc (eps 0.01, M 5) were
+    still going at their 60 / 90 / 60 s limits (2.5258063 / 2.6353694 / 2.6485430), and converge so in
     21 / 27 / 42 s at 2.5258207 / 2.6353424 / 2.6485245 (+5.7e-6 / -1.0e-5 / -7.0e-6 relative: the
     crawl's last digits against the reassignment rounds' gain); with a Gaussian interaction too
     (strength 0.1, width 0.1), 100 / 300 samples 28.7 s / at the 60 s limit (2.4437148 / 2.4326780)
@@ -524,10 +524,14 @@ def _local(objective: Objective, x: torch.Tensor, spec: OptimizerSpec, phase: st
     with that interaction, from their 60 s limits (2.4039087 / 2.5141681) to 16.8 / 26.5 s
     (2.4038923 / 2.5141592). A window of 300 iterations ended lower
     (N = 700 2.5257425 in 64 s, N = 1,000 2.6353150 in 39 s: 1-3e-5) at 1.5-3 times the time; 100 is
-    the window of L-BFGS's plateau in the terminal states (``glassy``). Where structured Newton's size
-    was lowered to send small problems this way (40 / 60 / 150 of those samples), and on 40 interacting
-    ones, the plateau ended 1e-5 - 3.3e-5 above the crawl, in a third to a half of its iterations (the
-    150 at its 30 s limit)."""
+    the window of L-BFGS's plateau in the terminal states (``glassy``). Small problems crawled too
+    (they used to, below 1,000 terminal unknowns): 24 problems of 100-400 uniform sources solved this
+    way (Gaussian interactions with Gaussian or sample targets, a quadratic aggregation, mean-field
+    drifts; M 5 and 10; three draws each; with six that go elsewhere, 490 s in all to rtol, 131 s by the
+    plateau) are 1.5-8.6 times faster each (300 interacting particles with a Gaussian target, two
+    draws: from the 60 s limit to converged in 14 / 27 s), ending -7.6e-6 .. +1.2e-5 relative to the
+    crawl, one drift to a Gaussian +6.1e-5 (2.9769595 -> 2.9771426, 33 -> 8 s): the spread between
+    the landscape's local minima."""
     reduced = isinstance(objective, ReducedObjective)
     p = objective.problem
     if reduced and not rough:
@@ -541,11 +545,10 @@ def _local(objective: Objective, x: torch.Tensor, spec: OptimizerSpec, phase: st
         yield from _structured_newton(objective, x, spec, phase, iterations, evaluations)
         return
     if not reduced and (x.numel() > NEWTON_MAX_VARS or not p.smooth):
-        # the plateau of every glassy solve: with obstacles at any size (as structured Newton), otherwise
-        # beyond PLATEAU_MIN_VARS terminal unknowns (as in the terminal states); else L-BFGS's own rule
-        plateau = spec.plateau if p.obstacles is not None else plateau_tolerance(objective, spec)
-        if plateau:
-            yield from lbfgs(objective, x, spec, phase, iterations, evaluations, window=GLASSY_WINDOW, plateau=plateau)
+        # the plateau of every glassy solve, at any size ("plateau": 0 asks for L-BFGS's own rule)
+        if spec.plateau:
+            yield from lbfgs(objective, x, spec, phase, iterations, evaluations, window=GLASSY_WINDOW,
+                             plateau=spec.plateau)
         else:
             yield from lbfgs(objective, x, spec, phase, iterations, evaluations)
         return

@@ -265,13 +265,14 @@ def test_obstacle_problems_beyond_structured_newton_converge_by_the_plateau(beyo
     assert r.final.energies["nonlocal"] < 0.05 * r.final.energies["objective"]  # and the particles arrive
 
 
-@pytest.mark.parametrize("beyond", [False, True])
-def test_lbfgs_in_full_trajectories_takes_the_plateau_beyond_its_size(beyond, monkeypatch):
-    """Without obstacles, an L-BFGS solve in full trajectories (here interacting particles) stops by the
-    plateau over ``GLASSY_WINDOW`` iterations beyond ``PLATEAU_MIN_VARS`` terminal unknowns (here
-    lowered so that 40 particles are beyond it), as the terminal states' solves do, and by ``rtol``
-    over 10 below it, as before. (600 / 1,000 interacting samples went from their 60 s limits to 16.8 /
-    26.5 s, 700 past a potential bump from 57.9 to 12.1 s.)"""
+def test_lbfgs_in_full_trajectories_stops_by_the_plateau_at_any_size(monkeypatch):
+    """Without obstacles, an L-BFGS solve in full trajectories (here 40 interacting particles, far below
+    the terminal states' ``PLATEAU_MIN_VARS``) stops by the plateau over ``GLASSY_WINDOW`` iterations,
+    as every other solve of a glassy landscape does; ``"plateau": 0`` asks for L-BFGS's own rule
+    (``rtol`` over 10 iterations), the crawl every such solve took before (300 interacting particles
+    with a Gaussian target: at the 60 s limit, now converged in 14-27 s; the measured trade is in
+    ``optimizers._local``). The plateau's solve takes fewer iterations and ends within the glassy
+    spread of the crawl's objective."""
     from solver import optimizers, trust_region
 
     calls = []
@@ -283,10 +284,18 @@ def test_lbfgs_in_full_trajectories_takes_the_plateau_beyond_its_size(beyond, mo
         calls.append((bound.arguments["window"], bound.arguments["plateau"]))
         return lbfgs(*args, **kwargs)
     monkeypatch.setattr(optimizers, "lbfgs", recorded)
-    if beyond:
-        monkeypatch.setattr(trust_region, "PLATEAU_MIN_VARS", 10)
-    p = problem_from_dict(forty_samples(M=10, interaction=[{"kind": "gaussian", "strength": 0.1, "width": 0.1}]))
-    r = solve(p)
-    assert r.final.status == "converged" and calls
-    expected = (optimizers.GLASSY_WINDOW, p.optimizer.plateau) if beyond else (10, 0.0)
-    assert all(call == expected for call in calls), calls
+    spec = forty_samples(M=10, interaction=[{"kind": "gaussian", "strength": 0.1, "width": 0.1}])
+    results = {}
+    for plateau in ("default", 0.0):
+        calls.clear()
+        p = problem_from_dict(spec if plateau == "default" else {**spec, "optimizer": {"plateau": plateau}})
+        assert p.N * p.dynamics.state_dim <= trust_region.PLATEAU_MIN_VARS
+        results[plateau] = r = solve(p)
+        assert r.final.status == "converged" and calls
+        expected = (optimizers.GLASSY_WINDOW, p.optimizer.plateau) if p.optimizer.plateau else (10, 0.0)
+        assert all(call == expected for call in calls), calls
+    plateau, crawl = results["default"].final, results[0.0].final
+    assert plateau.iteration < crawl.iteration  # measured 238 against 323 (2.478669879 / 2.478669860)
+    # local minima of these landscapes differ by ~1e-5 relative (measured between the two rules on 24
+    # interacting, aggregating and drifting problems of 100-400 particles: -7.6e-6 .. +6.1e-5)
+    assert abs(plateau.objective - crawl.objective) <= 1e-4 * crawl.objective
