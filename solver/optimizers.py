@@ -524,14 +524,16 @@ def _local(objective: Objective, x: torch.Tensor, spec: OptimizerSpec, phase: st
     with that interaction, from their 60 s limits (2.4039087 / 2.5141681) to 16.8 / 26.5 s
     (2.4038923 / 2.5141592). A window of 300 iterations ended lower
     (N = 700 2.5257425 in 64 s, N = 1,000 2.6353150 in 39 s: 1-3e-5) at 1.5-3 times the time; 100 is
-    the window of L-BFGS's plateau in the terminal states (``glassy``). Small problems crawled too
-    (they used to, below 1,000 terminal unknowns): 24 problems of 100-400 uniform sources solved this
-    way (Gaussian interactions with Gaussian or sample targets, a quadratic aggregation, mean-field
-    drifts; M 5 and 10; three draws each; with six that go elsewhere, 490 s in all to rtol, 131 s by the
-    plateau) are 1.5-8.6 times faster each (300 interacting particles with a Gaussian target, two
-    draws: from the 60 s limit to converged in 14 / 27 s), ending -7.6e-6 .. +1.2e-5 relative to the
-    crawl, one drift to a Gaussian +6.1e-5 (2.9769595 -> 2.9771426, 33 -> 8 s): the spread between
-    the landscape's local minima."""
+    the window of L-BFGS's plateau in the terminal states (``glassy``). Below 1,000 terminal unknowns
+    these solves used to go to rtol, and crawled there too: 24 problems of 100-400 uniform
+    sources solved this way (Gaussian interactions with Gaussian or sample targets, a quadratic
+    aggregation, mean-field drifts; M 5 and 10; three draws each; with six that go elsewhere, 490 s in
+    all to rtol, 131 s by the plateau) are 1.5-8.6 times faster each (300 interacting particles with a
+    Gaussian target, two draws: from the 60 s limit to converged in 14 / 27 s), ending -7.6e-6 ..
+    +1.2e-5 relative to the crawl, one drift to a Gaussian +6.1e-5 (2.9769595 -> 2.9771426, 33 -> 8 s):
+    the spread between the landscape's local minima. (Small obstacle problems sent this way by lowering
+    structured Newton's size ended 1e-5 - 3.3e-5 above the crawl in a third to a half of its
+    iterations.)"""
     reduced = isinstance(objective, ReducedObjective)
     p = objective.problem
     if reduced and not rough:
