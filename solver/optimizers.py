@@ -548,11 +548,8 @@ def _local(objective: Objective, x: torch.Tensor, spec: OptimizerSpec, phase: st
         return
     if not reduced and (x.numel() > NEWTON_MAX_VARS or not p.smooth):
         # the plateau of every glassy solve, at any size ("plateau": 0 asks for L-BFGS's own rule)
-        if spec.plateau:
-            yield from lbfgs(objective, x, spec, phase, iterations, evaluations, window=GLASSY_WINDOW,
-                             plateau=spec.plateau)
-        else:
-            yield from lbfgs(objective, x, spec, phase, iterations, evaluations)
+        rule = {"window": GLASSY_WINDOW, "plateau": spec.plateau} if spec.plateau else {}
+        yield from lbfgs(objective, x, spec, phase, iterations, evaluations, **rule)
         return
     coarse = dataclasses.replace(spec, rtol=max(spec.rtol, REDUCED_HANDOVER_RTOL if reduced else HANDOVER_RTOL))
     last = yield from _until_slow(lbfgs(objective, x, coarse, phase, iterations, evaluations,

@@ -18,6 +18,7 @@ from solver.init import around_obstacles, detour
 from solver.kernels import second_order
 from solver.objective import Objective
 from solver.optimizers import _batched_hessian
+from tests.problems import gaussian_samples
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -224,14 +225,6 @@ def test_under_acceleration_control_the_drawn_paths_stay_outside_too():
     assert depths[True] < 1e-3
 
 
-def forty_samples(**changes) -> dict:
-    """40 uniform sources to 40 samples of N((2, 1), 0.3^2 I), eps 0.01, M 5, with ``changes``."""
-    rng = np.random.default_rng(3)
-    return {"source": {"points": rng.uniform(0, 1, (40, 2)).tolist()},
-            "target": {"kind": "particles", "points": rng.normal([2, 1], 0.3, (40, 2)).tolist()},
-            "eps": 0.01, "M": 5, **changes}
-
-
 @pytest.mark.parametrize("beyond", ["size", "interaction"])
 def test_obstacle_problems_beyond_structured_newton_converge_by_the_plateau(beyond, monkeypatch):
     """Obstacle problems that structured Newton does not take (more than ``STRUCTURED_VARS`` terminal
@@ -244,7 +237,7 @@ def test_obstacle_problems_beyond_structured_newton_converge_by_the_plateau(beyo
     from solver import optimizers
     from solver.trust_region import PLATEAU_MOVE
 
-    spec = forty_samples(obstacles=[{"center": [1.5, 0.8], "radius": 0.2}], optimizer={"time_limit": 60})
+    spec = gaussian_samples(40, 3, obstacles=[{"center": [1.5, 0.8], "radius": 0.2}], optimizer={"time_limit": 60})
     if beyond == "size":
         monkeypatch.setattr(optimizers, "STRUCTURED_VARS", 10)
     else:
@@ -284,7 +277,7 @@ def test_lbfgs_in_full_trajectories_stops_by_the_plateau_at_any_size(monkeypatch
         calls.append((bound.arguments["window"], bound.arguments["plateau"]))
         return lbfgs(*args, **kwargs)
     monkeypatch.setattr(optimizers, "lbfgs", recorded)
-    spec = forty_samples(M=10, interaction=[{"kind": "gaussian", "strength": 0.1, "width": 0.1}])
+    spec = gaussian_samples(40, 3, M=10, interaction=[{"kind": "gaussian", "strength": 0.1, "width": 0.1}])
     results = {}
     for plateau in ("default", 0.0):
         calls.clear()

@@ -4,7 +4,6 @@ gain less than plateau |E|, close to where descent to ``gtol`` ends; small probl
 not cut short."""
 from __future__ import annotations
 
-import numpy as np
 import pytest
 import torch
 
@@ -12,14 +11,12 @@ from solver import ProblemError, problem_from_dict, solve
 from solver.run import solve_iter
 from solver.reduced import ReducedObjective
 from solver.trust_region import PLATEAU_MIN_VARS, PLATEAU_WINDOW, DenseSystem, block_metric, trust_region
+from tests.problems import gaussian_samples
 
 
 def samples(N: int, **optimizer) -> dict:
-    """Uniform on the unit square to N samples of N((2, 1), 0.3^2 I), as the scale benchmark's cases."""
-    rng = np.random.default_rng(0)
-    return {"source": {"points": rng.uniform(0, 1, (N, 2)).tolist()},
-            "target": {"kind": "particles", "points": rng.normal([2, 1], 0.3, (N, 2)).tolist()},
-            "eps": 0.01, "M": 5, "optimizer": dict({"time_limit": 120}, **optimizer)}
+    """``gaussian_samples`` (the scale benchmark's cases) with a 120 s limit and ``optimizer``."""
+    return gaussian_samples(N, optimizer=dict({"time_limit": 120}, **optimizer))
 
 
 def test_the_single_precision_factor_solves_to_float64_accuracy():

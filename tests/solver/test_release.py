@@ -11,13 +11,7 @@ from solver import problem_from_dict, solve
 from solver.assignment import match
 from solver.release import FRACTIONS, released
 from solver.reduced import ReducedObjective
-
-
-def samples(N: int, eps: float, seed: int = 1) -> dict:
-    """Uniform sources on the unit square to N samples of N((2, 1), 0.3^2 I)."""
-    rng = np.random.default_rng(seed)
-    return {"source": {"points": rng.uniform(0, 1, (N, 2)).tolist()}, "eps": eps, "M": 5,
-            "target": {"kind": "particles", "points": rng.normal([2, 1], 0.3, (N, 2)).tolist()}}
+from tests.problems import gaussian_samples
 
 
 def single_releases(objective: ReducedObjective, Y: torch.Tensor) -> torch.Tensor:
@@ -35,7 +29,7 @@ def single_releases(objective: ReducedObjective, Y: torch.Tensor) -> torch.Tenso
 
 @pytest.mark.parametrize("eps", [0.3, 1.0])
 def test_the_greedy_releases_lower_the_objective_until_no_single_release_does(eps):
-    problem = problem_from_dict(samples(60, eps))
+    problem = problem_from_dict(gaussian_samples(60, 1, eps=eps))
     objective = ReducedObjective(problem)
     # the OT start: every particle on its target point, held there by the point's well
     images, _, _ = match(problem.source, np.asarray(problem.target.points))
@@ -53,7 +47,7 @@ def test_the_greedy_releases_lower_the_objective_until_no_single_release_does(ep
 
 def test_no_release_pays_with_a_strong_penalty():
     # eps = 0.01: giving up a place costs more than the whole way saves, for every particle
-    problem = problem_from_dict(samples(60, 0.01))
+    problem = problem_from_dict(gaussian_samples(60, 1))
     result = solve(problem)
     objective = ReducedObjective(problem)
     Y = torch.as_tensor(result.final.states[:, -1], dtype=torch.float64)
@@ -70,7 +64,7 @@ def test_the_ot_start_onto_particles_begins_from_its_releases(monkeypatch, eps):
     from solver.run import _start_variables
     from solver.objective import Objective
 
-    problem = problem_from_dict(samples(60, eps))
+    problem = problem_from_dict(gaussian_samples(60, 1, eps=eps))
     seen = []
 
     def recorded(work, x, spec, label, counters, rough):
