@@ -241,7 +241,8 @@ def exact_step(system: "DenseSystem | TrajectorySystem", g: "torch.Tensor", M: "
     with mu >= 0 such that H + mu M is positive definite and mu (|p|_M - radius) = 0, mu found by
     Newton's method on 1/|p(mu)|_M = 1/radius (Moré and Sorensen; d|p|^2/dmu = -2 Mp.(H + mu M)^{-1} Mp;
     negative curvature pushes the step to the boundary, so saddle points repel), starting from ``guess``
-    (the last iteration's mu: consecutive steps need similar shifts). Returns (p, on the boundary, mu)."""
+    (the last iteration's mu: consecutive steps need similar shifts). Returns (p, on the boundary, mu);
+    (0, True, inf) when no shift tried made H + mu M positive definite (H not finite)."""
     rhs = -g
     # the solution's shift lies in (low, high): below low H + mu M is not positive definite or the step
     # is too long, above high the step is too short; up to ``singular`` it is not positive definite
@@ -250,6 +251,7 @@ def exact_step(system: "DenseSystem | TrajectorySystem", g: "torch.Tensor", M: "
     floor = system.floor
     low, high, singular = floor, math.inf, floor if floor > 0 else -math.inf
     mu = 0.0 if floor == 0 else max(guess, floor * (1.0 + 0.5 * HARD_CASE))
+    p = None
     for k in range(60):
         solve = system.factor(mu)
         if solve is None:  # not positive definite: more shift
@@ -274,6 +276,8 @@ def exact_step(system: "DenseSystem | TrajectorySystem", g: "torch.Tensor", M: "
             if not low < new < high:  # Newton left the bracket: bisect it
                 new = 0.5 * (low + high) if math.isfinite(high) else 2.0 * mu
         mu = guess if k == 0 and low < guess < high else new
+    if p is None:  # no shift made H + mu M positive definite (H not finite, say): no step, no shift left
+        return torch.zeros_like(g), True, math.inf
     return p, True, mu
 
 

@@ -445,3 +445,15 @@ def test_compiled_block_products_equal_einsums(shape):
     # expanded (stride 0) blocks, as the control energy's constant ones are
     shared = blocks[:1].expand(N, D, D)
     assert torch.equal(block_products(shared, v), torch.einsum("nde,ne->nd", shared, v))
+
+
+def test_exact_step_without_a_positive_definite_shift_is_no_step():
+    """A Hessian with a NaN (a problem whose energies overflowed) is positive definite at no shift: the
+    search gives up after its tries with no step and an infinite shift, which the run reports as
+    stalled, instead of failing on a step it never computed."""
+    H = torch.eye(4, dtype=torch.float64)
+    H[0, 1] = H[1, 0] = math.nan
+    M = torch.eye(2, dtype=H.dtype).expand(2, 2, 2).contiguous()
+    g = torch.ones(2, 2, dtype=torch.float64)
+    p, boundary, mu = exact_step(DenseSystem(H, M), g, M, 1.0)
+    assert boundary and mu == math.inf and torch.equal(p, torch.zeros_like(g))
