@@ -20,6 +20,7 @@ from tqdm import tqdm
 from .allocator import keep_freed_memory
 from .budget import DEFAULT_BUDGET, check
 from .diagnostics import summary
+from .errors import SolveError
 from .io import trajectories_csv, write_atomic
 from .problem import ProblemError, load_problem, problem_warnings
 from .registry import OPTIMIZERS
@@ -155,6 +156,9 @@ def main(argv: list[str] | None = None) -> int:
     except ProblemError as err:
         print(f"error: {err}", file=sys.stderr)
         return 2
+    except SolveError as err:
+        print(f"error: {err}", file=sys.stderr)
+        return 1
     except KeyboardInterrupt:
         print("interrupted", file=sys.stderr)
         return 130

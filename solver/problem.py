@@ -23,6 +23,7 @@ from .dynamics import DYNAMICS
 from .errors import ProblemError
 from .reading import Context, check_keys, json_file, mapping, number
 from .registry import INITS, OPTIMIZERS
+from .scales import check_scales
 from .targets import TARGETS
 
 __all__ = ["DELTA_EXPONENT", "OptimizerSpec", "Problem", "ProblemError", "auto_delta", "load_problem",
@@ -212,10 +213,12 @@ def problem_from_dict(spec: Any) -> Problem:
     init = INITS[INITS.kind_of(init_kind, "init")].from_spec(init_spec, context)
     seed = number(spec, "seed", "seed", 0, integer=True, minimum=0)
     metadata = {k: spec[k] for k in METADATA_KEYS if k in spec}
-    return Problem(spec=spec, dynamics=dynamics, source=points, target=target, eps=eps, delta=delta, M=M,
-                   control_cost=control_cost, obstacles=obstacles, potentials=potentials,
-                   interactions=interactions, optimizer=optimizer, init=init, seed=seed,
-                   delta_spec=delta_spec, delta_exponent=exponent, metadata=metadata)
+    problem = Problem(spec=spec, dynamics=dynamics, source=points, target=target, eps=eps, delta=delta, M=M,
+                      control_cost=control_cost, obstacles=obstacles, potentials=potentials,
+                      interactions=interactions, optimizer=optimizer, init=init, seed=seed,
+                      delta_spec=delta_spec, delta_exponent=exponent, metadata=metadata)
+    check_scales(problem, exponent_changed=exponent != DELTA_EXPONENT)  # float64 resolves its kernel and penalty
+    return problem
 
 
 def problem_warnings(problem: Problem) -> list[str]:

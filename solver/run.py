@@ -19,6 +19,7 @@ from typing import Callable, Iterator
 import numpy as np
 
 from .budget import DEFAULT_BUDGET, check
+from .errors import SolveError
 from .history import ThinnedHistory
 from .init import Cancelled, PaperStart, blob_quantized, initial_variables, target_size
 from .kernels import load_dense_hessian
@@ -218,7 +219,7 @@ def solve_iter(problem: Problem, control: SolveControl | None = None, every: int
     # (limits, stop, divergence) keeps the lowest iterate of any kind
     final = (answer if status not in ("max_iter", "time_limit", "stopped", "diverged") else None) or best or last_good
     if final is None:
-        raise RuntimeError("the optimizer produced no finite iterate; check eps, delta and the inputs")
+        raise SolveError("the optimizer produced no finite iterate; check eps, delta and the inputs")
     yield snapshot(final, status, True, counts=step)
 
 

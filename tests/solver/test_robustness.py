@@ -112,6 +112,7 @@ def cli(*args: str, timeout: float = 60.0) -> subprocess.CompletedProcess:
                                                                      "values": [[1, 2], [3]]}}), "target.values"),
     (json.dumps(dict(VALID, M=1_000_000_000)), "problem"),  # 44.7 GiB before the budget
     (json.dumps(dict(VALID, eps=float("nan"))), "eps"),  # NaN, which Python's JSON reads
+    (json.dumps(dict(VALID, eps=1e-30)), "eps"),  # a penalty beyond float64 (solver.scales)
 ])
 def test_the_command_line_answers_bad_files_at_once(tmp_path, content, field, measured):
     """Exit code 2, one line on stderr naming the field, no traceback, within 2 s (torch is not loaded
@@ -126,6 +127,18 @@ def test_the_command_line_answers_bad_files_at_once(tmp_path, content, field, me
     assert "Traceback" not in done.stderr
     measured(f"error on {field} after {seconds:.2f} s")
     assert seconds < 2.0
+
+
+def test_a_problem_without_a_finite_iterate_ends_with_one_line(tmp_path):
+    """A valid file whose energies overflow everywhere (a potential of height 1e308): exit code 1 and one
+    line on stderr, no traceback (it was a RuntimeError's)."""
+    path = tmp_path / "p.json"
+    path.write_text(json.dumps(dict(VALID, obstacles=None, potential=[
+        {"kind": "gaussian", "center": [0.5, 0.5], "height": 1e308, "width": 0.5}])))
+    done = cli("solve", str(path), "--out", str(tmp_path / "out"), "--quiet")
+    lines = done.stderr.strip().splitlines()
+    assert done.returncode == 1 and len(lines) == 1, done.stderr
+    assert lines[0] == "error: the optimizer produced no finite iterate; check eps, delta and the inputs"
 
 
 def test_a_source_point_inside_an_obstacle_is_solved_with_a_warning(tmp_path):

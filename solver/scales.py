@@ -1,0 +1,86 @@
+"""Whether float64 resolves a problem's kernel and terminal penalty (``check_scales``).
+
+The positions carry rounding of 2^-52 of their magnitude X (the largest coordinate of the source states
+and the target, in the constrained state), and the terminal penalty of eq. (55),
+NE = (S - 2 X_cross + C) / eps, is a difference of sums each as large as the peak of K_delta * K_delta,
+(4 pi delta^2)^(-d/2), over eps: it cancels down to a rounding of 2^-52 times that. Two conditions keep
+both far below what the answer resolves, each refused with one line naming the field and the fix:
+
+* delta >= ``DELTA_RESOLUTION`` X: the kernel is wider than a hundred million roundings of a position, so
+  its values carry relative errors of ~1e-7 at most;
+* 2^-52 (4 pi delta^2)^(-d/2) / eps <= ``PENALTY_ROUNDING`` L^2, L the scene's extent (at least delta):
+  the penalty's rounding stays a millionth of the squared distances the control energy is made of.
+
+Measured on the default scene (X = 1.82, L = 2.03, delta = 0.146 auto, eps = 0.01: 4.5140667), before these
+checks: delta = 1e-30 "converged" at 3.0e59, eps = 1e-30 at -4.4e14 (negative: the penalty's sums had
+cancelled to noise), eps = 1e-12 at 4.5173, below the W2^2 = 4.5177 that eps = 1e-8 reaches (the noise
+above, 8e-4); delta = 1e-100, 1e-300 or delta_exponent >= 100 crashed; the scene scaled by 1e12 (delta
+still 0.146) "converged" at -6.0e7. Wider kernels are refused beyond ``DELTA_FLAT`` L: the penalty
+then cannot tell any two points of the scene apart (delta = 1e8 "converged" at 0: no particle moves),
+and at 1e300 it overflowed (a scene at a single point is exempt).
+"""
+from __future__ import annotations
+
+import math
+from typing import TYPE_CHECKING
+
+import numpy as np
+
+from .errors import ProblemError
+
+if TYPE_CHECKING:
+    from .problem import Problem
+
+#: delta at least this multiple of the largest coordinate (see the module docstring).
+DELTA_RESOLUTION = 1e-8
+#: The penalty's rounding at most this multiple of the scene's extent squared.
+PENALTY_ROUNDING = 1e-6
+#: delta at most this multiple of the scene's extent.
+DELTA_FLAT = 1e8
+#: float64's relative rounding, 2^-52.
+ROUNDING = 2.0 ** -52
+
+
+def scene_points(problem: "Problem") -> np.ndarray:
+    """The points that place the scene in the constrained state: the source states, the target's mean and
+    its own points (particles, grid cells), (n, D)."""
+    parts = [problem.dynamics.source_states(problem.source), problem.target.mean()[None, :]]
+    if problem.target.empirical is not None:
+        parts.append(problem.target.empirical[0])
+    return np.concatenate([np.asarray(a, dtype=np.float64).reshape(-1, parts[0].shape[1]) for a in parts])
+
+
+def penalty_rounding(delta: float, eps: float, dim: int) -> float:
+    """2^-52 times the peak of K_delta * K_delta over eps: the rounding NE's sums cancel down to."""
+    return ROUNDING * (4.0 * math.pi * delta * delta) ** (-0.5 * dim) / eps
+
+
+def check_scales(problem: "Problem", exponent_changed: bool = False) -> None:
+    """Raise ``ProblemError`` (naming delta, eps, or delta_exponent where delta is auto and the exponent
+    is not eq. (58)'s, ``exponent_changed``) where float64 cannot resolve the problem's kernel or terminal
+    penalty (module docstring)."""
+    points = scene_points(problem)
+    magnitude = float(np.abs(points).max())
+    delta, eps, dim = problem.delta, problem.eps, problem.dynamics.state_dim
+    spread = float(np.ptp(points, axis=0).max())
+    exponent = exponent_changed and problem.delta_spec == "auto"  # the field at fault: a changed exponent
+    field = "delta_exponent" if exponent else "delta"
+    given = (f"{problem.delta_exponent:g} gives delta = N^(-k/d) = {delta:.3g} for N = {problem.N}," if exponent
+             else f"{delta:.3g}" + (" (auto, eq. 58)" if problem.delta_spec == "auto" else "") + " is")
+    if delta < DELTA_RESOLUTION * magnitude:
+        fix = ("use an exponent near 0.99 (eq. 58)" if exponent
+               else f"give delta >= {DELTA_RESOLUTION * magnitude:.2g} or move the scene toward the origin")
+        raise ProblemError(field, f"{given} below {DELTA_RESOLUTION:g} times the largest coordinate "
+                                  f"({magnitude:.3g}): float64 cannot resolve so narrow a kernel there; {fix}")
+    # (a scene at one point, one particle at a Gaussian's mean say, has nothing to tell apart)
+    if 0 < spread < delta / DELTA_FLAT:
+        raise ProblemError(field, f"{given} over {DELTA_FLAT:g} times the scene's extent ({spread:.3g}): the "
+                                  "terminal penalty cannot tell its points apart; use a delta comparable to the "
+                                  "distances between the points")
+    extent = max(spread, delta)
+    noise = penalty_rounding(delta, eps, dim)
+    if noise > PENALTY_ROUNDING * extent * extent:
+        least = eps * noise / (PENALTY_ROUNDING * extent * extent)
+        raise ProblemError("eps", f"{eps:g} is too small for float64 at delta = {delta:.3g}: the terminal "
+                                  f"penalty's sums cancel to a rounding of {noise:.2g}, against a scene extent "
+                                  f"of {extent:.3g} squared; use eps >= {least:.2g} or a larger delta")

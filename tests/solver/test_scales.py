@@ -1,0 +1,65 @@
+"""Problems far from the scales float64 resolves: the energies stay exact wherever the scene lies, and
+a kernel or a penalty beyond float64's reach is refused with one line naming the field and the fix."""
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+
+import solver
+from solver.reduced import ReducedObjective
+
+
+@pytest.mark.parametrize("offset", [0.0, 1e8])
+def test_the_reduced_control_energy_is_exact_far_from_the_origin(offset):
+    """Under velocity control the minimum-energy path to Y_i is straight at constant speed, so
+    KE(Y) = (1/N) sum_i |Y_i - x_i|^2 in closed form. Moves of ~0.1 at coordinates ~1e8: the positions
+    carry rounding of ~1e-8 (2^-52 of 1e8), so KE agrees to 1e-6 relative; the expanded quadratic
+    (sum of Y Q Y / 2 + q Y + c, terms ~1e16) was off by ~1 absolute, against KE ~ 0.01."""
+    rng = np.random.default_rng(4)
+    x = offset + rng.uniform(0, 1, (30, 2))
+    move = rng.normal(0, 0.1, (30, 2))
+    # delta >= 1e-8 of the coordinates, as the scale check asks (``solver.scales``)
+    problem = solver.problem_from_dict({"source": {"points": x.tolist()}, "M": 6, "delta": 2.0,
+                                        "target": {"kind": "particles", "points": (x + 1.0).tolist()}})
+    work = ReducedObjective(problem)
+    Y = torch.as_tensor(x + move)
+    exact = float((move ** 2).sum(1).mean())
+    value, grad, _ = work.kinetic(Y)
+    assert float(value) == pytest.approx(exact, rel=1e-6)
+    # the gradient 2 (Y_i - x_i) / N, to the same rounding (relative to |move| ~ 0.1)
+    assert np.allclose(grad.numpy(), 2 * move / 30, rtol=0, atol=1e-6 * 0.1 * 2 / 30)
+    assert float(work.particle_kinetic(Y).sum()) == pytest.approx(exact, rel=1e-6)
+    assert float(work.kinetic(work.rest_states())[0]) == 0.0  # the sources themselves: no move, no energy
+
+
+SCENE = {"source": {"points": [[0.0, 0.0], [1.0, 0.5], [0.5, 1.0], [0.2, 0.7]]},
+         "target": {"kind": "particles", "points": [[2.0, 0.0], [3.0, 1.0], [2.5, 0.5], [2.2, 0.9]]}, "eps": 0.01}
+
+
+@pytest.mark.parametrize("changes, field, phrase", [
+    ({"delta": 1e-30}, "delta", "below 1e-08 times the largest coordinate (3)"),
+    ({"delta": 1e30}, "delta", "over 1e+08 times the scene's extent (3)"),
+    ({"delta_exponent": 60.0}, "delta_exponent", "gives delta = N^(-k/d) = 8.67e-19 for N = 4"),
+    ({"eps": 1e-30}, "eps", "too small for float64 at delta = 0.503"),
+    ({"source": {"points": [[1e10, 0.0], [1.0, 0.5], [0.5, 1.0], [0.2, 0.7]]}}, "delta",
+     "0.503 (auto, eq. 58) is below 1e-08 times the largest coordinate (1e+10)"),
+])
+def test_kernels_and_penalties_beyond_float64_are_refused_naming_the_field(changes, field, phrase):
+    """Each of these used to "converge" at a meaningless value (negative, 1e59, 0) or crash deep in the
+    solve (measured in ``solver.scales``); now one line names the field, what is wrong and the fix."""
+    with pytest.raises(solver.ProblemError) as err:
+        solver.problem_from_dict(dict(SCENE, **changes))
+    text = str(err.value)
+    assert err.value.field == field and "\n" not in text and phrase in text, text
+
+
+def test_the_least_eps_the_message_gives_is_the_bound_itself():
+    """The eps the refusal suggests validates, and 1 % below it is refused: the message states the
+    bound the check applies (2^-52 (4 pi delta^2)^(-d/2) / eps <= 1e-6 extent^2)."""
+    with pytest.raises(solver.ProblemError) as err:
+        solver.problem_from_dict(dict(SCENE, eps=1e-20))
+    least = float(str(err.value).split("use eps >= ")[1].split()[0])
+    solver.problem_from_dict(dict(SCENE, eps=least * 1.05))  # the message rounds to two digits
+    with pytest.raises(solver.ProblemError):
+        solver.problem_from_dict(dict(SCENE, eps=least * 0.95))
