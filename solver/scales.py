@@ -15,13 +15,14 @@ Measured on the default scene (X = 1.82, L = 2.03, delta = 0.146 auto, eps = 0.0
 checks: delta = 1e-30 "converged" at 3.0e59, eps = 1e-30 at -4.4e14 (negative: the penalty's sums had
 cancelled to noise), eps = 1e-12 at 4.5173, below the W2^2 = 4.5177 that eps = 1e-8 reaches (the noise
 above, 8e-4); delta = 1e-100, 1e-300 or delta_exponent >= 100 crashed; the scene scaled by 1e12 (delta
-still 0.146) "converged" at -6.0e7. Wider kernels are refused beyond ``DELTA_FLAT`` L: the penalty
-then cannot tell any two points of the scene apart (delta = 1e8 "converged" at 0: no particle moves),
-and at 1e300 it overflowed (a scene at a single point is exempt).
+still 0.146) "converged" at -6.0e7. A kernel so wide that its peak underflows float64 is refused too
+(delta = 1e300 overflowed); wide ones below that are solved as asked (delta = 1e8: the penalty cannot
+tell the scene's points apart, and the objective is 0 with every particle at rest).
 """
 from __future__ import annotations
 
 import math
+import sys
 from typing import TYPE_CHECKING
 
 import numpy as np
@@ -35,8 +36,6 @@ if TYPE_CHECKING:
 DELTA_RESOLUTION = 1e-8
 #: The penalty's rounding at most this multiple of the scene's extent squared.
 PENALTY_ROUNDING = 1e-6
-#: delta at most this multiple of the scene's extent.
-DELTA_FLAT = 1e8
 #: float64's relative rounding, 2^-52.
 ROUNDING = 2.0 ** -52
 
@@ -72,11 +71,9 @@ def check_scales(problem: "Problem", exponent_changed: bool = False) -> None:
                else f"give delta >= {DELTA_RESOLUTION * magnitude:.2g} or move the scene toward the origin")
         raise ProblemError(field, f"{given} below {DELTA_RESOLUTION:g} times the largest coordinate "
                                   f"({magnitude:.3g}): float64 cannot resolve so narrow a kernel there; {fix}")
-    # (a scene at one point, one particle at a Gaussian's mean say, has nothing to tell apart)
-    if 0 < spread < delta / DELTA_FLAT:
-        raise ProblemError(field, f"{given} over {DELTA_FLAT:g} times the scene's extent ({spread:.3g}): the "
-                                  "terminal penalty cannot tell its points apart; use a delta comparable to the "
-                                  "distances between the points")
+    if 0.5 * dim * math.log(4.0 * math.pi) + dim * math.log(delta) > -math.log(sys.float_info.min):
+        raise ProblemError(field, f"{given} so wide that the kernel's peak (4 pi delta^2)^(-d/2) underflows "
+                                  "float64; use a delta comparable to the distances between the points")
     extent = max(spread, delta)
     noise = penalty_rounding(delta, eps, dim)
     if noise > PENALTY_ROUNDING * extent * extent:
