@@ -38,6 +38,11 @@ DELTA_RESOLUTION = 1e-8
 PENALTY_ROUNDING = 1e-6
 #: float64's relative rounding, 2^-52.
 ROUNDING = 2.0 ** -52
+#: The obstacle weight c_Omega at most this: structured Newton's Schur complements multiply Hessian
+#: entries of size c_Omega (the default scene with a disc: c_Omega = 1e50 and 1e100 solved alike,
+#: 4.8628388; 1e200 "converged" at 1.1e195; 1e308 failed in an eigendecomposition). The auto weight
+#: 1/(h eps) is far below it (5e12 with M = 1,000 at the least eps the default scene allows, 2e-10).
+OBSTACLE_WEIGHT_MAX = 1e100
 
 
 def scene_points(problem: "Problem") -> np.ndarray:
@@ -57,7 +62,8 @@ def penalty_rounding(delta: float, eps: float, dim: int) -> float:
 def check_scales(problem: "Problem", exponent_changed: bool = False) -> None:
     """Raise ``ProblemError`` (naming delta, eps, or delta_exponent where delta is auto and the exponent
     is not eq. (58)'s, ``exponent_changed``) where float64 cannot resolve the problem's kernel or terminal
-    penalty (module docstring)."""
+    penalty (module docstring), or (naming obstacle_weight) the obstacle weight is over
+    ``OBSTACLE_WEIGHT_MAX``."""
     points = scene_points(problem)
     magnitude = float(np.abs(points).max())
     delta, eps, dim = problem.delta, problem.eps, problem.dynamics.state_dim
@@ -74,6 +80,10 @@ def check_scales(problem: "Problem", exponent_changed: bool = False) -> None:
     if 0.5 * dim * math.log(4.0 * math.pi) + dim * math.log(delta) > -math.log(sys.float_info.min):
         raise ProblemError(field, f"{given} so wide that the kernel's peak (4 pi delta^2)^(-d/2) underflows "
                                   "float64; use a delta comparable to the distances between the points")
+    if problem.obstacles is not None and problem.obstacles.weight > OBSTACLE_WEIGHT_MAX:
+        raise ProblemError("obstacle_weight", f"{problem.obstacles.weight:g} is over {OBSTACLE_WEIGHT_MAX:g}: "
+                                              "Newton's factorizations overflow float64; use \"auto\" (1/(h eps)) "
+                                              "or a smaller weight")
     extent = max(spread, delta)
     noise = penalty_rounding(delta, eps, dim)
     if noise > PENALTY_ROUNDING * extent * extent:

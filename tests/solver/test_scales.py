@@ -42,6 +42,8 @@ SCENE = {"source": {"points": [[0.0, 0.0], [1.0, 0.5], [0.5, 1.0], [0.2, 0.7]]},
     ({"delta": 1e300}, "delta", "so wide that the kernel's peak (4 pi delta^2)^(-d/2) underflows float64"),
     ({"delta_exponent": 60.0}, "delta_exponent", "gives delta = N^(-k/d) = 8.67e-19 for N = 4"),
     ({"eps": 1e-30}, "eps", "too small for float64 at delta = 0.503"),
+    ({"obstacles": [{"center": [1.5, 0.5], "radius": 0.2}], "obstacle_weight": 1e200}, "obstacle_weight",
+     "1e+200 is over 1e+100: Newton's factorizations overflow float64"),
     ({"source": {"points": [[1e10, 0.0], [1.0, 0.5], [0.5, 1.0], [0.2, 0.7]]}}, "delta",
      "0.503 (auto, eq. 58) is below 1e-08 times the largest coordinate (1e+10)"),
 ])
