@@ -249,6 +249,8 @@ def test_bad_inputs_give_messages_and_the_app_keeps_working(app_url, browser_pag
     wait_text(page, ".validation-message", r"eps: must be > 0")
     set_number(page, ".eps-input", "-1")
     wait_text(page, ".validation-message", r"eps: must be > 0 \(got -1")
+    set_number(page, ".eps-input", "1e-30")  # positive, but a penalty beyond float64 (solver.scales)
+    wait_text(page, ".validation-message", r"eps: 1e-30 is too small for float64 .* use eps >= ")
     set_number(page, ".eps-input", "0.05")
     set_number(page, ".m-input", "1")
     wait_text(page, ".validation-message", r"M: must be >= 2")
