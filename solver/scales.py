@@ -63,7 +63,8 @@ def check_scales(problem: "Problem", exponent_changed: bool = False) -> None:
     """Raise ``ProblemError`` (naming delta, eps, or delta_exponent where delta is auto and the exponent
     is not eq. (58)'s, ``exponent_changed``) where float64 cannot resolve the problem's kernel or terminal
     penalty (module docstring), or (naming obstacle_weight) the obstacle weight is over
-    ``OBSTACLE_WEIGHT_MAX``."""
+    ``OBSTACLE_WEIGHT_MAX``, or the target's own ``check_delta`` refuses delta (an annulus too many delta
+    wide)."""
     points = scene_points(problem)
     magnitude = float(np.abs(points).max())
     delta, eps, dim = problem.delta, problem.eps, problem.dynamics.state_dim
@@ -80,6 +81,9 @@ def check_scales(problem: "Problem", exponent_changed: bool = False) -> None:
     if 0.5 * dim * math.log(4.0 * math.pi) + dim * math.log(delta) > -math.log(sys.float_info.min):
         raise ProblemError(field, f"{given} so wide that the kernel's peak (4 pi delta^2)^(-d/2) underflows "
                                   "float64; use a delta comparable to the distances between the points")
+    check_delta = getattr(problem.target, "check_delta", None)  # a target whose tables scale with 1 / delta
+    if check_delta is not None:
+        check_delta(delta)
     if problem.obstacles is not None and problem.obstacles.weight > OBSTACLE_WEIGHT_MAX:
         raise ProblemError("obstacle_weight", f"{problem.obstacles.weight:g} is over {OBSTACLE_WEIGHT_MAX:g}: "
                                               "Newton's factorizations overflow float64; use \"auto\" (1/(h eps)) "

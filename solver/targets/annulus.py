@@ -58,16 +58,49 @@ def radial_rule(r0: float, r1: float, width: float) -> tuple[np.ndarray, np.ndar
     return nodes.ravel(), (half * w[None, :]).ravel()
 
 
+#: Quadrature terms at nodes r farther than ``QUADRATURE_REACH`` delta from rho are exactly 0 in float64
+#: (exp(-(rho - r)^2 / 2 delta^2) underflows to 0 below exp(-745.2), past 38.6 delta). Where all rho
+#: against all nodes would exceed ``QUADRATURE_ENTRIES`` entries, the sorted rho are summed in blocks
+#: spanning at most ``QUADRATURE_SPAN`` delta (at most QUADRATURE_ENTRIES // 2,000 of them), each
+#: against the nodes within reach only, so memory stays linear in outer / delta: whole, the profile's
+#: table is ~544 (outer / delta)^2 entries, and an annulus 1,000 delta wide asked for 4.3 GB
+#: (outer radius 1e6 failed to allocate at all). Smaller tables are summed whole, as before.
+QUADRATURE_REACH, QUADRATURE_ENTRIES, QUADRATURE_SPAN = 40.0, 2**22, 20.0
+#: An annulus' outer radius at most this many delta (``AnnulusTarget.check_delta``): its tables take time
+#: linear in outer / delta (measured, inner = outer / 2: 2,000 delta 4.2 s, 10,000 delta 14 s).
+MAX_WIDTH = 1e4
+
+
 def radial_quadrature(rho: "torch.Tensor", inner_radius: float, outer_radius: float, delta: float) -> "torch.Tensor":
     """(K_delta * m_1) at distance ``rho`` (any shape) from the centre of the annulus
     inner_radius <= r <= outer_radius, by the composite Gauss-Legendre rule (module docstring)."""
     nodes, weights = radial_rule(inner_radius, outer_radius, delta)
     r = torch.as_tensor(nodes, dtype=rho.dtype)
     w = torch.as_tensor(weights, dtype=rho.dtype) * r
-    rho = rho[..., None]
-    inside = torch.exp(-((rho - r) ** 2) / (2 * delta * delta)) * torch.special.i0e(r * rho / (delta * delta))
-    area = math.pi * (outer_radius**2 - inner_radius**2)
-    return (inside * w).sum(-1) / (area * delta * delta)
+    scale = math.pi * (outer_radius**2 - inner_radius**2) * delta * delta
+
+    def summed(at: "torch.Tensor", r: "torch.Tensor", w: "torch.Tensor") -> "torch.Tensor":
+        at = at[..., None]
+        inside = torch.exp(-((at - r) ** 2) / (2 * delta * delta)) * torch.special.i0e(r * at / (delta * delta))
+        return (inside * w).sum(-1) / scale
+
+    if rho.numel() * len(nodes) <= QUADRATURE_ENTRIES:
+        return summed(rho, r, w)
+    flat, order = torch.sort(rho.reshape(-1))
+    values = torch.empty_like(flat)
+    sorted_rho = flat.detach().numpy()
+    rows = max(1, QUADRATURE_ENTRIES // 2000)
+    start = 0
+    while start < len(sorted_rho):
+        stop = min(int(np.searchsorted(sorted_rho, sorted_rho[start] + QUADRATURE_SPAN * delta, "right")),
+                   start + rows)
+        lo, hi = np.searchsorted(nodes, [sorted_rho[start] - QUADRATURE_REACH * delta,
+                                         sorted_rho[stop - 1] + QUADRATURE_REACH * delta])
+        values[start:stop] = summed(flat[start:stop], r[lo:hi], w[lo:hi])
+        start = stop
+    out = torch.empty_like(flat)
+    out[order] = values
+    return out.reshape(rho.shape)
 
 
 @dataclass(frozen=True)
@@ -166,6 +199,14 @@ class AnnulusTarget:
 
     def cross_term(self, y: "torch.Tensor", a: "torch.Tensor", delta: float) -> "torch.Tensor":
         return a @ self.smoothed(y, delta)
+
+    def check_delta(self, delta: float, where: str = "target") -> None:
+        """Refuse a ring more than ``MAX_WIDTH`` delta in outer radius: its radial tables (``RadialProfile``,
+        ``constant``) hold ~16 nodes per delta, and each of their ~34 rows per delta sums ~1,300 of them."""
+        if self.outer > MAX_WIDTH * delta:
+            raise ProblemError(f"{where}.outer", f"{self.outer:g} is {self.outer / delta:.3g} times delta = "
+                                                 f"{delta:.3g}, over {MAX_WIDTH:g}: its radial tables would take over "
+                                                 "15 s (linear in outer / delta); use a larger delta or rescale the scene")
 
     def constant(self, delta: float) -> float:
         nodes, weights = radial_rule(self.inner, self.outer, delta)
