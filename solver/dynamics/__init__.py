@@ -11,6 +11,8 @@ A dynamics class has
   ``min_M``, ``source_states(source)``, ``has_velocities`` (states = positions, then velocities);
 * the math: ``variable_shape``, ``positions``, ``controls``, ``terminal``, ``states``,
   ``variables_from_positions`` (torch);
+* ``own_data``: whether ``positions`` reads per-particle data held by the dynamics besides the source
+  (acceleration: the source velocities), so that a particle's trajectory cannot be computed alone;
 * what the optimizers ask: ``couples_particles`` (a drift depending on the others), ``plain_transport``
   (ydot = u: optimal paths are straight, W_p maps are exact), ``steers_optimally(psi)`` (minimum-energy
   paths are optimal for psi), ``max_move(delta, h)`` (step cap per particle), ``paper_positions``

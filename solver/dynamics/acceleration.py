@@ -44,6 +44,7 @@ class AccelerationDynamics:
     min_M: ClassVar[int] = 3
     time_coupling: ClassVar[int | None] = 2  # controls are second differences of the variables
     couples_particles: ClassVar[bool] = False
+    own_data: ClassVar[bool] = True  # positions() reads each particle's source velocity, held here
     plain_transport: ClassVar[bool] = False
 
     @classmethod

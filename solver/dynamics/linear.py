@@ -33,6 +33,7 @@ class LinearDynamics:
     min_M: ClassVar[int] = 2
     time_coupling: ClassVar[int | None] = None  # each control moves every later state
     couples_particles: ClassVar[bool] = False
+    own_data: ClassVar[bool] = False
     plain_transport: ClassVar[bool] = False
 
     @classmethod

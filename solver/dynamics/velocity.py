@@ -51,6 +51,7 @@ class VelocityDynamics:
 
     kind: ClassVar[str] = "velocity"
     has_velocities: ClassVar[bool] = False  # the states end with the velocities of the positions
+    own_data: ClassVar[bool] = False
     min_M: ClassVar[int] = 2
     time_coupling: ClassVar[int | None] = 1  # controls are first differences of the variables
 
