@@ -15,8 +15,8 @@ Measured on the default scene (X = 1.82, L = 2.03, delta = 0.146 auto, eps = 0.0
 checks: delta = 1e-30 "converged" at 3.0e59, eps = 1e-30 at -4.4e14 (negative: the penalty's sums had
 cancelled to noise), eps = 1e-12 at 4.5173, below the W2^2 = 4.5177 that eps = 1e-8 reaches (the noise
 above, 8e-4); delta = 1e-100, 1e-300 or delta_exponent >= 100 crashed; the scene scaled by 1e12 (delta
-still 0.146) "converged" at -6.0e7. A kernel so wide that its peak underflows float64 is refused too
-(delta = 1e300 overflowed); wide ones below that are solved as asked (delta = 1e8: the penalty cannot
+still 0.146) "converged" at -6.0e7. A kernel whose peak overflows or underflows float64 is refused too
+(a scene at the origin has no coordinate to measure delta by; delta = 1e300 overflowed); wide ones below that are solved as asked (delta = 1e8: the penalty cannot
 tell the scene's points apart, and the objective is 0 with every particle at rest).
 """
 from __future__ import annotations
@@ -54,9 +54,16 @@ def scene_points(problem: "Problem") -> np.ndarray:
     return np.concatenate([np.asarray(a, dtype=np.float64).reshape(-1, parts[0].shape[1]) for a in parts])
 
 
+def kernel_peak(delta: float, dim: int) -> float:
+    """(4 pi delta^2)^(-d/2), the peak of K_delta * K_delta: inf where it overflows float64, 0 where it
+    underflows (no exception)."""
+    with np.errstate(all="ignore"):
+        return float(np.power(np.float64(4.0 * math.pi) * np.float64(delta) ** 2, -0.5 * dim))
+
+
 def penalty_rounding(delta: float, eps: float, dim: int) -> float:
     """2^-52 times the peak of K_delta * K_delta over eps: the rounding NE's sums cancel down to."""
-    return ROUNDING * (4.0 * math.pi * delta * delta) ** (-0.5 * dim) / eps
+    return ROUNDING * kernel_peak(delta, dim) / eps
 
 
 def check_scales(problem: "Problem", exponent_changed: bool = False) -> None:
@@ -73,12 +80,16 @@ def check_scales(problem: "Problem", exponent_changed: bool = False) -> None:
     field = "delta_exponent" if exponent else "delta"
     given = (f"{problem.delta_exponent:g} gives delta = N^(-k/d) = {delta:.3g} for N = {problem.N}," if exponent
              else f"{delta:.3g}" + (" (auto, eq. 58)" if problem.delta_spec == "auto" else "") + " is")
+    peak = kernel_peak(delta, dim)
+    if peak == math.inf:
+        raise ProblemError(field, f"{given} so narrow that the kernel's peak (4 pi delta^2)^(-d/2) overflows "
+                                  "float64; use a larger delta")
     if delta < DELTA_RESOLUTION * magnitude:
         fix = ("use an exponent near 0.99 (eq. 58)" if exponent
                else f"give delta >= {DELTA_RESOLUTION * magnitude:.2g} or move the scene toward the origin")
         raise ProblemError(field, f"{given} below {DELTA_RESOLUTION:g} times the largest coordinate "
                                   f"({magnitude:.3g}): float64 cannot resolve so narrow a kernel there; {fix}")
-    if 0.5 * dim * math.log(4.0 * math.pi) + dim * math.log(delta) > -math.log(sys.float_info.min):
+    if peak < sys.float_info.min:
         raise ProblemError(field, f"{given} so wide that the kernel's peak (4 pi delta^2)^(-d/2) underflows "
                                   "float64; use a delta comparable to the distances between the points")
     check_delta = getattr(problem.target, "check_delta", None)  # a target whose tables scale with 1 / delta
@@ -91,7 +102,9 @@ def check_scales(problem: "Problem", exponent_changed: bool = False) -> None:
     extent = max(spread, delta)
     noise = penalty_rounding(delta, eps, dim)
     if noise > PENALTY_ROUNDING * extent * extent:
-        least = eps * noise / (PENALTY_ROUNDING * extent * extent)
+        with np.errstate(all="ignore"):
+            least = float(np.float64(eps) * noise / (PENALTY_ROUNDING * extent * extent))
+        fix = f"use eps >= {least:.2g} or a larger delta" if math.isfinite(least) else "use a larger delta"
         raise ProblemError("eps", f"{eps:g} is too small for float64 at delta = {delta:.3g}: the terminal "
                                   f"penalty's sums cancel to a rounding of {noise:.2g}, against a scene extent "
-                                  f"of {extent:.3g} squared; use eps >= {least:.2g} or a larger delta")
+                                  f"of {extent:.3g} squared; {fix}")

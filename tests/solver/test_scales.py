@@ -58,6 +58,21 @@ def test_kernels_and_penalties_beyond_float64_are_refused_naming_the_field(chang
     assert err.value.field == field and "\n" not in text and phrase in text, text
 
 
+@pytest.mark.parametrize("changes, phrase", [
+    ({"delta": 1e-300}, "delta: 1e-300 is so narrow that the kernel's peak (4 pi delta^2)^(-d/2) overflows"),
+    ({"delta": 1e300}, "delta: 1e+300 is so wide that the kernel's peak"),
+    ({"delta": 1e-100, "eps": 1.0}, "eps: 1 is too small for float64 at delta = 1e-100"),
+])
+def test_a_scene_at_the_origin_is_checked_without_overflow(changes, phrase):
+    """One particle at the origin and a Gaussian there (largest coordinate 0): the bounds relative to the
+    coordinates say nothing, the kernel's peak overflows or underflows, and the check still answers in
+    one line (it raised ZeroDivisionError / OverflowError from float powers)."""
+    spec = {"source": {"points": [[0.0, 0.0]]}, "target": {"kind": "gaussian", "mean": [0.0, 0.0], "cov": 1.0}}
+    with pytest.raises(solver.ProblemError) as err:
+        solver.problem_from_dict(dict(spec, **changes))
+    assert str(err.value).startswith(phrase), str(err.value)
+
+
 def test_the_least_eps_the_message_gives_is_the_bound_itself():
     """The eps the refusal suggests validates, and 1 % below it is refused: the message states the
     bound the check applies (2^-52 (4 pi delta^2)^(-d/2) / eps <= 1e-6 extent^2)."""
