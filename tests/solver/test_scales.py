@@ -39,7 +39,7 @@ SCENE = {"source": {"points": [[0.0, 0.0], [1.0, 0.5], [0.5, 1.0], [0.2, 0.7]]},
 
 @pytest.mark.parametrize("changes, field, phrase", [
     ({"delta": 1e-30}, "delta", "below 1e-08 times the largest coordinate (3)"),
-    ({"delta": 1e300}, "delta", "so wide that the kernel's peak (4 pi delta^2)^(-d/2) underflows float64"),
+    ({"delta": 1e300}, "delta", "so wide that the kernel's peak (2 pi delta^2)^(-d/2) underflows float64"),
     ({"delta_exponent": 60.0}, "delta_exponent", "gives delta = N^(-k/d) = 8.67e-19 for N = 4"),
     ({"eps": 1e-30}, "eps", "too small for float64 at delta = 0.503"),
     ({"target": {"kind": "annulus", "center": [2.0, 0.5], "inner": 0.5, "outer": 1e4}}, "target.outer",
@@ -59,7 +59,7 @@ def test_kernels_and_penalties_beyond_float64_are_refused_naming_the_field(chang
 
 
 @pytest.mark.parametrize("changes, phrase", [
-    ({"delta": 1e-300}, "delta: 1e-300 is so narrow that the kernel's peak (4 pi delta^2)^(-d/2) overflows"),
+    ({"delta": 1e-300}, "delta: 1e-300 is so narrow that the kernel's peak (2 pi delta^2)^(-d/2) overflows"),
     ({"delta": 1e300}, "delta: 1e+300 is so wide that the kernel's peak"),
     ({"delta": 1e-100, "eps": 1.0}, "eps: 1 is too small for float64 at delta = 1e-100"),
 ])
@@ -75,7 +75,7 @@ def test_a_scene_at_the_origin_is_checked_without_overflow(changes, phrase):
 
 def test_the_least_eps_the_message_gives_is_the_bound_itself():
     """The eps the refusal suggests validates, and 1 % below it is refused: the message states the
-    bound the check applies (2^-52 (4 pi delta^2)^(-d/2) / eps <= 1e-6 extent^2)."""
+    bound the check applies (2^-52 (2 pi delta^2)^(-d/2) / eps <= 1e-6 extent^2)."""
     with pytest.raises(solver.ProblemError) as err:
         solver.problem_from_dict(dict(SCENE, eps=1e-20))
     least = float(str(err.value).split("use eps >= ")[1].split()[0])
