@@ -17,6 +17,8 @@ A target supplies the last two terms. Every target class has
   ``discrete`` telling whether they *are* m_1 (particles, grid cells) and ``support_size(n)`` their number;
 * ``empirical``: (points, weights) of a particle target (exact W_2 diagnostics), None otherwise;
   ``given_by_points``: whether the file lists the target's points (the explorer draws and edits them).
+* optionally ``check_delta(delta)``: raise ``ProblemError`` for a delta its tables cannot afford (the
+  annulus, whose radial tables grow with outer radius / delta); ``scales.check_scales`` calls it.
 
 To add a kind: a module here with one class decorated ``@TARGETS.register``, imported below (the
 order of the imports is the order in which the explorer lists the kinds).
