@@ -10,7 +10,7 @@ value. Cases run in parallel on a dask LocalCluster (``--workers``, default 2 si
 processes; ``--workers 1`` runs them one after the other in this process).
 
 A last block times one gradient evaluation of eq. (50) with N = 20,000 particles in 2-D and reports its
-peak memory (``ru_maxrss`` increase in a fresh spawned process) against the 3.2 GB that one dense
+peak memory (the increase of the process's own peak, ``resident``, in a fresh spawned process) against the 3.2 GB that one dense
 N x N float64 kernel matrix would take.
 
 ``--scale`` runs the scale benchmark (``bench_scale``), ``--obstacles`` the obstacle benchmark
@@ -23,7 +23,6 @@ import json
 import logging
 import os
 import platform
-import resource
 import sys
 import time
 from concurrent.futures import ProcessPoolExecutor
@@ -41,6 +40,7 @@ from .diagnostics import map_errors
 from .init import forget_quantizations, initial_variables
 from .objective import Objective
 from .problem import Problem, load_problem, problem_from_dict
+from .resident import peak_resident_bytes, resident_bytes
 from .run import Snapshot, solve_iter
 from .threads import use_threads
 
@@ -163,17 +163,17 @@ def _one_evaluation(N: int) -> dict:
     torch.set_num_threads(os.cpu_count() or 1)
     objective = Objective(big_problem(N))
     variables = initial_variables(objective)
-    before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss  # kilobytes on Linux
+    before = resident_bytes()
     clock = time.perf_counter()
     objective.value_and_grad(variables)
     seconds = time.perf_counter() - clock
-    after = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
-    return {"N": N, "seconds": seconds, "peak_increase": (after - before) * 1024, "peak": after * 1024,
+    after = peak_resident_bytes()
+    return {"N": N, "seconds": seconds, "peak_increase": after - before, "peak": after,
             "threads": torch.get_num_threads()}
 
 
 def big_evaluation(N: int = BIG_N) -> dict:
-    """``_one_evaluation`` in a spawned process, so that ru_maxrss is that evaluation's own."""
+    """``_one_evaluation`` in a spawned process, so that the peak is that evaluation's own."""
     with ProcessPoolExecutor(max_workers=1, mp_context=get_context("spawn")) as pool:
         return pool.submit(_one_evaluation, N).result()
 

@@ -96,15 +96,15 @@ def kernel_rows() -> list[list[str]]:
     return rows
 
 
-#: ``python -m solver ARGS`` that prints the process's peak resident memory (kB, VmHWM: the
-#: process's own, unlike ru_maxrss, which a child inherits from its parent at fork) when it ends.
-RUN_AND_REPORT_RSS = """import re, runpy, sys
+#: ``python -m solver ARGS`` that prints the process's own peak resident memory (kB: ``resident``)
+#: when it ends.
+RUN_AND_REPORT_RSS = """import runpy, sys
+from solver.resident import peak_resident_bytes
 sys.argv = ["solver"] + sys.argv[1:]
 try:
     runpy.run_module("solver", run_name="__main__")
 finally:
-    status = open("/proc/self/status").read()
-    print("MAXRSS", re.search(r"VmHWM:\\s+(\\d+)", status).group(1))
+    print("MAXRSS", peak_resident_bytes() // 1024)
 """
 
 
