@@ -48,7 +48,8 @@ from .release import released
 from .steering import KineticPreconditioner, quadratic_structure, steering_coordinates
 from .steps import Step, per_particle_grad_norm
 from .threads import adopt_threads
-from .trust_region import STRUCTURED_VARS, Window, plateau_tolerance, trust_region
+from .trust_region import (STRUCTURED_MEMORY, STRUCTURED_VARS, Window, plateau_tolerance, trajectory_system_bytes,
+                           trust_region)
 
 #: From a rough start in the terminal states (a continuum target's quasi-random quantization, which
 #: L-BFGS then moves far) the local solve also tries a reassignment at its first Newton iteration and
@@ -848,7 +849,8 @@ def _continued(objective: Objective | ReducedObjective) -> bool:
 def _structured(objective: Objective | ReducedObjective) -> bool:
     """Whether ``_local`` solves ``objective`` by structured trust-region Newton: problems in full
     trajectories whose terms other than the nonlocal one are summed over particles, with at most
-    ``STRUCTURED_VARS`` terminal unknowns, and either obstacles or (beyond ``NEWTON_MAX_VARS``
+    ``STRUCTURED_VARS`` terminal unknowns and a system within ``STRUCTURED_MEMORY`` (N V x V blocks: at
+    M = 400 the default scene with a disc held 5.6 GB), and either obstacles or (beyond ``NEWTON_MAX_VARS``
     variables, where saddle-free Newton's dense Hessian is not used) a twice differentiable control cost.
     With obstacles L-BFGS crawls along the penalty's edge (the obstacle benchmark's three-disc scene:
     10,000 iterations, still going at its 60 s limit with whole-path avoidance, 53 s to max_iter
@@ -860,6 +862,8 @@ def _structured(objective: Objective | ReducedObjective) -> bool:
     p = objective.problem
     if not p.separable or p.N * p.dynamics.state_dim > STRUCTURED_VARS:
         return False
+    if trajectory_system_bytes(p.N, math.prod(objective.variable_shape[1:])) > STRUCTURED_MEMORY:
+        return False  # its N V x V blocks would not fit (many particles with many time points)
     return p.obstacles is not None or (p.control_cost.smooth and math.prod(objective.variable_shape) > NEWTON_MAX_VARS)
 
 
@@ -965,7 +969,7 @@ def _working(objective: Objective) -> tuple[Objective | ReducedObjective, bool]:
     trajectories, with the obstacle penalty's kink Huber-smoothed (``OBSTACLE_SMOOTHING``)."""
     p = objective.problem
     if reducible(p):
-        return ReducedObjective(p), True
+        return ReducedObjective(p, objective), True
     if p.obstacles is not None:
         return Objective(p, obstacle_smoothing=p.obstacles.smoothing(OBSTACLE_SMOOTHING)), False
     return objective, False

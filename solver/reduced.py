@@ -33,7 +33,7 @@ from typing import TYPE_CHECKING, Callable
 from .kernels import gaussian_normalizer, self_curvature
 from .lazy import LazyModule, torch
 from .objective import Objective, add_to_diagonal_blocks
-from .steering import quadratic_structure
+from .steering import minimum_energy_map, quadratic_structure
 
 blockwise = LazyModule("solver.blockwise")  # numba: compiled on first use
 
@@ -71,18 +71,15 @@ class Curvature:
 class ReducedObjective:
     """E(Y) of eq. (50) for a ``reducible`` problem, Y the (N, D) terminal states."""
 
-    def __init__(self, problem: "Problem") -> None:
+    def __init__(self, problem: "Problem", full: Objective | None = None) -> None:
+        """``full``: the problem's objective in full trajectories, if one exists already (its control
+        energy's structure, computed once per objective, is then shared: ``steering``)."""
         self.problem = problem
-        self.full = Objective(problem)
+        self.full = full if full is not None else Objective(problem)
         self.weights = self.full.weights
         self.h = self.full.h
-        H, J, g, Y0 = quadratic_structure(self.full)
-        V, D = H.shape[0], J.shape[0]
-        kkt = torch.zeros(V + D, V + D, dtype=torch.float64)
-        kkt[:V, :V], kkt[:V, V:], kkt[V:, :V] = H, J.T, J
-        inv = torch.linalg.inv(kkt)
-        self.map = inv[:V, V:]  # A: V x D
-        self.offset = -g @ inv[:V, :V].T - Y0 @ self.map.T  # o: N x V
+        H, _, g, _ = quadratic_structure(self.full)
+        self.offset, self.map = minimum_energy_map(self.full)  # o: N x V, A: V x D
         self.quadratic = bool(problem.control_cost.is_quadratic)
         if self.quadratic:
             self.Q = self.map.T @ H @ self.map  # D x D

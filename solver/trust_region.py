@@ -71,6 +71,14 @@ DENSE_VARS = 1200
 #: (``TrajectorySystem``: each step ~5 factorizations of the (N D) x (N D) Schur complement). Measured
 #: before adaptive shifts: N = 500 in 2-D 0.09 s per iteration (the swarm_500 preset converges in 42 s).
 STRUCTURED_VARS = 1200
+#: N x V x V tensors (V a particle's variables) a structured Newton solve holds at its peak: the blocks
+#: B_i and their sum with the nonlocal diagonal, the metric and preconditioner blocks, the factors of M and
+#: of B + mu M, each again for the last step until replaced. Measured from peak resident memory on the
+#: default scene with a disc (N = 49): 19 at M = 200, 21 at M = 400 (5.6 GB).
+TRAJECTORY_COPIES = 24
+#: The most memory the structured system may take; an obstacle problem whose system would need more is
+#: solved by L-BFGS (``optimizers._structured``). At 2 GiB: N = 49 up to M = 240, N = 600 up to M = 69.
+STRUCTURED_MEMORY = 2 * 2**30
 #: Radius updates: grow by GROW after a step that the objective confirmed (rho > GOOD) on the boundary,
 #: shrink by SHRINK after a poor one (rho < POOR) or a rejected one.
 GROW, SHRINK, GOOD, POOR = 2.0, 0.25, 0.75, 0.25
@@ -315,6 +323,12 @@ def _hard_case(system: "DenseSystem | TrajectorySystem", g: "torch.Tensor", M: "
     def model(v: "torch.Tensor") -> float:
         return _dot(g, v) + 0.5 * _dot(v, system.product(v))
     return min((p, p + 0.5 * (-b + root) * u, p + 0.5 * (-b - root) * u), key=model)
+
+
+def trajectory_system_bytes(N: int, V: int) -> int:
+    """Peak memory of ``TrajectorySystem`` and the blocks it is built from: ``TRAJECTORY_COPIES`` N x V x V
+    tensors of float64."""
+    return TRAJECTORY_COPIES * 8 * N * V * V
 
 
 def trajectory_diagonal(blocks: "torch.Tensor", J: "torch.Tensor", H_ne: "torch.Tensor") -> "torch.Tensor":

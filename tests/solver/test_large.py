@@ -5,16 +5,22 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
+import textwrap
 import warnings
+from pathlib import Path
 
 import numpy as np
 import pytest
 from scipy.spatial import cKDTree
 
-from solver import ProblemError, assignment, problem_from_dict, solve
+from solver import Objective, ProblemError, assignment, problem_from_dict, solve
 from solver.assignment import EXACT_PAIRS, REPAIRED_FROM_PAIRS, frame, improved_permutation, match
-from solver.budget import needed_bytes
+from solver.budget import STEERING_COPIES, needed_bytes
 from solver.diagnostics import summary, w2sq
+from solver.optimizers import OBSTACLE_SMOOTHING, _structured
+from solver.trust_region import STRUCTURED_MEMORY, trajectory_system_bytes
+
+ROOT = Path(__file__).resolve().parents[2]
 
 
 def run_cli(*args):
@@ -33,6 +39,56 @@ def test_a_problem_too_big_is_refused_with_one_line(tmp_path):
     p = problem_from_dict(dict(spec, M=5))
     with pytest.raises(ProblemError, match="over the memory budget"):
         solve(p, memory=needed_bytes(p) - 1)
+
+
+STEERING_SCRIPT = textwrap.dedent("""
+    import json
+    from solver import problem_from_dict
+    from solver.objective import Objective
+    from solver.reduced import ReducedObjective
+    from solver.resident import peak_resident_bytes, resident_bytes
+    p = problem_from_dict({"source": {"points": [[0, 0], [1, 0]]},
+                           "target": {"kind": "particles", "points": [[2, 0], [3, 0]]}, "M": 2500})
+    full = Objective(p)
+    before = resident_bytes()
+    ReducedObjective(p, full)  # the control energy's V x V Hessian, its factor and the steering map
+    print(json.dumps({"growth": peak_resident_bytes() - before}))
+""")
+
+
+
+
+def test_the_budget_counts_the_matrices_that_grow_with_m_squared(tmp_path):
+    """A particle's V = (M - 1) d variables carry V x V matrices (the control energy's Hessian and its
+    factor): two particles with M = 2,500 hold ~4 such (200 MB each) while their trajectories take 80 kB.
+    The estimate's share for them (``STEERING_COPIES``) covers the measured growth, and M = 20,000 (12.8 GB per matrix) is refused at once,
+    where it used to pass the budget and allocate."""
+    res = subprocess.run([sys.executable, "-c", STEERING_SCRIPT], capture_output=True, text=True, timeout=300)
+    assert res.returncode == 0, res.stderr
+    out = json.loads(res.stdout.strip().splitlines()[-1])
+    V = 2 * 2499
+    assert out["growth"] > 2 * 8 * V * V, out  # the matrices are really there (H and its factor at least)
+    assert STEERING_COPIES * 8 * V * V > out["growth"]  # the estimate's share for them covers them
+    spec = {"source": {"points": [[0, 0], [1, 0]]}, "target": {"kind": "particles", "points": [[2, 0], [3, 0]]},
+            "M": 20_000}
+    (tmp_path / "p.json").write_text(json.dumps(spec))
+    res = run_cli("solve", str(tmp_path / "p.json"), "--out", str(tmp_path / "o"))
+    assert res.returncode == 2 and res.stderr.count("\n") == 1
+    assert res.stderr.startswith("error: problem: N = 2 particles with M = 20000 time points need about")
+
+
+def test_obstacle_problems_beyond_the_structured_systems_memory_are_solved_by_lbfgs():
+    """Structured Newton holds N V x V blocks ~``TRAJECTORY_COPIES`` times (the default scene with a
+    disc at M = 400: 5.6 GB measured); beyond ``STRUCTURED_MEMORY`` the obstacle solve is L-BFGS's, and
+    the budget counts the system only where it is used."""
+    spec = json.loads((ROOT / "assets" / "obstacle_scenes" / "default_scene_with_a_disc.json").read_text())
+    small, large = (problem_from_dict(dict(spec, M=M)) for M in (21, 400))
+    smoothed = [Objective(p, obstacle_smoothing=p.obstacles.smoothing(OBSTACLE_SMOOTHING)) for p in (small, large)]
+    assert _structured(smoothed[0]) and not _structured(smoothed[1])
+    V = lambda p: 2 * (p.M - 1)  # noqa: E731 (velocity control in 2-D)
+    assert trajectory_system_bytes(small.N, V(small)) <= STRUCTURED_MEMORY < trajectory_system_bytes(large.N, V(large))
+    medium = problem_from_dict(dict(spec, M=200))  # structured: its system (1.5 GB) is in the estimate
+    assert needed_bytes(medium) > trajectory_system_bytes(medium.N, V(medium)) > needed_bytes(large)
 
 
 def uniform_to_gaussian(N: int, **optimizer) -> dict:

@@ -75,7 +75,9 @@ def test_own_hessians_with_discs_in_closed_form_equal_the_automatic_ones(dynamic
     from solver import optimizers
     spec = {"source": {"points": [[0.0, 0.0], [0.1, 0.3], [-0.2, 0.1], [0.05, -0.2]]},
             "target": {"kind": "particles", "points": [[2.0, 0.1], [1.9, -0.2], [2.2, 0.3], [2.1, 0.0]]},
-            "obstacles": [{"center": [1.0, 0.05], "radius": 0.3}, {"center": [0.6, -0.1], "radius": 0.2}],
+            # (the second disc's top is not at y = 0.1, where the straight path from (-0.2, 0.1) runs: a segment
+            # exactly tangent to it sits on the smoothed penalty's kink, where the two Hessians may differ)
+            "obstacles": [{"center": [1.0, 0.05], "radius": 0.3}, {"center": [0.6, -0.08], "radius": 0.2}],
             "obstacle_segments": True, "eps": 0.05, "M": 9, "dynamics": {"kind": dynamics}}
     if dynamics == "acceleration":
         for key in ("source", "target"):
@@ -253,8 +255,9 @@ def test_obstacle_problems_beyond_structured_newton_converge_by_the_plateau(beyo
     assert max(s.step_size for s in steps[-window:]) <= PLATEAU_MOVE * optimizers.max_move(objective)
     r = solve(p)
     assert r.final.status == "converged"
-    # measured 1,254 and 3,166 (before the plateau: 4,883 and 7,589)
-    assert r.final.iteration < {"size": 2500, "interaction": 5000}[beyond]
+    # measured 1,254 and 3,166 (before the plateau: 4,883 and 7,589); the count is chaotic in the start:
+    # sources perturbed by 1e-13 (relative) took 1,254-3,574 iterations for "size" (12 runs)
+    assert r.final.iteration < {"size": 4500, "interaction": 5000}[beyond]
     assert r.final.energies["nonlocal"] < 0.05 * r.final.energies["objective"]  # and the particles arrive
 
 

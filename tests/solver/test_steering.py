@@ -9,7 +9,7 @@ import torch
 
 import solver
 from solver.objective import Objective
-from solver.steering import PROBES, quadratic_structure
+from solver.steering import PROBES, min_energy_variables, quadratic_structure
 
 RNG = np.random.default_rng(5)
 CASES = {
@@ -24,16 +24,21 @@ CASES = {
 }  # (with a drift coupling the particles the energy is no sum of identical blocks: not checked here)
 
 
+def case_objective(case: str) -> Objective:
+    """The objective of ``CASES[case]`` with a Gaussian target of the terminal states' dimension."""
+    dynamics, source, M = CASES[case]
+    target_dim = 2 * len(source["points"][0]) if dynamics["kind"] == "acceleration" else len(source["points"][0])
+    return Objective(solver.problem_from_dict({"dynamics": dynamics, "source": source, "M": M, "target": {
+        "kind": "gaussian", "mean": [1.0] * target_dim, "cov": 0.1}}))
+
+
 @pytest.mark.parametrize("case", list(CASES))
 def test_the_quadratic_structure_reproduces_the_energy_and_the_terminal_states(case):
     """At random variables x (every particle's block x_i), sum_i h |u_i|^2 = sum_i (x_i H x_i / 2 + g_i x_i
     + e_i(0)) and the terminal states are Y0_i + J x_i: exact for a quadratic energy and an affine
     terminal map, so to rounding (1e-10 relative: sums of ~V^2 products of O(1) numbers)."""
-    dynamics, source, M = CASES[case]
-    target_dim = 2 * len(source["points"][0]) if dynamics["kind"] == "acceleration" else len(source["points"][0])
-    problem = solver.problem_from_dict({"dynamics": dynamics, "source": source, "M": M,
-                                        "target": {"kind": "gaussian", "mean": [1.0] * target_dim, "cov": 0.1}})
-    objective = Objective(problem)
+    objective = case_objective(case)
+    problem = objective.problem
     H, J, g, Y0 = quadratic_structure(objective)
     N, V = g.shape
     x = torch.as_tensor(RNG.normal(0, 1, (N, V)))
@@ -46,3 +51,20 @@ def test_the_quadratic_structure_reproduces_the_energy_and_the_terminal_states(c
     assert model == pytest.approx(energy, rel=1e-10)
     terminal = problem.dynamics.terminal(objective.positions(shaped), objective.h)
     assert torch.allclose(Y0 + x @ J.T, terminal, rtol=1e-10, atol=1e-10)
+
+
+@pytest.mark.parametrize("case", list(CASES))
+def test_the_minimum_energy_map_solves_the_kkt_system(case):
+    """x_i = o_i + A y (``minimum_energy_map``, from the factor of H alone) is the solution of the KKT
+    system [[H, J^T], [J, 0]] [x_i; lambda_i] = [-g_i; y - Y0_i] solved whole: the same variables to
+    1e-9 relative (both are backward stable; the condition of these systems is below 1e6)."""
+    objective = case_objective(case)
+    H, J, g, Y0 = quadratic_structure(objective)
+    V, D = H.shape[0], J.shape[0]
+    y = torch.as_tensor(RNG.normal(0, 1, (g.shape[0], D)))
+    kkt = torch.zeros(V + D, V + D, dtype=torch.float64)
+    kkt[:V, :V], kkt[:V, V:], kkt[V:, :V] = H, J.T, J
+    whole = torch.linalg.solve(kkt, torch.cat([-g, y - Y0], dim=1).T).T[:, :V]
+    x = min_energy_variables(objective, y.numpy()).reshape(g.shape)
+    assert torch.allclose(x, whole, rtol=1e-9, atol=1e-9 * float(whole.abs().max()))
+    assert torch.allclose(Y0 + x @ J.T, y, rtol=1e-10, atol=1e-10)  # it ends where it is asked to
