@@ -146,6 +146,27 @@ def libraries(problem: Problem, method: str) -> tuple[LazyModule, ...]:
     return (torch, ot, torch_dynamo) if optim else (torch, ot)
 
 
+#: The fields that scale each term of eq. (50), named when a term is not finite at the start.
+TERM_FIELDS = {"kinetic": "p or the coordinates", "potential": "the potential's weights or heights",
+               "obstacle": "obstacle_weight", "interaction": "the interaction's strengths",
+               "nonlocal": "eps or delta"}
+
+
+def overflowing_terms(objective: Objective, variables: "torch.Tensor") -> str | None:
+    """One line naming the terms of eq. (50) that are not finite at ``variables`` and the fields to lower
+    (a valid problem beyond float64: |u|^p with p = 1e6, a potential 1e308 high), or None if all are."""
+    with torch.no_grad():
+        pos = objective.positions(variables)
+        terms = {"kinetic": objective.kinetic(pos, variables), "potential": objective.potential_field(pos),
+                 "obstacle": objective.obstacle(pos), "interaction": objective.interaction(pos),
+                 "nonlocal": objective.nonlocal_energy(objective.problem.dynamics.terminal(pos, objective.h))}
+    bad = {name: float(value) for name, value in terms.items() if not math.isfinite(float(value))}
+    if not bad:
+        return None
+    values = ", ".join(f"{name} = {value:g}" for name, value in bad.items())
+    return f"the start's energies are beyond float64 ({values}): lower {'; '.join(TERM_FIELDS[n] for n in bad)}"
+
+
 def solve_iter(problem: Problem, control: SolveControl | None = None, every: int = 10,
                resume: Snapshot | None = None, method: str | None = None,
                memory: int = DEFAULT_BUDGET) -> Iterator[Snapshot]:
@@ -219,7 +240,8 @@ def solve_iter(problem: Problem, control: SolveControl | None = None, every: int
     # (limits, stop, divergence) keeps the lowest iterate of any kind
     final = (answer if status not in ("max_iter", "time_limit", "stopped", "diverged") else None) or best or last_good
     if final is None:
-        raise SolveError("the optimizer produced no finite iterate; check eps, delta and the inputs")
+        raise SolveError(overflowing_terms(objective, x0)
+                         or "the optimizer produced no finite iterate; check eps, delta and the inputs")
     yield snapshot(final, status, True, counts=step)
 
 

@@ -129,16 +129,23 @@ def test_the_command_line_answers_bad_files_at_once(tmp_path, content, field, me
     assert seconds < 2.0
 
 
-def test_a_problem_without_a_finite_iterate_ends_with_one_line(tmp_path):
-    """A valid file whose energies overflow everywhere (a potential of height 1e308): exit code 1 and one
-    line on stderr, no traceback (it was a RuntimeError's)."""
+@pytest.mark.parametrize("change, line", [
+    ({"potential": [{"kind": "gaussian", "center": [0.5, 0.5], "height": 1e308, "width": 0.5}]},
+     "(potential = inf): lower the potential's weights or heights"),
+    ({"interaction": [{"kind": "gaussian", "strength": 1e308, "width": 0.5}]},
+     "(interaction = inf): lower the interaction's strengths"),
+    ({"p": 1e6}, "(kinetic = inf): lower p or the coordinates"),  # |u|^p past 1.0007^1e6 = 1e308
+])
+def test_a_problem_without_a_finite_iterate_ends_with_one_line_naming_the_term(tmp_path, change, line):
+    """A valid file whose energies overflow everywhere: exit code 1 and one line on stderr naming the
+    term that overflows at the start and the fields to lower, no traceback (it was a RuntimeError's,
+    then a line naming nothing)."""
     path = tmp_path / "p.json"
-    path.write_text(json.dumps(dict(VALID, obstacles=None, potential=[
-        {"kind": "gaussian", "center": [0.5, 0.5], "height": 1e308, "width": 0.5}])))
+    path.write_text(json.dumps(dict(VALID, obstacles=None, **change)))
     done = cli("solve", str(path), "--out", str(tmp_path / "out"), "--quiet")
     lines = done.stderr.strip().splitlines()
     assert done.returncode == 1 and len(lines) == 1, done.stderr
-    assert lines[0] == "error: the optimizer produced no finite iterate; check eps, delta and the inputs"
+    assert lines[0] == "error: the start's energies are beyond float64 " + line
 
 
 def test_a_source_point_inside_an_obstacle_is_solved_with_a_warning(tmp_path):
