@@ -20,6 +20,7 @@ import numpy as np
 import param
 
 import solver
+from solver.budget import check as check_memory
 from solver.io import read_points_csv
 from solver.problem import auto_delta
 from solver.reading import Context
@@ -224,8 +225,12 @@ class SessionModel(param.Parameterized):
         return dict(params, kind=self.target_kind)
 
     def build_problem(self) -> solver.Problem:
-        """Validate and build the solver's Problem; raises ProblemError with a one-line message."""
-        return solver.problem_from_dict(self.raw_spec())
+        """Validate and build the solver's Problem, within the memory budget a solve checks (so that
+        M = 20,000 is refused as the field is typed, not when Run starts the solve); raises ProblemError
+        with a one-line message."""
+        problem = solver.problem_from_dict(self.raw_spec())
+        check_memory(problem)
+        return problem
 
     def _revalidate(self, *_: Any) -> None:
         try:

@@ -58,6 +58,9 @@ def test_invalid_values_give_one_line_messages():
     m.eps = 0.01
     m.M = 1
     assert m.message.startswith("M: must be >= 2")
+    m.M = 20_000  # its V x V matrices (V = 2 (M - 1)) alone are 12.8 GB each: over the solve's budget
+    assert m.message.startswith("problem: N = 49 particles with M = 20000 time points need about")
+    assert "over the memory budget" in m.message
     m.M = 5
     m.set_points("target", np.zeros((0, 2)))
     assert m.message.startswith("target.points")
