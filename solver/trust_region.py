@@ -73,8 +73,9 @@ DENSE_VARS = 1200
 STRUCTURED_VARS = 1200
 #: N x V x V tensors (V a particle's variables) a structured Newton solve holds at its peak: the blocks
 #: B_i and their sum with the nonlocal diagonal, the metric and preconditioner blocks, the factors of M and
-#: of B + mu M, each again for the last step until replaced. Measured from peak resident memory on the
-#: default scene with a disc (N = 49): 19 at M = 200, 21 at M = 400 (5.6 GB).
+#: of B + mu M (the last point's are freed before a new point's are built). Measured from peak resident
+#: memory on the default scene with a disc (N = 49): 19 at M = 200, 21 at M = 400 (5.6 GB); 15 at M = 400
+#: once the last point's system was freed first.
 TRAJECTORY_COPIES = 24
 #: The most memory the structured system may take; an obstacle problem whose system would need more is
 #: solved by L-BFGS (``optimizers._structured``). At 2 GiB: N = 49 up to M = 240, N = 600 up to M = 69.
@@ -584,6 +585,7 @@ def trust_region(objective: "ReducedObjective | Objective", x0: "torch.Tensor", 
     while True:
         it += 1
         if moved and parts is not None:
+            newton = P = M = B = None  # the last point's system: freed before the new one is built (N V x V each)
             B, J, H_ne = parts(x)
             P, M = block_metric(trajectory_diagonal(B, J, H_ne), PRECONDITIONER_FLOOR)
             newton = TrajectorySystem(B, J, H_ne, M)
