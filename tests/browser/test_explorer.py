@@ -254,6 +254,8 @@ def test_bad_inputs_give_messages_and_the_app_keeps_working(app_url, browser_pag
     set_number(page, ".eps-input", "0.05")
     set_number(page, ".m-input", "1")
     wait_text(page, ".validation-message", r"M: must be >= 2")
+    set_number(page, ".m-input", "20000")  # valid, but its V x V matrices alone exceed the memory budget
+    wait_text(page, ".validation-message", r"problem: N = \d+ particles with M = 20000 time points .* over the memory budget")
     set_number(page, ".m-input", "4")
     page.locator(".validation-message").first.wait_for(state="hidden")
     page.locator(".run-button button").click()  # the app still solves: this small scene to convergence
