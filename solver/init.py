@@ -258,13 +258,14 @@ def detour(obstacles: "Obstacles", positions: np.ndarray, margin: float) -> np.n
     return best
 
 
-def around_obstacles(objective: Objective, variables: "torch.Tensor") -> "torch.Tensor":
+def around_obstacles(objective: Objective, variables: "torch.Tensor",
+                     cancel: threading.Event | None = None) -> "torch.Tensor":
     """The trajectories of ``variables`` bent around the problem's obstacles, their terminal states kept,
     so that the solve that follows spends its time on transport, not on escaping obstacles. Each path is
     pushed away from the centre of every obstacle it enters (by its depth plus delta, most at mid-path: a
     straight path through a centre has no sideways gradient) and smoothed (``bent_paths``). Where a
     path stays inside (two overlapping discs push it both ways at once), it is moved sideways
-    (``detour``) and the paths are smoothed again."""
+    (``detour``) and the paths are smoothed again. Raises ``Cancelled`` once ``cancel`` is set."""
     p = objective.problem
     obstacles = p.obstacles
     if obstacles is None or p.dynamics.dim < 2:
@@ -285,16 +286,19 @@ def around_obstacles(objective: Objective, variables: "torch.Tensor") -> "torch.
         side = torch.where(side == 0, torch.ones_like(side), side)
         amount = (depth.max(1).values + p.delta) * hit
         pos[:, :, :2] -= (side * amount)[:, None, None] * torch.sin(torch.pi * t)[None, :, None] * normal[:, None, :]
-    x = bent_paths(objective, pos)
+    x = bent_paths(objective, pos, cancel)
     positions = objective.positions(x).numpy()
     moved = detour(obstacles, positions, DETOUR_MARGIN * min(s.size for s in obstacles.shapes))
-    return x if moved is positions else bent_paths(objective, torch.as_tensor(moved))
+    return x if moved is positions else bent_paths(objective, torch.as_tensor(moved), cancel)
 
 
-def bent_paths(objective: Objective, positions: "torch.Tensor") -> "torch.Tensor":
+def bent_paths(objective: Objective, positions: "torch.Tensor", cancel: threading.Event | None = None
+               ) -> "torch.Tensor":
     """Variables of the trajectories ``positions`` smoothed by ``BEND_ITERATIONS`` of L-BFGS on the
     control energy plus the obstacle penalty (with every segment between time points, whatever
-    ``obstacle_segments`` says) plus a stiff pin of the terminal states."""
+    ``obstacle_segments`` says) plus a stiff pin of the terminal states. Checks ``cancel`` before every
+    evaluation (raising ``Cancelled``): at M = 1,500 under a linear system the bend took 35 s (257
+    evaluations through its step loop), and a stopped solve, or one past its time limit, waited for it."""
     p = objective.problem
     obstacles = p.obstacles
     x0 = objective.variables_from_positions(positions)
@@ -303,6 +307,8 @@ def bent_paths(objective: Objective, positions: "torch.Tensor") -> "torch.Tensor
     tau = objective.obstacle_smoothing
 
     def energy_and_gradient(flat: np.ndarray) -> tuple[float, np.ndarray]:
+        if cancel is not None and cancel.is_set():
+            raise Cancelled
         x = torch.tensor(flat.reshape(x0.shape), requires_grad=True)
         with torch.enable_grad():
             positions = objective.positions(x)

@@ -878,7 +878,7 @@ def _passed_on(steps: Iterator[Step]) -> Generator[Step, None, Step]:
 def bent(make: Callable[[threading.Event], torch.Tensor], objective: Objective
          ) -> Callable[[threading.Event], torch.Tensor]:
     """``make``, then its trajectories bent around the obstacles (``around_obstacles``)."""
-    return lambda cancel: around_obstacles(objective, make(cancel))
+    return lambda cancel: around_obstacles(objective, make(cancel), cancel)
 
 
 def exact_energies(objective: Objective, step: Step) -> dict[str, float]:
