@@ -13,7 +13,7 @@ constant, NE = (1/eps) ||k_delta * mu_1 - k_delta * m_1||^2 >= 0 (up to rounding
 from __future__ import annotations
 
 import functools
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
 from .kernels import gaussian_normalizer, gaussian_self_hessian, hessian_blocks, mollifier_pair_sum
@@ -36,10 +36,14 @@ class Objective:
     """Callable pieces of eq. (50) for one problem, with torch tensors prepared once.
 
     ``obstacle_smoothing`` tau > 0 replaces the kink of eq. (59) by its Huber smoothing (``hinge``),
-    for optimizers that need a differentiable objective; 0 (the default) is the paper's objective."""
+    for optimizers that need a differentiable objective; 0 (the default) is the paper's objective.
+    ``cache`` holds what depends on the problem alone and is computed once (the control energy's
+    structure and factor: ``steering``); objectives derived by ``dataclasses.replace`` (another
+    smoothing) share it."""
 
     problem: "Problem"
     obstacle_smoothing: float = 0.0
+    cache: dict = field(default_factory=dict, compare=False, repr=False)
 
     def __post_init__(self) -> None:
         p = self.problem

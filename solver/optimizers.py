@@ -971,7 +971,7 @@ def _working(objective: Objective) -> tuple[Objective | ReducedObjective, bool]:
     if reducible(p):
         return ReducedObjective(p, objective), True
     if p.obstacles is not None:
-        return Objective(p, obstacle_smoothing=p.obstacles.smoothing(OBSTACLE_SMOOTHING)), False
+        return dataclasses.replace(objective, obstacle_smoothing=p.obstacles.smoothing(OBSTACLE_SMOOTHING)), False
     return objective, False
 
 

@@ -73,7 +73,7 @@ class ReducedObjective:
 
     def __init__(self, problem: "Problem", full: Objective | None = None) -> None:
         """``full``: the problem's objective in full trajectories, if one exists already (its control
-        energy's structure, computed once per objective, is then shared: ``steering``)."""
+        energy's structure, computed once, is then shared: ``Objective.cache``)."""
         self.problem = problem
         self.full = full if full is not None else Objective(problem)
         self.weights = self.full.weights

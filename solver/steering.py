@@ -34,12 +34,10 @@ def _terminal(objective: Objective, x: torch.Tensor) -> torch.Tensor:
 def quadratic_structure(objective: Objective) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
     """(H, J, g, Y0): the shared V x V Hessian of sum_i h|u_i|^2 per particle, the shared D x V Jacobian
     of the terminal state, and the per-particle gradient g (N x V) and terminal state Y0 (N x D) at
-    zero variables. Computed once per objective."""
-    cached = getattr(objective, "_quadratic_structure", None)
-    if cached is None:
-        cached = _quadratic_structure(objective)
-        objective._quadratic_structure = cached
-    return cached
+    zero variables. Computed once (``Objective.cache``: shared by the objectives derived from one)."""
+    if "quadratic_structure" not in objective.cache:
+        objective.cache["quadratic_structure"] = _quadratic_structure(objective)
+    return objective.cache["quadratic_structure"]
 
 
 #: Unit vectors probed at once by ``_quadratic_structure`` (each a particle of its own: memory about this
@@ -89,33 +87,29 @@ def _quadratic_structure(objective: Objective) -> tuple[torch.Tensor, torch.Tens
 
 def kinetic_factor(objective: Objective) -> torch.Tensor:
     """The Cholesky factor of H (``quadratic_structure``), V x V lower triangular: every use of H^{-1}
-    solves with it (V^3 / 3 operations once, then V^2 per right-hand side). Computed once per objective."""
-    cached = getattr(objective, "_kinetic_factor", None)
-    if cached is None:
-        cached = torch.linalg.cholesky(quadratic_structure(objective)[0])
-        objective._kinetic_factor = cached
-    return cached
+    solves with it (V^3 / 3 operations once, then V^2 per right-hand side). Computed once (``Objective.cache``)."""
+    if "kinetic_factor" not in objective.cache:
+        objective.cache["kinetic_factor"] = torch.linalg.cholesky(quadratic_structure(objective)[0])
+    return objective.cache["kinetic_factor"]
 
 
 def minimum_energy_map(objective: Objective) -> tuple[torch.Tensor, torch.Tensor]:
     """(o, A): particle i's minimum-energy variables ending at a terminal state y are x_i = o_i + A y,
-    o (N x V), A (V x D). Computed once per objective.
+    o (N x V), A (V x D). Computed once (``Objective.cache``).
 
     The KKT system's solution by its blocks, with the factor of H only (no (V + D)^2 inverse: at
     M = 3,000 under velocity control that inverse took 14 s and several V x V copies): the free minimizer
     f_i = -H^{-1} g_i, S = J H^{-1} J^T and A = H^{-1} J^T S^{-1}; then x_i = f_i + A (y - Y0_i - J f_i)
     meets J x_i = y - Y0_i and H x_i + g_i = J^T lambda_i, so o_i = f_i - A (Y0_i + J f_i)."""
-    cached = getattr(objective, "_minimum_energy_map", None)
-    if cached is None:
+    if "minimum_energy_map" not in objective.cache:
         _, J, g, Y0 = quadratic_structure(objective)
         factor = kinetic_factor(objective)
         Hinv_Jt = torch.cholesky_solve(J.T, factor)  # V x D
         S = J @ Hinv_Jt
         A = torch.linalg.solve(0.5 * (S + S.T), Hinv_Jt.T).T  # H^{-1} J^T S^{-1}
         free = -torch.cholesky_solve(g.T, factor).T  # N x V
-        cached = (free - (Y0 + free @ J.T) @ A.T, A)
-        objective._minimum_energy_map = cached
-    return cached
+        objective.cache["minimum_energy_map"] = (free - (Y0 + free @ J.T) @ A.T, A)
+    return objective.cache["minimum_energy_map"]
 
 
 def min_energy_variables(objective: Objective, terminal: np.ndarray) -> torch.Tensor:
