@@ -113,11 +113,18 @@ class LinearDynamics:
         return (n, m - 1, self.B.shape[1])
 
     def positions(self, source: "torch.Tensor", variables: "torch.Tensor", h: float) -> "torch.Tensor":
+        """States y_1..y_M of y_{j+1} = Ad y_j + Bd u_j from y_1 = the source, i.e. y_j = sum_{k <= j}
+        Ad^{j-k} s_k with s_1 = the source and s_{k+1} = Bd u_k, by a doubling scan: after the rounds with
+        shifts 1, 2, 4, .. < M, entry j holds the sum over the last 2^r inputs, so ceil(log2 M) batched
+        products replace M - 1 sequential steps (through which automatic differentiation went one small
+        product at a time: 65 ms per evaluation and gradient at M = 1,500, for 12 particles)."""
         Ad, Bd = (torch.as_tensor(a, dtype=source.dtype) for a in self.step_matrices(h))
-        states = [source]
-        for j in range(variables.shape[1]):  # a loop over time steps, vectorized over particles
-            states.append(states[-1] @ Ad.T + variables[:, j] @ Bd.T)
-        return torch.stack(states, dim=1)
+        states = torch.cat([source[:, None, :], variables @ Bd.T], dim=1)
+        power, shift = Ad, 1  # power = Ad^shift
+        while shift < states.shape[1]:
+            states = torch.cat([states[:, :shift], states[:, shift:] + states[:, :-shift] @ power.T], dim=1)
+            power, shift = power @ power, 2 * shift
+        return states
 
     def controls(self, positions: "torch.Tensor", variables: "torch.Tensor", h: float) -> "torch.Tensor":
         return variables
