@@ -23,7 +23,7 @@ from .assignment import EXACT_PAIRS
 from .errors import ProblemError
 from .kernels import PAIR_MEMORY
 from .kernels.dense import MEMORY_BUDGET
-from .trust_region import DENSE_VARS, STRUCTURED_MEMORY, STRUCTURED_VARS, trajectory_system_bytes
+from .trust_region import DENSE_VARS, structured_system_bytes
 
 if TYPE_CHECKING:
     from .problem import Problem
@@ -55,9 +55,7 @@ def needed_bytes(problem: "Problem") -> int:
     dense_hessian = 8 * 4 * (N * D) ** 2 if N * D <= DENSE_VARS else 0  # H, the factor, build temporaries
     V = math.prod(problem.dynamics.variable_shape(N, M)[1:])  # a particle's variables
     steering = STEERING_COPIES * 8 * V * V
-    structured = trajectory_system_bytes(N, V)  # counted where the structured Newton solve may run
-    if not (problem.separable and N * D <= STRUCTURED_VARS and structured <= STRUCTURED_MEMORY):
-        structured = 0
+    structured = structured_system_bytes(problem)  # where the structured Newton solve may run
     return COPIES * trajectories + 2 * HISTORY * trajectories + dense_hessian + steering + structured + FIXED
 
 

@@ -48,8 +48,7 @@ from .release import released
 from .steering import KineticPreconditioner, quadratic_structure, steering_coordinates
 from .steps import Step, per_particle_grad_norm
 from .threads import adopt_threads
-from .trust_region import (STRUCTURED_MEMORY, STRUCTURED_VARS, Window, plateau_tolerance, trajectory_system_bytes,
-                           trust_region)
+from .trust_region import Window, plateau_tolerance, structured_system_bytes, trust_region
 
 #: From a rough start in the terminal states (a continuum target's quasi-random quantization, which
 #: L-BFGS then moves far) the local solve also tries a reassignment at its first Newton iteration and
@@ -860,10 +859,8 @@ def _structured(objective: Objective | ReducedObjective) -> bool:
     if isinstance(objective, ReducedObjective):
         return False
     p = objective.problem
-    if not p.separable or p.N * p.dynamics.state_dim > STRUCTURED_VARS:
+    if not structured_system_bytes(p):
         return False
-    if trajectory_system_bytes(p.N, math.prod(objective.variable_shape[1:])) > STRUCTURED_MEMORY:
-        return False  # its N V x V blocks would not fit (many particles with many time points)
     return p.obstacles is not None or (p.control_cost.smooth and math.prod(objective.variable_shape) > NEWTON_MAX_VARS)
 
 

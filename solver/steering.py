@@ -103,6 +103,17 @@ def kinetic_factor(objective: Objective) -> torch.Tensor:
     return _cached(objective, "kinetic_factor", lambda: torch.linalg.cholesky(quadratic_structure(objective)[0]))
 
 
+def terminal_gramian(objective: Objective) -> tuple[torch.Tensor, torch.Tensor]:
+    """(H^{-1} J^T (V x D), S = J H^{-1} J^T (D x D, symmetrized)): how the least control energy reaches
+    the terminal states, shared by ``minimum_energy_map`` and ``steering_coordinates``. Computed once."""
+    def compute() -> tuple[torch.Tensor, torch.Tensor]:
+        J = quadratic_structure(objective)[1]
+        Hinv_Jt = torch.cholesky_solve(J.T, kinetic_factor(objective))
+        S = J @ Hinv_Jt
+        return Hinv_Jt, 0.5 * (S + S.T)
+    return _cached(objective, "terminal_gramian", compute)
+
+
 def minimum_energy_map(objective: Objective) -> tuple[torch.Tensor, torch.Tensor]:
     """(o, A): particle i's minimum-energy variables ending at a terminal state y are x_i = o_i + A y,
     o (N x V), A (V x D). Computed once (``Objective.cache``).
@@ -113,11 +124,9 @@ def minimum_energy_map(objective: Objective) -> tuple[torch.Tensor, torch.Tensor
     meets J x_i = y - Y0_i and H x_i + g_i = J^T lambda_i, so o_i = f_i - A (Y0_i + J f_i)."""
     def compute() -> tuple[torch.Tensor, torch.Tensor]:
         _, J, g, Y0 = quadratic_structure(objective)
-        factor = kinetic_factor(objective)
-        Hinv_Jt = torch.cholesky_solve(J.T, factor)  # V x D
-        S = J @ Hinv_Jt
-        A = torch.linalg.solve(0.5 * (S + S.T), Hinv_Jt.T).T  # H^{-1} J^T S^{-1}
-        free = -torch.cholesky_solve(g.T, factor).T  # N x V
+        Hinv_Jt, S = terminal_gramian(objective)
+        A = torch.linalg.solve(S, Hinv_Jt.T).T  # H^{-1} J^T S^{-1}
+        free = -torch.cholesky_solve(g.T, kinetic_factor(objective)).T  # N x V
         return free - (Y0 + free @ J.T) @ A.T, A
     return _cached(objective, "minimum_energy_map", compute)
 
@@ -137,11 +146,10 @@ def steering_coordinates(objective: Objective) -> tuple[np.ndarray, np.ndarray]:
     with S^{-1} = L L^T squared Euclidean distances in the coordinates y L. Under velocity control
     L = I and z_i is the source (the W2 cost); under acceleration or linear dynamics it is the cost of
     the two-point boundary problem, the cost for which an OT assignment of sources to targets is right."""
-    _, J, g, Y0 = quadratic_structure(objective)
-    Hinv_Jt = torch.cholesky_solve(J.T, kinetic_factor(objective))
-    S = J @ Hinv_Jt
+    _, _, g, Y0 = quadratic_structure(objective)
+    Hinv_Jt, S = terminal_gramian(objective)
     z = Y0 - g @ Hinv_Jt
-    L = torch.linalg.cholesky(torch.linalg.inv(0.5 * (S + S.T)))  # S^{-1} = L L^T
+    L = torch.linalg.cholesky(torch.linalg.inv(S))  # S^{-1} = L L^T
     return (z @ L).numpy(), L.numpy()
 
 

@@ -49,7 +49,7 @@ import numpy as np
 
 from .costs.obstacles import hinge
 from .lazy import LazyModule, torch
-from .problem import OptimizerSpec
+from .problem import OptimizerSpec, Problem
 from .objective import Objective
 from .reduced import ReducedObjective
 from .steps import Step, per_particle_grad_norm
@@ -330,6 +330,17 @@ def trajectory_system_bytes(N: int, V: int) -> int:
     """Peak memory of ``TrajectorySystem`` and the blocks it is built from: ``TRAJECTORY_COPIES`` N x V x V
     tensors of float64."""
     return TRAJECTORY_COPIES * 8 * N * V * V
+
+
+def structured_system_bytes(problem: Problem) -> int:
+    """The bytes of ``problem``'s structured Newton system where one can be used (every term but the
+    nonlocal one summed over particles, at most ``STRUCTURED_VARS`` terminal unknowns, within
+    ``STRUCTURED_MEMORY``), else 0: what ``optimizers._structured`` requires first and what the memory
+    budget counts."""
+    N, D = problem.N, problem.dynamics.state_dim
+    V = math.prod(problem.dynamics.variable_shape(N, problem.M)[1:])
+    need = trajectory_system_bytes(N, V)
+    return need if problem.separable and N * D <= STRUCTURED_VARS and need <= STRUCTURED_MEMORY else 0
 
 
 def trajectory_diagonal(blocks: "torch.Tensor", J: "torch.Tensor", H_ne: "torch.Tensor") -> "torch.Tensor":

@@ -27,16 +27,24 @@ def run_cli(*args):
     return subprocess.run([sys.executable, "-m", "solver", *args], capture_output=True, text=True, timeout=600)
 
 
-def test_a_problem_too_big_is_refused_with_one_line(tmp_path):
-    spec = {"source": {"points": [[0, 0], [1, 0]]}, "target": {"kind": "particles", "points": [[2, 0], [3, 0]]},
-            "M": 1_000_000_000}
-    (tmp_path / "p.json").write_text(json.dumps(spec))
+#: Two particles: what a refusal for size is tried on, with M of the test's choosing.
+TWO_PARTICLES = {"source": {"points": [[0, 0], [1, 0]]}, "target": {"kind": "particles", "points": [[2, 0], [3, 0]]}}
+
+
+def refused_through_the_cli(tmp_path, M: int) -> str:
+    """stderr of ``solve`` on ``TWO_PARTICLES`` with ``M``, asserted to be one line and exit code 2."""
+    (tmp_path / "p.json").write_text(json.dumps(dict(TWO_PARTICLES, M=M)))
     res = run_cli("solve", str(tmp_path / "p.json"), "--out", str(tmp_path / "o"))
     assert res.returncode == 2 and res.stderr.count("\n") == 1
-    assert res.stderr.startswith("error: problem: N = 2 particles with M = 1000000000 time points need about")
-    assert "over the memory budget of 8 GB" in res.stderr and "Traceback" not in res.stderr
+    return res.stderr
+
+
+def test_a_problem_too_big_is_refused_with_one_line(tmp_path):
+    stderr = refused_through_the_cli(tmp_path, 1_000_000_000)
+    assert stderr.startswith("error: problem: N = 2 particles with M = 1000000000 time points need about")
+    assert "over the memory budget of 8 GB" in stderr and "Traceback" not in stderr
     # the same guard in the library, with any budget
-    p = problem_from_dict(dict(spec, M=5))
+    p = problem_from_dict(dict(TWO_PARTICLES, M=5))
     with pytest.raises(ProblemError, match="over the memory budget"):
         solve(p, memory=needed_bytes(p) - 1)
 
@@ -69,12 +77,8 @@ def test_the_budget_counts_the_matrices_that_grow_with_m_squared(tmp_path):
     V = 2 * 2499
     assert out["growth"] > 2 * 8 * V * V, out  # the matrices are really there (H and its factor at least)
     assert STEERING_COPIES * 8 * V * V > out["growth"]  # the estimate's share for them covers them
-    spec = {"source": {"points": [[0, 0], [1, 0]]}, "target": {"kind": "particles", "points": [[2, 0], [3, 0]]},
-            "M": 20_000}
-    (tmp_path / "p.json").write_text(json.dumps(spec))
-    res = run_cli("solve", str(tmp_path / "p.json"), "--out", str(tmp_path / "o"))
-    assert res.returncode == 2 and res.stderr.count("\n") == 1
-    assert res.stderr.startswith("error: problem: N = 2 particles with M = 20000 time points need about")
+    stderr = refused_through_the_cli(tmp_path, 20_000)
+    assert stderr.startswith("error: problem: N = 2 particles with M = 20000 time points need about")
 
 
 def test_obstacle_problems_beyond_the_structured_systems_memory_are_solved_by_lbfgs():

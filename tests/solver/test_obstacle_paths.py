@@ -238,12 +238,12 @@ def test_obstacle_problems_beyond_structured_newton_converge_by_the_plateau(beyo
     ``PLATEAU_MOVE`` times the cap. Before, it crawled on (the runs below: 4,883 and 7,589 iterations
     where they now take 1,254 and 3,166; 700 - 2,000 particles past a disc, 300 interacting ones: to
     their 60-90 s time limits), and the reassignment rounds that follow a local solve came late or never."""
-    from solver import optimizers
+    from solver import optimizers, trust_region
     from solver.trust_region import PLATEAU_MOVE
 
     spec = gaussian_samples(40, 3, obstacles=[{"center": [1.5, 0.8], "radius": 0.2}], optimizer={"time_limit": 60})
     if beyond == "size":
-        monkeypatch.setattr(optimizers, "STRUCTURED_VARS", 10)
+        monkeypatch.setattr(trust_region, "STRUCTURED_VARS", 10)  # read by structured_system_bytes
     else:
         spec["interaction"] = [{"kind": "gaussian", "strength": 0.1, "width": 0.1}]
     p = problem_from_dict(spec)
