@@ -67,6 +67,16 @@ MAX_CG = 250
 #: twice as much and dense won up to N D = 1,600; with the cells planned per product and the factor
 #: copied for every solve, up to 2,500.)
 DENSE_VARS = 1200
+#: From this many unknowns the dense factorizations are float32's with one float64 refinement
+#: (``DenseSystem``'s ``single``) also in solves to ``gtol``, as they are under the plateau rule: the
+#: factorization is most of an exact step there (2-D N = 450, 900 unknowns: 254 Cholesky factorizations,
+#: 2.25 of 3.7 s), and float32's takes half the time from N D = 600 up (1.3 / 2.6 ms at 600, 4.7 / 8.5 ms
+#: at 900, one thread). Measured over 18 solves of 500-1,000 unknowns (1-D, 2-D, 3-D samples; eps 1e-5
+#: to 0.1, delta 0.005 to 0.2, M 5 and 20, p = 3): 5-46 % faster, most by 20-25 % (2-D N = 450
+#: 3.70 -> 2.89 s, 3-D N = 330 4.48 -> 3.34 s), on the same objectives to 10 digits but two whose
+#: paths parted (2-D N = 300, eps = 1e-3: +6.6e-9 relative, eps = 1e-5: -6.3e-8). Below, float64: the factorization costs
+#: little and the paper's small presets keep their paths (Fig. 2 samples: 450 unknowns).
+SINGLE_VARS = 500
 #: Up to this many terminal unknowns obstacle problems are solved by Newton in full trajectories
 #: (``TrajectorySystem``: each step ~5 factorizations of the (N D) x (N D) Schur complement). Measured
 #: before adaptive shifts: N = 500 in 2-D 0.09 s per iteration (the swarm_500 preset converges in 42 s).
@@ -604,7 +614,7 @@ def trust_region(objective: "ReducedObjective | Objective", x0: "torch.Tensor", 
             H = objective.hessian(x)
             P, M = block_metric(H.reshape(N, -1, N, x.shape[1])[torch.arange(N), :, torch.arange(N), :],
                                       PRECONDITIONER_FLOOR)
-            newton = DenseSystem(H, M, single=plateau > 0)
+            newton = DenseSystem(H, M, single=plateau > 0 or x.numel() >= SINGLE_VARS)
         elif moved:
             curvature = objective.curvature(x)
             P, M = block_metric(curvature.blocks, PRECONDITIONER_FLOOR)
