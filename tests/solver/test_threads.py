@@ -64,3 +64,24 @@ def test_solves_in_other_threads_run_their_kernels_on_the_process_count():
     out = subprocess.run([sys.executable, "-c", OTHER_THREADS], capture_output=True, text=True, check=True,
                          env=env, timeout=300).stdout
     assert out.split() == ["2", "1", "1"], out  # a bare thread keeps the default; solves adopt 1
+
+
+def test_torch_is_imported_before_numba_starts_its_openmp_pool():
+    """Numba's pool loads the system's OpenMP runtime, which torch imported afterwards binds to instead of
+    its own: then its parallel exp, log, sqrt ... took ~3 ms each whatever their size (``use_threads``'
+    docstring). ``use_threads`` imports torch first; a fresh process that had imported neither records,
+    when numba's first ``set_num_threads`` (which starts the pool) is called, whether torch was loaded."""
+    code = ("import sys\n"
+            "import numba\n"
+            "seen = []\n"
+            "original = numba.set_num_threads\n"
+            "def recording(n):\n"
+            "    seen.append('torch' in sys.modules)\n"
+            "    original(n)\n"
+            "numba.set_num_threads = recording\n"
+            "assert 'torch' not in sys.modules\n"
+            "from solver.threads import use_threads\n"
+            "use_threads(2)\n"
+            "print(seen)\n")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
+    assert out.strip() == "[True]"
