@@ -25,6 +25,7 @@ whole way costs and none is taken.
 from __future__ import annotations
 
 from .kernels import gaussian_normalizer, gaussian_row_sums
+from .kernels.dense import floored_exp_
 from .lazy import torch
 from .reduced import ReducedObjective
 
@@ -49,7 +50,7 @@ def released(objective: ReducedObjective, Y: "torch.Tensor") -> "torch.Tensor | 
         c = gaussian_normalizer(delta, D)
 
         def kernel(u: "torch.Tensor") -> "torch.Tensor":
-            return c * torch.exp(-(u * u).sum(-1) / (2.0 * delta * delta))
+            return c * floored_exp_(-(u * u).sum(-1) / (2.0 * delta * delta))
         own = kernel(candidates - Y[None]) - c  # K(y' - y_i) - K(0)
         fixed = (torch.stack([objective.particle_kinetic(f) for f in candidates]) - objective.particle_kinetic(Y)
                  - 2.0 * a * (p.target.smoothed(flat, delta).reshape(candidates.shape[:2])
