@@ -74,8 +74,9 @@ DENSE_VARS = 1200
 #: at 900, one thread). Measured over 18 solves of 500-1,000 unknowns (1-D, 2-D, 3-D samples; eps 1e-5
 #: to 0.1, delta 0.005 to 0.2, M 5 and 20, p = 3): 5-46 % faster, most by 20-25 % (2-D N = 450
 #: 3.70 -> 2.89 s, 3-D N = 330 4.48 -> 3.34 s), on the same objectives to 10 digits but two whose
-#: paths parted (2-D N = 300, eps = 1e-3: +6.6e-9 relative, eps = 1e-5: -6.3e-8). Below, float64: the factorization costs
-#: little and the paper's small presets keep their paths (Fig. 2 samples: 450 unknowns).
+#: paths parted (2-D N = 300, eps = 1e-3: +6.6e-9 relative, eps = 1e-5: -6.3e-8). Below, float64: the
+#: factorization costs little and the paper's small presets keep their paths (Fig. 2 samples: 450
+#: unknowns).
 SINGLE_VARS = 500
 #: Up to this many terminal unknowns obstacle problems are solved by Newton in full trajectories
 #: (``TrajectorySystem``: each step ~5 factorizations of the (N D) x (N D) Schur complement). Measured

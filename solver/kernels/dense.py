@@ -13,8 +13,8 @@ MEMORY_BUDGET = 2**22
 
 
 #: Exponents of the Gaussian are floored here before exp: exp of lower values is subnormal or underflows
-#: through the subnormals, 100x slower on x86 (and 40x more in a process that loaded numba before torch:
-#: 0.78 us against 20 ns an entry, measured), and changes nothing: e^-600 ~ 1e-261.
+#: through the subnormals, which x86 computes slowly (torch's exp over 4,000 entries near -720: 81 us
+#: against 6.3 us in the normal range, measured), and the floor changes nothing: e^-600 ~ 1e-261.
 EXP_FLOOR = -600.0
 
 
