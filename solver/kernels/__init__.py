@@ -132,6 +132,9 @@ def plan(x: np.ndarray, z: np.ndarray, scale: float, fixed: Any = None) -> Plan:
     if forced == "grid":
         return Plan("grid")
     rc = cutoff(scale)
+    if forced == "auto" and not cells.fits(np.minimum(x_low, z_low), np.maximum(x_high, z_high), rc):
+        # far-flung points (a cloud spanning 2^30 cutoffs in 2-D, 2^14 in 4-D): no cells
+        return _cheapest(x, z, scale, rc, x_low, x_high, z_low, z_high, None)
     entry = _SORTED.get(id(fixed)) if fixed is not None else None
     if entry is not None and entry[0]() is fixed and entry[1].cutoff == rc:
         sorted_z = entry[1]
@@ -142,9 +145,19 @@ def plan(x: np.ndarray, z: np.ndarray, scale: float, fixed: Any = None) -> Plan:
             _SORTED[key] = (weakref.ref(fixed, lambda _: _SORTED.pop(key, None)), sorted_z)
     if forced == "cells":
         return Plan("cells", sorted_z)
-    sample = x[:: max(1, N // SAMPLE)]
-    pairs = sorted_z.pairs_within(sample) * (N / len(sample))
-    estimates = {"dense": N * K * DENSE_PAIR_COST, "cells": pairs * CELL_PAIR_COST + (N + K) * CELL_POINT_COST}
+    return _cheapest(x, z, scale, rc, x_low, x_high, z_low, z_high, sorted_z)
+
+
+def _cheapest(x: np.ndarray, z: np.ndarray, scale: float, rc: float, x_low: np.ndarray, x_high: np.ndarray,
+              z_low: np.ndarray, z_high: np.ndarray, sorted_z: Any) -> Plan:
+    """The backend of least estimated cost: dense, cells (when ``sorted_z``, z's cells, is given) or, up to
+    3-D, grid."""
+    N, K = len(x), len(z)
+    estimates = {"dense": N * K * DENSE_PAIR_COST}
+    if sorted_z is not None:
+        sample = x[:: max(1, N // SAMPLE)]
+        pairs = sorted_z.pairs_within(sample) * (N / len(sample))
+        estimates["cells"] = pairs * CELL_PAIR_COST + (N + K) * CELL_POINT_COST
     if x.shape[1] <= 3:
         extent = float((np.maximum(x_high, z_high) - np.minimum(x_low, z_low)).max())
         estimates["grid"] = fourier.cost(N + K, x.shape[1], extent, scale, rc)
@@ -303,11 +316,12 @@ def self_curvature(x: "torch.Tensor", b: "torch.Tensor", scale: float
     N, D = x.shape
     if not np.isfinite(xn).all():
         return (lambda v: torch.full(x.shape, math.nan, dtype=x.dtype)), torch.full((N, D, D), math.nan, dtype=x.dtype)
-    if backend_name() == "dense":
+    rc = cutoff(scale, PRODUCT_TRUNCATION)
+    if backend_name() == "dense" or not cells.fits(*cells.bounds(xn), rc):  # far-flung points: no cells
         own = (b.detach() / (scale * scale))[:, None, None] * torch.eye(D, dtype=x.dtype)  # less the k = i terms
         return ((lambda v: dense.self_products(x.detach(), b.detach(), scale, v.detach())),
                 dense.blocks(x.detach(), x.detach(), b.detach(), scale) + own)
-    grid = cells.Cells(xn, cutoff(scale, PRODUCT_TRUNCATION))
+    grid = cells.Cells(xn, rc)
     product, blocks = grid.self_curvature(np.ascontiguousarray(b.detach().numpy()), scale, PAIR_MEMORY)
 
     def apply(v: "torch.Tensor") -> "torch.Tensor":

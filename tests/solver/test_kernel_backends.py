@@ -1,5 +1,7 @@
-"""Every kernel backend against the dense sum on small random clouds (1-D, 2-D, 3-D): values,
-gradients in both arguments, the self term, second derivatives; and the automatic choice."""
+"""Every kernel backend against the dense sum on small random clouds (1-D, 2-D, 3-D; the cells also in
+4-D and 5-D, the states of acceleration control in the plane and beyond): values, gradients in both
+arguments, the self term, second derivatives; the automatic choice; clouds too far-flung for the cells'
+keys."""
 from __future__ import annotations
 
 import math
@@ -32,8 +34,8 @@ def reference(x, z, a, b, s):
     return float(value.detach()), gx, gz
 
 
-@pytest.mark.parametrize("name", kernels.BACKENDS)
-@pytest.mark.parametrize("dim", [1, 2, 3])
+@pytest.mark.parametrize("name,dim", [(name, dim) for name in kernels.BACKENDS for dim in (1, 2, 3)]
+                         + [(name, dim) for name in ("dense", "cells") for dim in (4, 5)])
 @pytest.mark.parametrize("scale", [0.1, 0.4])
 def test_backend_matches_the_dense_sum(name, dim, scale):
     x, z, a, b = clouds(dim, seed=dim)
@@ -101,7 +103,7 @@ def test_the_work_estimate_counts_the_pairs_in_neighbouring_cells(dim):
     assert len(half) == (3**dim - 1) // 2 and whole == {tuple(o) for o in stencil}
 
 
-@pytest.mark.parametrize("dim", [1, 2, 3])
+@pytest.mark.parametrize("dim", [1, 2, 3, 4])
 def test_listed_pairs_give_the_products_and_blocks_of_the_cells_and_of_the_dense_sum(dim):
     """``Cells.self_curvature`` lists the pairs within the cutoff once (its own cell's later points and the
     cells half a stencil away) and reads them for every product and for the blocks: on a cloud spread
@@ -111,7 +113,7 @@ def test_listed_pairs_give_the_products_and_blocks_of_the_cells_and_of_the_dense
     s = 0.05  # cells of side 0.43 over a cloud of spread 0.5: dozens of cells, pairs across their faces
     v = torch.randn(x.shape, dtype=torch.float64, generator=torch.Generator().manual_seed(4))
     grid = kernels.cells.Cells(x.numpy(), kernels.cutoff(s))
-    assert len(grid.keys) >= 7  # 7 cells on the line, dozens in the plane and in space
+    assert len(grid.keys) >= 7  # 7 cells on the line, dozens in the plane and in space (and in 4-D)
     (listing, listed_blocks), (searching, searched_blocks) = (grid.self_curvature(a.numpy(), s, memory)
                                                               for memory in (kernels.PAIR_MEMORY, 0))
     assert (listing.__name__, searching.__name__) == ("listed", "product")
@@ -267,3 +269,60 @@ def test_a_coordinate_that_is_not_finite_gives_nan_sums(name):
             assert torch.isnan(kernels.hessian_blocks(x, x, a, 0.02)).all()
             product, own = kernels.self_curvature(x, a, 0.02)
             assert torch.isnan(product(torch.ones_like(x))).all() and torch.isnan(own).all()
+
+
+def test_clouds_too_far_flung_for_the_cells_keys_are_summed_otherwise():
+    """A cell key holds each coordinate in KEY_BITS // D bits (2^30 cells a side in 2-D). A cloud that
+    spans more (one point 10^12 away, cutoff 0.086) is never given to the cells by the automatic choice,
+    and forcing them raises, naming the backends that can sum it; Newton's products there come from the
+    dense sum. Within the keys' range, an x far beyond the stored points' cells (clamped to the outer
+    ones) sums as the dense sum does."""
+    rng = np.random.default_rng(5)
+    x = rng.uniform(0, 1, (2000, 2))
+    far = x.copy()
+    far[0] = [1e12, 0.5]
+    assert not kernels.cells.fits(*kernels.cells.bounds(far), kernels.cutoff(0.01))
+    assert kernels.plan(far, far, 0.01).name != "cells"
+    assert kernels.plan(x, x, 0.01).name == "cells"  # the same cloud without the far point
+    with kernels.backend("cells"), pytest.raises(ValueError, match="use dense or grid"):
+        kernels.plan(far, far, 0.01)
+    a = torch.ones(2000, dtype=torch.float64) / 2000
+    v = torch.as_tensor(rng.standard_normal((2000, 2)))
+    product, blocks = kernels.self_curvature(torch.as_tensor(far), a, 0.01)
+    want = kernels.dense.self_products(torch.as_tensor(far), a, 0.01, v)
+    assert float((product(v) - want).abs().max()) <= 1e-12 * float(want.abs().max())
+    # x up to 10^6 cutoffs from the stored points: clamped into the outer cells, summed exactly
+    z = torch.as_tensor(x)
+    xs = torch.as_tensor(np.concatenate([x[:100], [[-5e4, 0.3], [0.5, 7e4], [1.0 + 0.05, 0.5]]]))
+    with kernels.backend("cells"):
+        row, g = kernels.sums(xs, z, a, 0.01)
+    with kernels.backend("dense"):
+        row_d, g_d = kernels.sums(xs, z, a, 0.01)
+    assert float((row - row_d).abs().max()) <= 1e-12 * float(row_d.abs().max())
+    assert float((g - g_d).abs().max()) <= 1e-10 * float(g_d.abs().max())
+    assert float(row[-3]) == float(row[-2]) == 0.0 and float(row[-1]) > 0.0
+
+
+def test_the_objective_of_acceleration_control_in_the_plane_is_the_dense_sums():
+    """Acceleration control in the plane has 4-D states (position, velocity); with 700 particles its
+    nonlocal sums go to the cells (700 x 700 pairs), whose keys overflowed 64 bits in 4-D: the objective
+    came out wrong. Value and gradient by the automatic choice against the dense backend, to 1e-12."""
+    from solver import problem_from_dict
+    from solver.objective import Objective
+    rng = np.random.default_rng(2)
+    N = 700
+    p = problem_from_dict({"source": {"points": rng.uniform(0, 1, (N, 2)).tolist()}, "M": 4,
+                           "target": {"kind": "particles", "points": rng.normal(2, 0.3, (N, 2)).tolist()},
+                           "dynamics": {"kind": "acceleration"}})
+    objective = Objective(p)
+    terminal = torch.as_tensor(p.target.points) + 0.05 * torch.as_tensor(rng.standard_normal((N, 4)))
+    assert terminal.shape[1] == 4 and kernels.plan(terminal.numpy(), terminal.numpy(), p.delta).name == "cells"
+    y = terminal.clone().requires_grad_(True)
+    auto = objective.nonlocal_energy(y)
+    (g_auto,) = torch.autograd.grad(auto, y)
+    with kernels.backend("dense"):
+        y = terminal.clone().requires_grad_(True)
+        dense = objective.nonlocal_energy(y)
+        (g_dense,) = torch.autograd.grad(dense, y)
+    assert float(auto.detach()) == pytest.approx(float(dense.detach()), rel=1e-12)
+    assert float((g_auto - g_dense).abs().max()) <= 1e-10 * float(g_dense.abs().max())
