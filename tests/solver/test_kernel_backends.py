@@ -62,14 +62,15 @@ def test_self_term_gradient_counts_both_arguments(name):
 
 
 @pytest.mark.parametrize("name", ["dense", "cells"])
-@pytest.mark.parametrize("dim", [1, 2, 3])
+@pytest.mark.parametrize("dim", [1, 2, 3, 4])
 def test_second_derivatives_match_autograd(name, dim):
     """hessian_blocks (the cross term's blocks) and self_curvature (the self term's Hessian-vector
     product and that product's diagonal blocks) against the Hessian of the dense expression. s = 0.5
-    against clouds of spread 0.5: every pair lies within the product cutoff, so both backends agree with
-    autograd to rounding."""
+    against clouds of spread 0.5 (0.7 in 4-D, whose pairs lie up to 3.7 apart): every pair lies within
+    the product cutoff (6.1 s), so both backends agree with autograd to rounding."""
     x, z, a, b = clouds(dim, seed=11 + dim, n=40, k=30)
-    s = 0.5
+    s = 0.5 if dim <= 3 else 0.7
+    assert float(torch.cdist(x, x).max()) < kernels.cutoff(s, kernels.PRODUCT_TRUNCATION)
     H = torch.autograd.functional.hessian(lambda y: kernels.dense.twice_differentiable(y, z, a[:1].expand(len(y)) * 0 + 1, b, s), x)
     want_blocks = torch.stack([H[i, :, i, :] for i in range(len(x))])
     v = torch.randn(x.shape, dtype=torch.float64, generator=torch.Generator().manual_seed(3))
@@ -128,7 +129,7 @@ def test_listed_pairs_give_the_products_and_blocks_of_the_cells_and_of_the_dense
         assert np.abs(got - want_blocks).max() <= 1e-12 * scale
 
 
-@pytest.mark.parametrize("dim", [1, 2, 3])
+@pytest.mark.parametrize("dim", [1, 2, 3, 4])
 def test_newtons_products_leave_out_only_what_their_bound_allows(dim):
     """Newton's Hessian-vector products (``kernels.self_curvature``) leave out the pairs with phi below
     ``PRODUCT_TRUNCATION``: on a cloud whose pairs run far past that cutoff, they differ from the dense
@@ -157,7 +158,7 @@ def test_newtons_products_leave_out_only_what_their_bound_allows(dim):
     assert error > 1e-12 * scale and np.abs(full_own - want_own).max() <= 1e-12 * scale
 
 
-@pytest.mark.parametrize("dim", [1, 2, 3])
+@pytest.mark.parametrize("dim", [1, 2, 3, 4])
 def test_self_hessian_matches_autograd_and_is_exactly_symmetric(dim):
     """The self term's dense Hessian (Newton's method on small problems) against the Hessian of the dense
     expression, and bitwise symmetric (its Cholesky factorizations read one triangle, its products all),
@@ -200,7 +201,7 @@ def test_automatic_choice():
             pass
 
 
-@pytest.mark.parametrize("dim", [1, 2, 3])
+@pytest.mark.parametrize("dim", [1, 2, 3, 4])
 def test_the_install_step_compiles_what_solves_call(dim):
     """``kernels.compile_kernels`` (run by ``make install``) compiles every signature the cells backend's
     sums, Hessian blocks and Hessian-vector products call with, and the trust region CG's block products
