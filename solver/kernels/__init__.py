@@ -132,8 +132,8 @@ def plan(x: np.ndarray, z: np.ndarray, scale: float, fixed: Any = None) -> Plan:
     if forced == "grid":
         return Plan("grid")
     rc = cutoff(scale)
-    if forced == "auto" and not cells.fits(np.minimum(x_low, z_low), np.maximum(x_high, z_high), rc):
-        # far-flung points (a cloud spanning 2^30 cutoffs in 2-D, 2^14 in 4-D): no cells
+    if forced == "auto" and not cells.fits(z_low, z_high, rc):
+        # far-flung z (spanning 2^30 cutoffs in 2-D, 2^14 in 4-D): no cells (far x are clamped, ``Cells.cell_of``)
         return _cheapest(x, z, scale, rc, x_low, x_high, z_low, z_high, None)
     entry = _SORTED.get(id(fixed)) if fixed is not None else None
     if entry is not None and entry[0]() is fixed and entry[1].cutoff == rc:

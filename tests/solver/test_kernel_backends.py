@@ -273,8 +273,8 @@ def test_a_coordinate_that_is_not_finite_gives_nan_sums(name):
 
 
 def test_clouds_too_far_flung_for_the_cells_keys_are_summed_otherwise():
-    """A cell key holds each coordinate in KEY_BITS // D bits (2^30 cells a side in 2-D). A cloud that
-    spans more (one point 10^12 away, cutoff 0.086) is never given to the cells by the automatic choice,
+    """A cell key holds each coordinate in KEY_BITS // D bits (2^30 cells a side in 2-D). Stored points
+    that span more (one point 10^12 away, cutoff 0.086) are never given to the cells by the automatic choice,
     and forcing them raises, naming the backends that can sum it; Newton's products there come from the
     dense sum. Within the keys' range, an x far beyond the stored points' cells (clamped to the outer
     ones) sums as the dense sum does."""
@@ -285,6 +285,7 @@ def test_clouds_too_far_flung_for_the_cells_keys_are_summed_otherwise():
     assert not kernels.cells.fits(*kernels.cells.bounds(far), kernels.cutoff(0.01))
     assert kernels.plan(far, far, 0.01).name != "cells"
     assert kernels.plan(x, x, 0.01).name == "cells"  # the same cloud without the far point
+    assert kernels.plan(far, x, 0.01).name == "cells"  # a far x against it: clamped, the keys hold
     with kernels.backend("cells"), pytest.raises(ValueError, match="use dense or grid"):
         kernels.plan(far, far, 0.01)
     a = torch.ones(2000, dtype=torch.float64) / 2000
