@@ -85,3 +85,30 @@ def test_the_ot_start_onto_particles_begins_from_its_releases(monkeypatch, eps):
         # the releases of the OT start exactly (1e-12: the map to trajectories and back rounds)
         assert freed is not None and torch.allclose(x, freed, rtol=0, atol=1e-12) and rough
         assert int((freed != Y).any(1).sum()) >= 1
+
+
+def test_releases_priced_by_wrong_sums_are_not_taken(monkeypatch):
+    """The greedy prices releases by kernel sums; if those were wrong (the cells' keys overflowed in 4-D
+    once, and releases that raised the objective were taken round after round), the objective itself
+    refuses the result: with the particles' mollified density r overstated tenfold every candidate looks
+    like a gain, and ``released`` returns None instead of states whose objective is higher."""
+    import solver.release as release_module
+    problem = problem_from_dict(gaussian_samples(60, 1))  # eps = 0.01: no release truly pays
+    objective = ReducedObjective(problem)
+    images, _, _ = match(problem.source, np.asarray(problem.target.points))
+    Y = torch.as_tensor(images, dtype=torch.float64)
+    assert released(objective, Y) is None
+    true_row_sums = release_module.gaussian_row_sums
+
+    def overstated(x, z, b, scale, normalized=False):
+        return 10.0 * true_row_sums(x, z, b, scale, normalized)
+    monkeypatch.setattr(release_module, "gaussian_row_sums", overstated)
+    calls = []
+    original_objective_call = ReducedObjective.__call__
+
+    def counted(self, y):
+        calls.append(1)
+        return original_objective_call(self, y)
+    monkeypatch.setattr(ReducedObjective, "__call__", counted)
+    assert released(objective, Y) is None
+    assert len(calls) == 2  # the greedy did move (it checked its end against the objective)
