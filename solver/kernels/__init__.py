@@ -139,7 +139,7 @@ def plan(x: np.ndarray, z: np.ndarray, scale: float, fixed: Any = None) -> Plan:
     if entry is not None and entry[0]() is fixed and entry[1].cutoff == rc:
         sorted_z = entry[1]
     else:
-        sorted_z = cells.Cells(z, rc, z_low)
+        sorted_z = cells.Cells(z, rc, (z_low, z_high))
         if fixed is not None:
             key = id(fixed)
             _SORTED[key] = (weakref.ref(fixed, lambda _: _SORTED.pop(key, None)), sorted_z)
@@ -316,12 +316,12 @@ def self_curvature(x: "torch.Tensor", b: "torch.Tensor", scale: float
     N, D = x.shape
     if not np.isfinite(xn).all():
         return (lambda v: torch.full(x.shape, math.nan, dtype=x.dtype)), torch.full((N, D, D), math.nan, dtype=x.dtype)
-    rc = cutoff(scale, PRODUCT_TRUNCATION)
-    if backend_name() == "dense" or not cells.fits(*cells.bounds(xn), rc):  # far-flung points: no cells
+    rc, box = cutoff(scale, PRODUCT_TRUNCATION), cells.bounds(xn)
+    if backend_name() == "dense" or not cells.fits(*box, rc):  # far-flung points: no cells
         own = (b.detach() / (scale * scale))[:, None, None] * torch.eye(D, dtype=x.dtype)  # less the k = i terms
         return ((lambda v: dense.self_products(x.detach(), b.detach(), scale, v.detach())),
                 dense.blocks(x.detach(), x.detach(), b.detach(), scale) + own)
-    grid = cells.Cells(xn, rc)
+    grid = cells.Cells(xn, rc, box)
     product, blocks = grid.self_curvature(np.ascontiguousarray(b.detach().numpy()), scale, PAIR_MEMORY)
 
     def apply(v: "torch.Tensor") -> "torch.Tensor":

@@ -488,17 +488,17 @@ class Cells:
     """The points z sorted into cells of side ``cutoff``, ready to be summed against any x. Their cells
     must fit their keys (``fits``)."""
 
-    def __init__(self, z: np.ndarray, cutoff: float, low: np.ndarray | None = None) -> None:
-        """``low``: z's smallest coordinates (``bounds``), when known."""
-        z_low, z_high = bounds(z)
-        if not fits(z_low if low is None else low, z_high, cutoff):
+    def __init__(self, z: np.ndarray, cutoff: float, box: tuple[np.ndarray, np.ndarray] | None = None) -> None:
+        """``box``: z's smallest and largest coordinates (``bounds``), when known."""
+        z_low, z_high = bounds(z) if box is None else box
+        if not fits(z_low, z_high, cutoff):
             raise ValueError(f"the points span more than {1 << (key_bits(z.shape[1]) - 1)} cells of side "
                              f"{cutoff:.3g} in some coordinate; the cells backend cannot key them (use dense or grid)")
         self.cutoff = cutoff
-        self.low = (z_low if low is None else low) - cutoff
+        self.low = z_low - cutoff
+        self.top = np.floor((z_high - self.low) / cutoff).astype(np.int64) + 1  # z's cells: 1 .. top - 1
         self.source = z
-        cells = np.floor((z - self.low) / cutoff).astype(np.int64)  # 1 .. top - 1 in each coordinate
-        self.top = cells.max(0) + 1 if len(z) else np.ones(z.shape[1], np.int64)
+        cells = self.cell_of(z)
         keys = self._keys(cells)
         self.order = np.argsort(keys, kind="stable")
         self.sorted_cells = np.ascontiguousarray(cells[self.order])
@@ -511,8 +511,7 @@ class Cells:
         """x's cells, clamped to 0 .. top in each coordinate: an x beyond the stored points' cells meets
         the outer ones, whose points the sums then find farther than the cutoff, as they are (the keys
         stay within their bits however far x lies)."""
-        cells = np.floor(np.clip((x - self.low) / self.cutoff, -1.0, self.top + 1.0)).astype(np.int64)
-        return np.clip(cells, 0, self.top)
+        return np.floor(np.clip((x - self.low) / self.cutoff, 0, self.top)).astype(np.int64)
 
     @staticmethod
     def _keys(cells: np.ndarray) -> np.ndarray:
