@@ -110,7 +110,8 @@ class SessionModel(param.Parameterized):
     delta = param.Number(default=0.05, softbounds=(1e-3, 1.0),
                          doc="Blob width delta of the mollifier K_delta. Must be > 0.")
     M = param.Integer(default=10, softbounds=(2, 60),
-                      doc="Time points per trajectory (h = 1/(M-1)); at least 2 (3 for acceleration).")
+                      doc="Time points per trajectory (h = 1/(M-1)); at least 2 (4 for acceleration; a linear "
+                          "system needs enough steps to reach every state).")
     p = param.Number(default=2.0, softbounds=(1.1, 4.0), doc="Control cost exponent, psi(u) = |u|^p, p > 1.")
     method = param.Selector(default=solver.OPTIMIZERS.default,
                             objects=[solver.OPTIMIZERS.default] + [k for k in solver.OPTIMIZERS

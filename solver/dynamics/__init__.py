@@ -8,7 +8,8 @@ A dynamics class has
 * ``kind``; ``from_spec(spec, source_spec)`` -> (dynamics, source positions) and ``to_spec()``,
   ``source_spec(source)``; ``read_states(spec, where)``: the states of a particle target's file entry;
 * ``dim`` (positions), ``state_dim`` (what the terminal constraint acts on), ``state_names()``,
-  ``min_M``, ``source_states(source)``, ``has_velocities`` (states = positions, then velocities);
+  ``check_M(M)`` (raises ``ProblemError`` on "M" when M - 1 steps cannot reach every terminal state),
+  ``source_states(source)``, ``has_velocities`` (states = positions, then velocities);
 * the math: ``variable_shape``, ``positions``, ``controls``, ``terminal``, ``states``,
   ``variables_from_positions`` (torch);
 * ``own_data``: whether ``positions`` reads per-particle data held by the dynamics besides the source

@@ -41,7 +41,6 @@ class AccelerationDynamics:
 
     kind: ClassVar[str] = "acceleration"
     has_velocities: ClassVar[bool] = True  # the states end with the velocities of the positions
-    min_M: ClassVar[int] = 3
     time_coupling: ClassVar[int | None] = 2  # controls are second differences of the variables
     couples_particles: ClassVar[bool] = False
     own_data: ClassVar[bool] = True  # positions() reads each particle's source velocity, held here
@@ -52,6 +51,14 @@ class AccelerationDynamics:
         check_keys(spec, ("kind",), where)
         pts = read_points(source, "source")
         return cls(pts.shape[1], read_velocities(source, "source", pts)), pts
+
+    def check_M(self, M: int) -> None:
+        """The terminal state (x_M, v_M) needs two free time points (x_1, x_2 are fixed by the source's
+        position and velocity): M >= 4. At M = 3 the terminal states form a d-dimensional affine set in
+        R^{2d} and the minimum-energy steering's Gramian is singular."""
+        if M < 4:
+            raise ProblemError("M", f"must be >= 4 under acceleration control (got {M}): the terminal position "
+                                    "and velocity need two free time points; use M >= 4")
 
     def to_spec(self) -> dict[str, Any]:
         return {"kind": self.kind}

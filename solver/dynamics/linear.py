@@ -30,7 +30,6 @@ class LinearDynamics:
 
     kind: ClassVar[str] = "linear"
     has_velocities: ClassVar[bool] = False  # the states are the points (no velocity columns)
-    min_M: ClassVar[int] = 2
     time_coupling: ClassVar[int | None] = None  # each control moves every later state
     couples_particles: ClassVar[bool] = False
     own_data: ClassVar[bool] = False
@@ -55,6 +54,21 @@ class LinearDynamics:
             raise ProblemError("source.points", f"must be full states of dimension {n} for linear "
                                                 f"dynamics (got {pts.shape[1]})")
         return cls(A, B), pts
+
+    def check_M(self, M: int) -> None:
+        """M - 1 steps of the sampled system y_{j+1} = Ad y_j + Bd u_j (h = 1/(M-1)) must reach every
+        state: rank [Bd, Ad Bd, .., Ad^{M-2} Bd] = n. Fewer steps than the controllability index fail (a
+        double integrator with one control needs two), as can sampling an oscillation at a multiple of
+        its half period (Kalman-Ho-Narendra); then the steering's Gramian is singular."""
+        Ad, Bd = self.step_matrices(1.0 / (M - 1))
+        n, columns, block = self.state_dim, [], Bd
+        for _ in range(min(M - 1, n)):
+            columns.append(block)
+            block = Ad @ block
+        reach = np.hstack(columns)
+        if np.linalg.matrix_rank(reach) < n:
+            raise ProblemError("M", f"with M = {M} ({M - 1} step{'s' if M > 2 else ''} of the sampled system) not every terminal "
+                                    "state is reachable; use more time points")
 
     def to_spec(self) -> dict[str, Any]:
         return {"kind": self.kind, "A": floats(self.A), "B": floats(self.B)}

@@ -20,12 +20,35 @@ BASE = {"source": {"points": [[0, 0], [1, 0]]}, "target": {"kind": "particles", 
     ({"optimizer": {"method": "magic"}}, "optimizer.method"),
     ({"dynamics": {"kind": "linear", "A": [[0, 0], [0, 0]], "B": [[1], [0]]}}, "dynamics"),
     ({"init": "random"}, "init"),
+    # too few time points to steer the terminal state (the steering's Gramian was singular: a traceback)
+    ({"dynamics": {"kind": "acceleration"}, "M": 3}, "M"),
+    ({"dynamics": {"kind": "linear", "A": [[0, 1], [0, 0]], "B": [[0], [1]]}, "M": 2}, "M"),
+    # a rotation at angular speed 4 pi sampled every h = 1/4: Ad = -I, so Bd, Ad Bd are parallel
+    ({"dynamics": {"kind": "linear", "A": [[0, -4 * np.pi], [4 * np.pi, 0]], "B": [[1], [0]]}, "M": 5}, "M"),
 ])
 def test_bad_input_names_the_field(change, field):
     with pytest.raises(ProblemError) as err:
         problem_from_dict(dict(BASE, **change))
     assert err.value.field == field
     assert "\n" not in str(err.value) and str(err.value).startswith(field + ":")
+
+
+@pytest.mark.parametrize("dynamics, M", [
+    ({"kind": "acceleration"}, 4), ({"kind": "linear", "A": [[0, 1], [0, 0]], "B": [[0], [1]]}, 3),
+    ({"kind": "linear", "A": [[0, -4 * np.pi], [4 * np.pi, 0]], "B": [[1], [0]]}, 6)])
+def test_enough_time_points_to_steer_are_accepted_and_solve(dynamics, M):
+    """The fewest time points that reach every terminal state (the refused cases above plus one) solve:
+    the particles reach their target states (penalty weight 1/eps = 1e4, delta 0.1)."""
+    from solver import solve
+    spec = dict(BASE, dynamics=dynamics, M=M, eps=1e-4, delta=0.1, target={"kind": "particles", "points": [[2, 0], [3, 0]]})
+    if dynamics["kind"] == "acceleration":
+        spec["target"]["velocities"] = [[0, 0], [0, 0]]
+    result = solve(problem_from_dict(spec))
+    assert result.final.status == "converged"
+    end = result.states[np.argsort(result.states[:, -1, 0]), -1]  # terminal states (with velocities)
+    target = np.zeros_like(end)
+    target[:, 0] = [2, 3]
+    assert np.allclose(end, target, atol=1e-4)  # 1e-4: the soft penalty stops ~4e-6 short (measured)
 
 
 def test_delta_auto_uses_the_dimension_of_the_constrained_state():

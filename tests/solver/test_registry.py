@@ -101,7 +101,7 @@ def problem_specs(draw) -> dict:
         if dynamics == "acceleration":
             target["velocities"] = draw(st.lists(st.lists(coords, min_size=dim, max_size=dim), min_size=k, max_size=k))
     spec = {"name": draw(st.text(max_size=8)), "dynamics": dyn, "source": source, "target": target,
-            "eps": draw(positive), "M": draw(st.integers(3, 6)), "seed": draw(st.integers(0, 10)),
+            "eps": draw(positive), "M": draw(st.integers(4, 6)), "seed": draw(st.integers(0, 10)),
             "delta": draw(st.one_of(st.just("auto"), positive)),
             "control_cost": draw(st.sampled_from(solver.CONTROL_COSTS.kinds())), "p": draw(st.floats(1.1, 4)),
             "init": draw(st.sampled_from([k for k, c in solver.INITS.items() if c.selectable])),
