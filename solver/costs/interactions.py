@@ -4,7 +4,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any, ClassVar
 
-from ..kernels import gaussian_self_sums
+from ..kernels import gaussian_self_hessian, gaussian_self_sums
 from ..lazy import torch
 from ..reading import Context, check_keys, number
 from ..registry import INTERACTIONS
@@ -36,6 +36,13 @@ class GaussianInteraction:
         a = torch.full((n,), 1.0 / n, dtype=y.dtype)
         return self.strength * gaussian_self_sums(y[..., : self.dim], a, self.width)
 
+    def hessian(self, y: "torch.Tensor") -> "torch.Tensor":
+        """(N, dim, N, dim): the Hessian of (1/N^2) sum_{i,k} W(y_i - y_k) for one time point's positions
+        y (N, >= dim), in closed form (``kernels.gaussian_self_hessian``)."""
+        n = y.shape[0]
+        a = torch.full((n,), 1.0 / n, dtype=y.dtype)
+        return gaussian_self_hessian(y[:, : self.dim], a, self.width, self.strength)
+
 
 @INTERACTIONS.register
 @dataclass(frozen=True)
@@ -48,6 +55,8 @@ class QuadraticInteraction:
     strength: float
     dim: int
     kind: ClassVar[str] = "quadratic"
+    #: O(N) to evaluate: its Hessian comes from Hessian-vector products (``optimizers.coupled_hessian``)
+    hessian: ClassVar[None] = None
     smooth: ClassVar[bool] = True
 
     @classmethod

@@ -14,7 +14,7 @@ import torch
 from solver import problem_from_dict, solve
 from solver.kernels import second_order
 from solver.objective import Objective
-from solver.optimizers import _batched_hessian, _structured, own_hessians, separable_parts
+from solver.optimizers import _batched_hessian, _structured, hessian, own_hessians, separable_parts
 from solver.trust_region import DenseSystem, TrajectorySystem, _hard_case, block_metric, exact_step
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -109,6 +109,38 @@ def test_trajectory_system_factors_the_whole_hessian():
             # a well-conditioned solve (mu 1.5x past the lowest eigenvalue): agreement to 1e-8 relative
             assert torch.allclose(solve_mu(v).reshape(-1), exact, rtol=0, atol=1e-8 * float(exact.abs().max()))
     assert system.factor(-1.5 * lowest) is not None and system.factor(-0.5 * lowest) is None
+
+
+COUPLED = {
+    "gaussian and quadratic interactions, disc, W3": scene(
+        interaction=[{"kind": "gaussian", "strength": 0.5, "width": 0.3}, {"kind": "quadratic", "strength": 0.2}],
+        obstacles=[{"center": [1.0, 0.05], "radius": 0.3}], obstacle_segments=False, p=3),
+    "mean-field drift, potential": scene(dynamics={"kind": "velocity", "drift": {"kind": "mean_attraction",
+                                                                                 "strength": 1.5}},
+                                         obstacles=None, obstacle_segments=False,
+                                         potential=[{"kind": "gaussian", "center": [1, 0], "height": 1, "width": 0.4}]),
+    "linear system, gaussian interaction": scene(
+        dynamics={"kind": "linear", "A": [[0.0, 1.0], [0.0, 0.0]], "B": [[0.0], [1.0]]}, obstacles=None,
+        obstacle_segments=False, interaction=[{"kind": "gaussian", "strength": -0.3, "width": 0.5}]),
+}
+
+
+@pytest.mark.parametrize("name", list(COUPLED))
+def test_the_hessian_of_coupled_particles_is_the_whole_autograd_hessian(name):
+    """Interactions or a drift couple the particles: ``coupled_hessian`` (products for the O(N M) terms,
+    the Gaussian pair sums in closed form) equals the autograd Hessian of the whole objective."""
+    p = problem_from_dict(COUPLED[name])
+    assert not p.separable
+    objective = Objective(p, obstacle_smoothing=1e-3 if p.obstacles else 0.0)
+    x = random_point(objective, seed=3)
+    H, exact = hessian(objective, x), dense_hessian(objective, x)
+    scale = float(exact.abs().max())
+    # two routes through float64 sums of a few hundred terms each: 1e-12 of the largest entry
+    assert torch.allclose(H, exact, rtol=0, atol=1e-12 * scale)
+    if p.interactions and p.interactions[0].kind == "gaussian":  # the closed form is in play, and matters
+        without = problem_from_dict(dict(COUPLED[name], interaction=COUPLED[name]["interaction"][1:]))
+        other = hessian(Objective(without, obstacle_smoothing=objective.obstacle_smoothing), x)
+        assert float((H - other).abs().max()) > 1e-6 * scale  # a million times the tolerance above
 
 
 class CountingTrajectory(TrajectorySystem):
