@@ -527,9 +527,9 @@ SHORT = 0.05
 #: start travels (``ended_short``). Then the target-anchored starts have no claim to be near the
 #: minimum, and the own start found lower ones: eps = 0.3, a linear system with 3 particles 0.6641 ->
 #: 0.4494, 250 particles past a disc 1.8744 -> 1.8295, 50 interacting ones under a rotation 1.9347 ->
-#: 1.8905. Every preset and drawn scene ends within 0.09 of its travel (the quasi-random points of a
-#: continuum target, which the particles leave for a blob arrangement, 0.06-0.12), where the check
-#: would only cost time (5-190 %: none of them ended lower).
+#: 1.8905 (there 0.16-1.03). Every preset and scene of ``assets/`` ends within 0.041, where the check
+#: would only cost time (run regardless on the presets, the playful scenes and 300 / 1,000 samples:
+#: 5-190 % more, no objective lower).
 OWN_CHECK_SHORT = 0.1
 #: The check start is also dropped when it trails the best objective found by more than this many
 #: times its recent progress per iteration (the mean over its last ``CHECK_WINDOW`` iterations).
@@ -1091,8 +1091,8 @@ def robust(objective: Objective, x0: torch.Tensor, spec: OptimizerSpec) -> Itera
     for problems of at most ``CHECK_VARS`` variables, the OT start's terminal states pulled back by
     ``SHORT``; when the best solve so far ended short of the target (``ended_short``), the problem's
     own start (rough: L-BFGS first), not judged by the patience rule in its first
-    ``CHECK_MIN_ITERATIONS`` iterations, which cover distance slowly. An OT start onto particles or grid cells (at the nonlocal energy's minimum) is solved by
-    Newton at once, unless the penalty is so weak that its minimum lies beyond the model's reach
+    ``CHECK_MIN_ITERATIONS`` iterations, which cover distance slowly. An OT start onto particles or
+    grid cells (at the nonlocal energy's minimum) is solved by Newton at once, unless the penalty is so weak that its minimum lies beyond the model's reach
     (``beyond_reach``, ``REACH``): then, like a start onto quasi-random points, L-BFGS first (eps = 1,
     N = 1,000 samples: 1.90 at the 60 s limit before, now 1.07-1.09 in 14-27 s; at eps <= 0.1 nothing
     changes). The OT start goes first: from the quasi-random points L-BFGS covers the distance cheaply
@@ -1171,8 +1171,8 @@ def robust(objective: Objective, x0: torch.Tensor, spec: OptimizerSpec) -> Itera
         """Report a start's ``steps``; returns what they return (None if cut) and their lowest objective.
         Under a finite ``budget`` the leg is a check: cut when its iterations exceed the budget, or by
         the patience rule (not in its first ``grace`` iterations), while it trails both the best finished
-        solve and ``reference``; its own
-        iterations (at least ``CHECK_MIN_ITERATIONS``) are the next leg's budget. Resumed
+        solve and ``reference``; its own iterations (at least ``CHECK_MIN_ITERATIONS``) are the next
+        leg's budget. Resumed
         reassignment rounds (``resumed_from``: the objective they go on from) are judged round by round
         instead (``ROUND_PATIENCE``): within a round Newton's last steps gain little, the next
         reassignment much more."""
