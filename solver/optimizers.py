@@ -1092,8 +1092,8 @@ def robust(objective: Objective, x0: torch.Tensor, spec: OptimizerSpec) -> Itera
     ``SHORT``; when the best solve so far ended short of the target (``ended_short``), the problem's
     own start (rough: L-BFGS first), not judged by the patience rule in its first
     ``CHECK_MIN_ITERATIONS`` iterations, which cover distance slowly. An OT start onto particles or
-    grid cells (at the nonlocal energy's minimum) is solved by Newton at once, unless the penalty is so weak that its minimum lies beyond the model's reach
-    (``beyond_reach``, ``REACH``): then, like a start onto quasi-random points, L-BFGS first (eps = 1,
+    grid cells (at the nonlocal energy's minimum) is solved by Newton at once, unless the penalty is
+    so weak that its minimum lies beyond the model's reach (``beyond_reach``, ``REACH``): then, like a start onto quasi-random points, L-BFGS first (eps = 1,
     N = 1,000 samples: 1.90 at the 60 s limit before, now 1.07-1.09 in 14-27 s; at eps <= 0.1 nothing
     changes). The OT start goes first: from the quasi-random points L-BFGS covers the distance cheaply
     and sets the reference the checks are judged by. A blob start that went first (in the terminal
