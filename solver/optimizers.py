@@ -946,12 +946,14 @@ def ended_short(objective: Objective, x: torch.Tensor, ot: torch.Tensor) -> bool
     """Whether the particles of ``x`` travelled, along the OT start's ``ot`` displacements d_i = Y_i^OT - x_i,
     less than ``1 - OWN_CHECK_SHORT`` of them: 1 - sum_i <Y_i - x_i, d_i> / sum_i |d_i|^2 above
     ``OWN_CHECK_SHORT`` (Y the terminal states, x the sources' states). Moves across the travel (a blob
-    arrangement of a continuum target, detours around obstacles) do not count."""
+    arrangement of a continuum target, detours around obstacles) do not count. Sources on their OT
+    targets travel nothing and fall short of nothing."""
     p = objective.problem
     source = p.dynamics.source_states(p.source)
     end, end_ot = (p.dynamics.terminal(objective.positions(v.detach()), objective.h).numpy() for v in (x, ot))
     d = end_ot - source
-    return 1.0 - float(((end - source) * d).sum()) / float((d * d).sum()) > OWN_CHECK_SHORT
+    travel = float((d * d).sum())
+    return travel > 0 and 1.0 - float(((end - source) * d).sum()) / travel > OWN_CHECK_SHORT
 
 
 def reported(objective: Objective, work: Objective | ReducedObjective, step: Step) -> Step:
