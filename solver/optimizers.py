@@ -311,10 +311,15 @@ def separable_parts(objective: Objective, x: torch.Tensor) -> tuple[torch.Tensor
     particle i's own terms (``own_hessians``), J (D x V) the shared affine map from a particle's
     variables to its terminal state, and H_NE ((N, D, N, D)) the Hessian of the nonlocal energy in the
     terminal states."""
+    return (own_hessians(objective, x), *nonlocal_parts(objective, x))
+
+
+def nonlocal_parts(objective: Objective, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """(J, H_NE): the nonlocal energy's Hessian at x is J^T H_NE J, J (D x V) the shared affine map from
+    a particle's variables to its terminal state, H_NE (N, D, N, D) its Hessian in the terminal states."""
     p = objective.problem
     J = quadratic_structure(objective)[1]
-    H_ne = objective.nonlocal_hessian(p.dynamics.terminal(objective.positions(x.detach()), objective.h))
-    return own_hessians(objective, x), J, H_ne
+    return J, objective.nonlocal_hessian(p.dynamics.terminal(objective.positions(x.detach()), objective.h))
 
 
 def own_hessians(objective: Objective, x: torch.Tensor) -> torch.Tensor:
@@ -370,31 +375,33 @@ def own_hessians(objective: Objective, x: torch.Tensor) -> torch.Tensor:
 
 def hessian(objective: Objective | ReducedObjective, x: torch.Tensor) -> torch.Tensor:
     """Dense Hessian of eq. (50) in the variables (n x n, n = N V); in closed form for the terminal
-    states of a ``ReducedObjective``; from ``separable_parts`` when the problem is separable, otherwise
-    from all n Hessian-vector products."""
+    states of a ``ReducedObjective``; otherwise J^T H_NE J (``nonlocal_parts``) plus, when the problem
+    is separable, the particles' own blocks (``separable_parts``), else the coupled terms' Hessian
+    (``coupled_hessian``)."""
     if isinstance(objective, ReducedObjective):
         return objective.hessian(x)
     n = x.numel()
-    if not objective.problem.separable:
-        return coupled_hessian(objective, x)
-    blocks, J, H_ne = separable_parts(objective, x)
+    J, H_ne = nonlocal_parts(objective, x)
     H = torch.einsum("dv,idke,ew->ivkw", J, H_ne, J)
-    add_to_diagonal_blocks(H, blocks)
+    if objective.problem.separable:
+        add_to_diagonal_blocks(H, own_hessians(objective, x))
+    else:
+        H += coupled_hessian(objective, x)
     H = H.reshape(n, n)
     return 0.5 * (H + H.T)  # the einsum's off-diagonal blocks are symmetric only to rounding
 
 
 def coupled_hessian(objective: Objective, x: torch.Tensor) -> torch.Tensor:
-    """Dense Hessian (n x n) of eq. (50) when interactions or a mean-field drift couple the particles.
+    """(N, V, N, V): the Hessian of every term of eq. (50) but the nonlocal one when interactions or a
+    mean-field drift couple the particles.
 
     The terms that cost O(N M) to evaluate (control energy with its drift, potentials, obstacles,
     interactions without a closed-form Hessian, e.g. quadratic) come from n batched Hessian-vector
-    products. The pairwise Gaussian sums are added in closed form: the nonlocal energy as
-    J^T H_NE J (``separable_parts``), and each Gaussian interaction at each time point t as
-    h P_t^T H_W(y_t) P_t, P_t the rows of ``Objective.position_jacobian`` for time t. Batched n-fold
-    through automatic differentiation, the pair sums took 1.5-6.7 s per Hessian at n = 600 (120
-    particles in 1-D, M = 6, with a quadratic aggregation, and a Gaussian interaction too; the first
-    reached 14 Newton iterations in its 20 s limit), 0.03-0.05 s so."""
+    products; each Gaussian interaction at each time point t in closed form, h P_t^T H_W(y_t) P_t, P_t
+    the rows of ``Objective.position_jacobian`` for time t. With all terms batched n-fold through
+    automatic differentiation, the pair sums took 1.5-6.7 s per Hessian at n = 600 (120 particles in
+    1-D, M = 6, with a quadratic aggregation, and a Gaussian interaction too; the first reached 14
+    Newton iterations in its 20 s limit), 0.03-0.05 s so."""
     p = objective.problem
     n, N = x.numel(), x.shape[0]
     V = n // N
@@ -410,18 +417,14 @@ def coupled_hessian(objective: Objective, x: torch.Tensor) -> torch.Tensor:
 
     eye = torch.eye(n, dtype=x.dtype).reshape(n, *x.shape)
     H = _batched_hessian(cheap, x, eye).reshape(N, V, N, V)
-    J = quadratic_structure(objective)[1]
-    pos = objective.positions(x.detach()).detach()
-    H_ne = objective.nonlocal_hessian(p.dynamics.terminal(pos, objective.h))
-    H += torch.einsum("dv,idke,ew->ivkw", J, H_ne, J)
     if closed:
+        pos = objective.positions(x.detach()).detach()
         jacobian = objective.position_jacobian.reshape(pos.shape[1], pos.shape[2], V)  # (M, d, V)
         for W in closed:
             for t in range(1, pos.shape[1]):  # the source (t = 0) is fixed
                 P = jacobian[t, : W.dim]
                 H += objective.h * torch.einsum("av,iakb,bw->ivkw", P, W.hessian(pos[:, t]), P)
-    H = H.reshape(n, n)
-    return 0.5 * (H + H.T)
+    return H
 
 
 def trajectory_parts(objective: Objective) -> Callable[[torch.Tensor], tuple[torch.Tensor, torch.Tensor, torch.Tensor]]:
@@ -1098,9 +1101,9 @@ def robust(objective: Objective, x0: torch.Tensor, spec: OptimizerSpec) -> Itera
     own start (rough: L-BFGS first), not judged by the patience rule in its first
     ``CHECK_MIN_ITERATIONS`` iterations, which cover distance slowly. An OT start onto particles or
     grid cells (at the nonlocal energy's minimum) is solved by Newton at once, unless the penalty is
-    so weak that its minimum lies beyond the model's reach (``beyond_reach``, ``REACH``): then, like a start onto quasi-random points, L-BFGS first (eps = 1,
-    N = 1,000 samples: 1.90 at the 60 s limit before, now 1.07-1.09 in 14-27 s; at eps <= 0.1 nothing
-    changes). The OT start goes first: from the quasi-random points L-BFGS covers the distance cheaply
+    so weak that its minimum lies beyond the model's reach (``beyond_reach``, ``REACH``): then, like a
+    start onto quasi-random points, L-BFGS first (eps = 1, N = 1,000 samples: 1.90 at the 60 s limit
+    before, now 1.07-1.09 in 14-27 s; at eps <= 0.1 nothing changes). The OT start goes first: from the quasi-random points L-BFGS covers the distance cheaply
     and sets the reference the checks are judged by. A blob start that went first (in the terminal
     states, until this order) was never cut, and where the cluster's expansion stalls (in an annulus'
     hole, between a mixture's components, short of a box's corners) Newton crawled from it for
@@ -1175,11 +1178,10 @@ def robust(objective: Objective, x0: torch.Tensor, spec: OptimizerSpec) -> Itera
             grace: int = 0) -> Generator[Step, None, tuple[Step | Paused | None, float]]:
         """Report a start's ``steps``; returns what they return (None if cut) and their lowest objective.
         Under a finite ``budget`` the leg is a check: cut when its iterations exceed the budget, or by
-        the patience rule (not in its first ``grace`` iterations), while it trails both the best finished
-        solve and ``reference``; its own iterations (at least ``CHECK_MIN_ITERATIONS``) are the next
-        leg's budget. Resumed
-        reassignment rounds (``resumed_from``: the objective they go on from) are judged round by round
-        instead (``ROUND_PATIENCE``): within a round Newton's last steps gain little, the next
+        the patience rule (not in its first ``grace`` iterations: a rough start's first iterations
+        cover distance slowly), while it trails both the best finished solve and ``reference``; its own
+        iterations (at least ``CHECK_MIN_ITERATIONS``) are the next leg's budget. Resumed reassignment
+        rounds (``resumed_from``: the objective they go on from) are judged round by round instead (``ROUND_PATIENCE``): within a round Newton's last steps gain little, the next
         reassignment much more."""
         nonlocal last, best_objective, outcome, diverged, budget, run_lowest
         begun, recent, lowest = counters[0], [], math.inf
@@ -1259,7 +1261,7 @@ def robust(objective: Objective, x0: torch.Tensor, spec: OptimizerSpec) -> Itera
                 reference = math.inf
         else:
             yield from leg(_polished(work, x, spec, label, counters, rough), reference,
-                           grace=CHECK_MIN_ITERATIONS if label == "own-start" else 0)
+                           grace=CHECK_MIN_ITERATIONS if rough else 0)
         if diverged:
             break
         if paused is not None and index == 1:  # the first start's later rounds, after the blob check

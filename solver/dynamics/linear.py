@@ -67,8 +67,9 @@ class LinearDynamics:
             block = Ad @ block
         reach = np.hstack(columns)
         if np.linalg.matrix_rank(reach) < n:
-            raise ProblemError("M", f"with M = {M} ({M - 1} step{'s' if M > 2 else ''} of the sampled system) not every terminal "
-                                    "state is reachable; use more time points")
+            steps = f"{M - 1} step{'s' if M > 2 else ''}"
+            raise ProblemError("M", f"with M = {M} ({steps} of the sampled system) not every terminal state is "
+                                    "reachable; use more time points")
 
     def to_spec(self) -> dict[str, Any]:
         return {"kind": self.kind, "A": floats(self.A), "B": floats(self.B)}
