@@ -28,6 +28,7 @@ import copy
 import hashlib
 import itertools
 import json
+import math
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -39,6 +40,10 @@ from ..reading import check_keys, json_file
 
 SWEEP_KEYS = ("name", "description", "base", "axes", "mode", "reference")
 GENERATOR_KEYS = ("generate", "N", "seed", "center", "scale", "dim", "kind", "weights")
+#: At most this many generated points per set: 10^7 points in 2-D are 160 MB, already past what a solve
+#: under the default memory budget holds with its trajectories (``solver.budget``); the sweep's client
+#: builds every run's points before any is solved, and N = 10^9 would take 16 GB there.
+MAX_GENERATED = 10_000_000
 #: Axis names that stand for a path into the problem.
 ALIASES = {"method": "optimizer.method"}
 
@@ -88,20 +93,20 @@ def materialize(spec: dict[str, Any]) -> dict[str, Any]:
 def _generated(spec: dict[str, Any], where: str) -> dict[str, Any]:
     check_keys(spec, GENERATOR_KEYS, where)
     kind = spec["generate"]
-    if kind not in GENERATORS:
+    if not isinstance(kind, str) or kind not in GENERATORS:
         raise ProblemError(f"{where}.generate", f"unknown generator {kind!r}; use one of {', '.join(GENERATORS)}")
     n = spec.get("N")
-    if isinstance(n, bool) or not isinstance(n, int) or n < 1:
-        raise ProblemError(f"{where}.N", f"must be a whole number of points >= 1 (got {n!r})")
+    if isinstance(n, bool) or not isinstance(n, int) or not 1 <= n <= MAX_GENERATED:
+        raise ProblemError(f"{where}.N", f"must be a whole number of points from 1 to {MAX_GENERATED:,} (got {n!r})")
     dim = spec.get("dim", 2)
     if dim not in (1, 2):
         raise ProblemError(f"{where}.dim", f"must be 1 or 2 for generated points (got {dim!r})")
     center = spec.get("center", [0.0] * dim)
-    if not isinstance(center, list) or len(center) != dim or not all(isinstance(c, (int, float)) for c in center):
-        raise ProblemError(f"{where}.center", f"must be a list of {dim} numbers (got {center!r})")
+    if not isinstance(center, list) or len(center) != dim or not all(_finite(c) for c in center):
+        raise ProblemError(f"{where}.center", f"must be a list of {dim} finite numbers (got {center!r})")
     scale = spec.get("scale", 1.0)
-    if isinstance(scale, bool) or not isinstance(scale, (int, float)) or not scale > 0:
-        raise ProblemError(f"{where}.scale", f"must be a positive number (got {scale!r})")
+    if not _finite(scale) or not scale > 0:
+        raise ProblemError(f"{where}.scale", f"must be a finite positive number (got {scale!r})")
     seed = spec.get("seed", 0)
     if isinstance(seed, bool) or not isinstance(seed, int):
         raise ProblemError(f"{where}.seed", f"must be a whole number (got {seed!r})")
@@ -110,6 +115,11 @@ def _generated(spec: dict[str, Any], where: str) -> dict[str, Any]:
     out = {k: v for k, v in spec.items() if k not in GENERATOR_KEYS or k in ("kind", "weights")}
     out["points"] = points.tolist()
     return out
+
+
+def _finite(value: Any) -> bool:
+    """Whether ``value`` is a JSON number (not a boolean) that is finite."""
+    return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
 
 
 def _set(spec: dict[str, Any], path: str, value: Any) -> None:

@@ -53,6 +53,21 @@ def test_sweep_expands_grid_and_zip_and_validates_every_run():
         expand({"name": "s", "base": line_sweep("x", [4])["base"], "axes": {"source": {"generate": "spiral", "N": [3]}}})
 
 
+@pytest.mark.parametrize("field, value, message", [
+    ("generate", ["line"], "^source.generate: unknown generator"),  # a list is no name (was a TypeError)
+    ("N", 10**9, "^source.N: must be a whole number of points from 1 to 10,000,000"),  # not 16 GB in the client
+    ("N", 10**30, "^source.N: must be a whole number"),  # was numpy's "Maximum allowed size exceeded"
+    ("center", [float("nan")], r"^source.center: must be a list of 1 finite numbers"),
+    ("scale", float("inf"), "^source.scale: must be a finite positive number"),
+])
+def test_generated_point_sets_refuse_what_they_cannot_make_by_one_line(field, value, message):
+    """Found by mutating the example sweep files: each of these raised a traceback or allocated first."""
+    base = line_sweep("x", [4])["base"]
+    base["source"][field] = value
+    with pytest.raises(ProblemError, match=message):
+        expand({"name": "s", "base": base, "axes": {"eps": [0.1]}})
+
+
 def test_sweep_axes_reach_methods_nested_keys_and_generator_specs():
     s = expand({"name": "m", "base": line_sweep("x", [4])["base"],
                 "axes": {"method": ["robust", "lbfgs"], "optimizer.time_limit": [5]}})
