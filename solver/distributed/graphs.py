@@ -221,6 +221,8 @@ def from_matrix(M: NDArray[np.float64] | list) -> Graph:
 def from_edges(n: int, edges: list | NDArray[np.float64]) -> Graph:
     """Edge list [[i, j, w], ...] with 0-based i < j meaning J_ij = J_ji = w."""
     E = np.asarray(edges, dtype=np.float64).reshape(-1, 3)
+    if not np.all(np.isfinite(E[:, :2])):  # NaN or infinite indices: no integer to cast them to
+        raise ValueError(f"edges need integers 0 <= i < j < n = {n}; fix the edge list")
     i, j, w = E[:, 0].astype(np.int64), E[:, 1].astype(np.int64), E[:, 2]
     if len(E) and (np.any(i != E[:, 0]) or np.any(j != E[:, 1]) or np.any(i >= j) or i.min() < 0 or j.max() >= n):
         raise ValueError(f"edges need integers 0 <= i < j < n = {n}; fix the edge list")

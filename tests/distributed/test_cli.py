@@ -68,7 +68,9 @@ def test_log_cosh_ring_is_exact_by_elimination(tmp_path, capsys):
     ({"J": [[0, -1, 0], [-1, 0, 1], [0, 1, 0]]}, "J"), ({"U": {"kind": "quartic"}}, "U.kind"),
     ({"K": {"kind": "logcosh", "kappa": -1}}, "K.kappa"), ({"J": {"graph": "ring", "normalize": "max"}}, "J"),
     ({"J": {"graph": "regular", "d": 5}}, "J"),
+    ({"J": {"edges": [[float("nan"), 1, 1]]}}, "J"),  # was cast to an integer first, with numpy's warning
 ])
+@pytest.mark.filterwarnings("error")  # a bad case is refused before numpy would warn about it
 def test_bad_cases_one_line_exit_2(tmp_path, capsys, patch, field):
     code, out, err = run(tmp_path, {**Q, "n": 3, "J": {"graph": "ring"}, **patch}, capsys)
     assert code == 2 and out == ""
