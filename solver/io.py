@@ -117,4 +117,13 @@ def session_from_json(text: str) -> tuple[Problem, np.ndarray | None, dict[str, 
         raise ProblemError("session.result.states", f"must be finite numbers of shape (N, M, D) = {shape} "
                                                     f"(got {states.shape}); export the session again")
     summary = result.get("summary")
-    return problem, states, summary if isinstance(summary, dict) else None
+    if not isinstance(summary, dict):
+        return problem, states, None
+    iteration = summary.get("iteration", 0)
+    if isinstance(iteration, bool) or not isinstance(iteration, int) or iteration < 0:
+        raise ProblemError("session.result.summary.iteration", f"must be a whole number >= 0 (got {iteration!r}); "
+                                                               "export the session again")
+    if not isinstance(summary.get("status", ""), str):
+        raise ProblemError("session.result.summary.status", f"must be a string (got {summary['status']!r}); "
+                                                            "export the session again")
+    return problem, states, summary

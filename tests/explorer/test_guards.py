@@ -25,6 +25,10 @@ def test_an_oversized_or_binary_upload_is_refused_in_one_line():
     (lambda d: d["result"].update(states="abc"), "session.result.states"),
     (lambda d: d.update(result=[1, 2]), "session.result"),
     (lambda d: d["problem"].update(eps=-1), "eps"),
+    # the load shows the summary's iteration and status: int("abc") named no field, 1e400 overflowed
+    (lambda d: d["result"]["summary"].update(iteration="abc"), "session.result.summary.iteration"),
+    (lambda d: d["result"]["summary"].update(iteration=float("inf")), "session.result.summary.iteration"),
+    (lambda d: d["result"]["summary"].update(status=[1]), "session.result.summary.status"),
 ])
 def test_a_malformed_session_is_refused_before_anything_changes(break_it, field):
     """session_from_json checks everything the app's load applies (problem, states' shape); the load
