@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import math
 import os
 import signal
 import sys
@@ -37,16 +38,17 @@ DEFAULT_STORE = os.environ.get("MFC_STORE", "mfc-runs")
 
 def _solve(args: argparse.Namespace) -> int:
     problem = load_problem(args.problem)
-    if args.method or args.max_iter or args.time_limit:
-        opt = dict(problem.spec.get("optimizer", {}))
-        opt.update({k: v for k, v in (("method", args.method), ("max_iter", args.max_iter),
-                                      ("time_limit", args.time_limit)) if v})
-        problem = problem.with_changes(optimizer=opt)
+    overrides = {k: v for k, v in (("method", args.method), ("max_iter", args.max_iter),
+                                   ("time_limit", args.time_limit)) if v is not None}  # 0 is refused, not ignored
+    if overrides:
+        problem = problem.with_changes(optimizer={**problem.spec.get("optimizer", {}), **overrides})
     out = Path(args.out)
     try:
         out.mkdir(parents=True, exist_ok=True)
     except OSError as err:
         raise ProblemError("--out", f"cannot create directory {out} ({err.strerror}); choose a writable path")
+    if not args.memory > 0 or not math.isfinite(args.memory):
+        raise ProblemError("--memory", f"must be a positive number of GB (got {args.memory:g}); e.g. --memory 8")
     check(problem, int(args.memory * 2**30))  # before anything large is allocated
     store = RunStore(args.store) if args.store else None  # a bad store path is refused before the solve
     for line in problem_warnings(problem):

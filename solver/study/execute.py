@@ -74,7 +74,7 @@ def start_client(workers: int = 2, scheduler: str | None = None) -> Any:
     if scheduler:
         try:
             return Client(scheduler, timeout="10s")
-        except (OSError, TimeoutError) as err:
+        except (OSError, TimeoutError, ValueError) as err:  # ValueError: a malformed address ("host", no port)
             raise ProblemError("--scheduler", f"cannot reach {scheduler} ({one_line(err)}); start it with "
                                               "`dask scheduler` and check the address") from None
     if workers < 1:

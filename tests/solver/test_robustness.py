@@ -129,6 +129,21 @@ def test_the_command_line_answers_bad_files_at_once(tmp_path, content, field, me
     assert seconds < 2.0
 
 
+@pytest.mark.parametrize("option, value, field", [
+    ("--max-iter", "0", "optimizer.max_iter"),  # was ignored as if not given (0 is falsy): a full solve ran
+    ("--time-limit", "0", "optimizer.time_limit"),
+    ("--memory", "-1", "--memory"),  # was "over the memory budget of -1 GB" for any problem
+    ("--memory", "nan", "--memory"),
+])
+def test_the_command_line_refuses_bad_option_values_by_name(tmp_path, option, value, field):
+    path = tmp_path / "p.json"
+    path.write_text(json.dumps(VALID))
+    done = cli("solve", str(path), "--out", str(tmp_path / "out"), option, value)
+    lines = done.stderr.strip().splitlines()
+    assert done.returncode == 2 and len(lines) == 1 and lines[0].startswith(f"error: {field}: "), done.stderr
+    assert not (tmp_path / "out" / "summary.json").exists()
+
+
 @pytest.mark.parametrize("change, line", [
     ({"potential": [{"kind": "gaussian", "center": [0.5, 0.5], "height": 1e308, "width": 0.5}]},
      "(potential = inf): lower the potential's weights or heights"),

@@ -269,6 +269,13 @@ def test_a_sweep_runs_on_an_existing_scheduler(tmp_path):
     assert len(bad.stderr.strip().splitlines()) == 1
 
 
+def test_a_malformed_scheduler_address_is_one_line_naming_the_option():
+    """dask raises ValueError("missing port number ...") for an address without a port: it went up as a
+    traceback."""
+    with pytest.raises(ProblemError, match="^--scheduler: cannot reach foo .*check the address"):
+        start_client(scheduler="foo")
+
+
 def test_a_sweep_killed_midway_resumes_with_only_the_missing_runs(tmp_path):
     """SIGKILL to the whole command-line sweep (client, scheduler and workers) after two runs are stored;
     running it again computes exactly the runs not stored, and nothing half-written is listed."""
