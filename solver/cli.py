@@ -22,7 +22,7 @@ from .allocator import keep_freed_memory
 from .budget import DEFAULT_BUDGET, check
 from .diagnostics import summary
 from .errors import SolveError
-from .io import trajectories_csv, write_atomic
+from .io import output_folder, trajectories_csv, write_atomic
 from .problem import ProblemError, load_problem, problem_warnings
 from .registry import OPTIMIZERS
 from .run import SolveControl, solve, threads_for
@@ -42,11 +42,7 @@ def _solve(args: argparse.Namespace) -> int:
                                    ("time_limit", args.time_limit)) if v is not None}  # 0 is refused, not ignored
     if overrides:
         problem = problem.with_changes(optimizer={**problem.spec.get("optimizer", {}), **overrides})
-    out = Path(args.out)
-    try:
-        out.mkdir(parents=True, exist_ok=True)
-    except OSError as err:
-        raise ProblemError("--out", f"cannot create directory {out} ({err.strerror}); choose a writable path")
+    out = output_folder(args.out)
     if not args.memory > 0 or not math.isfinite(args.memory):
         raise ProblemError("--memory", f"must be a positive number of GB (got {args.memory:g}); e.g. --memory 8")
     check(problem, int(args.memory * 2**30))  # before anything large is allocated

@@ -20,6 +20,17 @@ import numpy as np
 from .problem import Problem, ProblemError, problem_from_dict
 
 
+def output_folder(path: str | Path, option: str = "--out") -> Path:
+    """The folder ``path``, created if missing; a path that cannot be one raises the one-line
+    ProblemError naming ``option`` (before any work whose results would go there)."""
+    out = Path(path)
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+    except OSError as err:
+        raise ProblemError(option, f"cannot create directory {out} ({err.strerror}); choose a writable path") from None
+    return out
+
+
 def write_atomic(path: str | Path, data: str | bytes) -> None:
     """Write ``data`` (text as UTF-8) to ``path`` atomically."""
     path = Path(path)

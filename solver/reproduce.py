@@ -27,6 +27,7 @@ from matplotlib.patches import Circle, Polygon
 
 from .diagnostics import map_errors, w2sq
 from .init import initial_variables
+from .io import output_folder
 from .landscape import fig6_markers, fig6_problem, terminal_landscape
 from .lazy import ot
 from .objective import Objective
@@ -460,8 +461,7 @@ def table(numbers: Numbers) -> str:
 def reproduce(figure: str, out: Path) -> dict:
     """Regenerate ``figure`` ("fig1" .. "fig9"): write out/FIG.png and out/FIG.json, print the table,
     return the numbers (see the module docstring)."""
-    out = Path(out)
-    out.mkdir(parents=True, exist_ok=True)
+    out = output_folder(out)
     clock = time.perf_counter()
     runs: list[dict] = []
     fig, numbers = BUILDERS[figure](runs)

@@ -20,6 +20,7 @@ from typing import Any
 import numpy as np
 
 from ..errors import ProblemError
+from ..io import output_folder
 from .store import INCOMPLETE, RunStore
 from .sweep import sweep_axes
 
@@ -91,9 +92,8 @@ def _default_x(axes: dict[str, list]) -> str:
 def report(store: RunStore, sweep: str, out: str | Path, x: str | None = None,
            quantities: list[str] | None = None) -> dict[str, Any]:
     """Draw and fit the sweep (see the module docstring) into ``out``; returns what ``report.json`` holds."""
+    out = output_folder(out)
     result = study(store, sweep, x, quantities)
-    out = Path(out)
-    out.mkdir(parents=True, exist_ok=True)
     _draw(result, out / "report.png")
     (out / "report.json").write_text(json.dumps({k: v for k, v in result.items() if k != "table"}, indent=1) + "\n")
     _table(result["table"], result["axes"], out / "report.csv")

@@ -12,7 +12,7 @@ from pathlib import Path
 from typing import Any
 
 from ..errors import ProblemError
-from ..io import trajectories_csv
+from ..io import output_folder, trajectories_csv
 from ..problem import problem_from_dict
 from .report import describe, report
 from .store import RunStore
@@ -126,11 +126,7 @@ def _short(value: Any) -> str:
 
 def _export(store: Any, args: argparse.Namespace) -> int:
     r = store.get(args.id)
-    out = Path(args.out)
-    try:
-        out.mkdir(parents=True, exist_ok=True)
-    except OSError as err:
-        raise ProblemError("--out", f"cannot create directory {out} ({err.strerror}); choose a writable path") from None
+    out = output_folder(args.out)
     (out / "problem.json").write_text(json.dumps(r.problem, indent=1) + "\n")
     (out / "summary.json").write_text(json.dumps(r.summary, indent=1) + "\n")
     (out / "run.json").write_text(json.dumps({"key": r.key, "status": r.status, "error": r.error, "origin": r.origin,

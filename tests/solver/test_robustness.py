@@ -21,6 +21,7 @@ from hypothesis import strategies as st
 import solver
 from solver.budget import DEFAULT_BUDGET, check, needed_bytes
 from solver.problem import KEYS
+from solver.study.store import RunStore
 
 ROOT = Path(__file__).resolve().parents[2]
 EXAMPLES = int(os.environ.get("MFC_HYPOTHESIS_EXAMPLES", "150"))
@@ -142,6 +143,22 @@ def test_the_command_line_refuses_bad_option_values_by_name(tmp_path, option, va
     lines = done.stderr.strip().splitlines()
     assert done.returncode == 2 and len(lines) == 1 and lines[0].startswith(f"error: {field}: "), done.stderr
     assert not (tmp_path / "out" / "summary.json").exists()
+
+
+@pytest.mark.parametrize("command", [["reproduce", "fig1"], ["runs", "report", "fig9", "--store", "{store}"],
+                                     ["solve", "{problem}"]])
+def test_an_output_folder_that_cannot_be_made_is_one_line_naming_out(tmp_path, command):
+    """``reproduce`` and ``runs report`` let mkdir's NotADirectoryError up as a traceback (reproduce after
+    its solves); every command now makes its folder first, through ``io.output_folder``."""
+    (tmp_path / "problem.json").write_text(json.dumps(VALID))
+    RunStore(tmp_path / "store")
+    blocker = tmp_path / "a-file"
+    blocker.write_text("")
+    args = [a.format(store=tmp_path / "store", problem=tmp_path / "problem.json") for a in command]
+    done = cli(*args, "--out", str(blocker / "out"))
+    lines = done.stderr.strip().splitlines()
+    assert done.returncode == 2 and len(lines) == 1, done.stderr
+    assert lines[0].startswith(f"error: --out: cannot create directory {blocker / 'out'} (Not a directory)")
 
 
 @pytest.mark.parametrize("change, line", [
