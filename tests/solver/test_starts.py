@@ -226,10 +226,14 @@ def test_rounds_paused_and_resumed_go_on_as_if_never_stopped(pause):
     reproduce the uninterrupted ones bitwise (robust runs the blob check in between)."""
     from solver.optimizers import Paused, round_of
 
-    work, start = crossed_start(80)
-    spec = work.problem.optimizer
-    whole = list(_rounds(work, start, spec, "r", [0, 0], rough=True))
-    assert max(round_of(s.phase) for s in whole) > pause  # more rounds: the pause is inside
+    for N in (80, 120, 100):  # the first crossed start with more rounds than the pause (the pause is inside)
+        work, start = crossed_start(N)
+        spec = work.problem.optimizer
+        whole = list(_rounds(work, start, spec, "r", [0, 0], rough=True))
+        if max(round_of(s.phase) for s in whole) > pause:
+            break  # N = 80 had 3+ rounds on one machine, 1 on another (rounding parts the glassy paths)
+    else:
+        pytest.fail(f"no crossed start with more than {pause} rounds")
 
     counters = [0, 0]
     before, paused = [], None
