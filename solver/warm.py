@@ -68,5 +68,6 @@ CONTINUATION = {"robust": "local"}
 
 def continuation_method(problem: Problem) -> str:
     """The optimizer that continues a solve of ``problem`` from carried trajectories: ``robust`` would
-    start again from its OT start, so its local solve (``local``) takes over; other methods go on."""
+    start again from its OT start, so its local solve (``local``) takes over, with the OT start after it
+    as a check; other methods go on."""
     return CONTINUATION.get(problem.optimizer.method, problem.optimizer.method)

@@ -77,17 +77,22 @@ def test_run_starts_warm_from_the_last_result_unless_reset():
     runner.landscape_enabled = False
     runner.start(model.build_problem())
     runner.wait(60)
-    cold = runner.summary["iteration"]
+    cold = runner.energy_frame()
     model.eps = 0.02
     runner.start(model.build_problem(), warm=True)
     runner.wait(60)
-    warm = runner.summary
-    assert warm["status"] == "converged"
-    assert warm["iteration"] < cold  # the default scene: measured 36 cold, 27 warm
+    warm = runner.energy_frame()
+    assert runner.summary["status"] == "converged"
+    # the warm run's first iterate is the last result carried over, at about that result's objective
+    # (4.5141 -> 4.5111 under the new eps); a cold run first reports the paper's start (straight lines to
+    # the ring's centre: 726 at eps = 0.01, 365 at 0.02). The OT start then follows as the warm run's
+    # check (``solver.optimizers.local``), so its iteration count says nothing here.
+    assert cold["objective"].iloc[0] > 100 * cold["objective"].iloc[-1]
+    assert warm["objective"].iloc[0] < 1.01 * cold["objective"].iloc[-1]
     runner.reset()
     runner.start(model.build_problem(), warm=True)  # nothing to continue from after Reset
     runner.wait(60)
-    assert runner.summary["iteration"] > warm["iteration"]
+    assert runner.energy_frame()["objective"].iloc[0] > 50 * warm["objective"].iloc[-1]
 
 
 def test_undo_and_redo_restore_scene_edits_step_by_step():
