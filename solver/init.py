@@ -26,7 +26,7 @@ import numpy as np
 
 from . import kernels
 from .errors import ProblemError
-from .lazy import numba, scipy_optimize, torch
+from .lazy import numba, ot, scipy_optimize, torch
 from .objective import Objective
 from .paths import straight_lines
 from .reading import Context, floats
@@ -208,6 +208,24 @@ def ot_terminal_states(objective: Objective, cancel: threading.Event | None = No
     a, L = steering_coordinates(objective)
     images, _, _ = match(a, pts @ L, w, workers=torch.get_num_threads())
     return np.linalg.solve(L.T, images.T).T
+
+
+def rounded_terminal_states(objective: Objective) -> np.ndarray:
+    """Each particle on one of the target's points, for a particle target whose OT plan is no permutation
+    (K != N points of equal weight): an optimal assignment of the sources to the points under the cost of
+    steering (``steering_coordinates``), each point taking at most ceil(N / K) particles (SciPy's
+    ``linear_sum_assignment`` on the points repeated that often). The barycentric projection
+    (``ot_terminal_states``) sends a particle whose plan splits it between points to their barycentre:
+    with delta small against their distance, between the kernel's wells (``optimizers.ROUNDED_PAIRS``)."""
+    p = objective.problem
+    pts, _ = p.target.empirical
+    copies = -(-p.N // len(pts))
+    a, L = steering_coordinates(objective)
+    slots = np.repeat(np.arange(len(pts)), copies)
+    rows, cols = scipy_optimize.linear_sum_assignment(ot.dist(a, (pts @ L)[slots]))
+    out = np.empty((p.N, pts.shape[1]))
+    out[rows] = pts[slots[cols]]
+    return out
 
 
 #: ``detour`` tries this many sideways offsets each way, up to the obstacles' extent, on the paths a
