@@ -1170,10 +1170,11 @@ def _run(objective: Objective, x0: torch.Tensor, spec: OptimizerSpec, carried: b
 
     # (label, start, rough): the OT start onto a continuum target's quasi-random quantization is rough
     # (not a minimum of the nonlocal energy); onto particles, grid cells or blob quantizations it is not.
+    pairs = p.N * max(p.N, target_size(p))
     starts: list[tuple[str, Callable[[threading.Event], torch.Tensor], bool]] = []
     if carried:  # ``local``: the given start first (bent only where a change left it deep inside an obstacle)
         starts.append(("local", lambda cancel: kept_out(work, x0.detach().clone()), False))
-        if p.N * max(p.N, target_size(p)) <= WARM_CHECK_PAIRS:
+        if pairs <= WARM_CHECK_PAIRS:
             starts.append(("ot-start", make_ot, not p.target.discrete))
     else:
         starts.append(("ot-start", make_ot, not p.target.discrete))
@@ -1184,7 +1185,7 @@ def _run(objective: Objective, x0: torch.Tensor, spec: OptimizerSpec, carried: b
             starts.append(("blob-start", lambda cancel: OTStart().variables(objective, cancel), False))
         if size <= CHECK_VARS:
             starts.append(("short-start", make_short, False))
-    reported_at_once = not carried and p.N * max(p.N, target_size(p)) <= EXACT_PAIRS
+    reported_at_once = not carried and pairs <= EXACT_PAIRS
     if reported_at_once and not isinstance(p.init, OTStart):
         starts.append(("own-start", lambda cancel: x0.detach().clone(), True))
     # the OT start pauses after PAUSE_ROUNDS rounds when a blob start follows (not on the obstacle

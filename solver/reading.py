@@ -65,13 +65,18 @@ def check_keys(spec: dict, allowed: tuple[str, ...] | list[str], where: str) -> 
                                f"unknown key{suggestion(key, list(allowed))}; rename it")
 
 
+def finite_number(value: Any) -> bool:
+    """Whether ``value`` is a JSON number (int or float, not a boolean) that is finite."""
+    return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
+
+
 def number(spec: dict, key: str, where: str, default: Any = None, *, positive: bool = False,
            minimum: float | None = None, maximum: float | None = None, integer: bool = False) -> Any:
     """``spec[key]`` as a finite float (or int), with ``default`` when absent."""
     value = spec.get(key, default)
     if value is None:
         raise ProblemError(where, f"is required; add \"{key}\" to the problem")
-    if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
+    if not finite_number(value):
         raise ProblemError(where, f"must be a number (got {value!r})")
     if integer and int(value) != value:
         raise ProblemError(where, f"must be a whole number (got {value!r})")

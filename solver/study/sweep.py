@@ -28,7 +28,6 @@ import copy
 import hashlib
 import itertools
 import json
-import math
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -36,7 +35,7 @@ from typing import Any
 from ..errors import ProblemError
 from ..generators import GENERATORS, generate
 from ..problem import Problem, problem_from_dict
-from ..reading import check_keys, json_file
+from ..reading import check_keys, finite_number, json_file
 
 SWEEP_KEYS = ("name", "description", "base", "axes", "mode", "reference")
 GENERATOR_KEYS = ("generate", "N", "seed", "center", "scale", "dim", "kind", "weights")
@@ -102,10 +101,10 @@ def _generated(spec: dict[str, Any], where: str) -> dict[str, Any]:
     if dim not in (1, 2):
         raise ProblemError(f"{where}.dim", f"must be 1 or 2 for generated points (got {dim!r})")
     center = spec.get("center", [0.0] * dim)
-    if not isinstance(center, list) or len(center) != dim or not all(_finite(c) for c in center):
+    if not isinstance(center, list) or len(center) != dim or not all(finite_number(c) for c in center):
         raise ProblemError(f"{where}.center", f"must be a list of {dim} finite numbers (got {center!r})")
     scale = spec.get("scale", 1.0)
-    if not _finite(scale) or not scale > 0:
+    if not finite_number(scale) or not scale > 0:
         raise ProblemError(f"{where}.scale", f"must be a finite positive number (got {scale!r})")
     seed = spec.get("seed", 0)
     if isinstance(seed, bool) or not isinstance(seed, int):
@@ -115,11 +114,6 @@ def _generated(spec: dict[str, Any], where: str) -> dict[str, Any]:
     out = {k: v for k, v in spec.items() if k not in GENERATOR_KEYS or k in ("kind", "weights")}
     out["points"] = points.tolist()
     return out
-
-
-def _finite(value: Any) -> bool:
-    """Whether ``value`` is a JSON number (not a boolean) that is finite."""
-    return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
 
 
 def _set(spec: dict[str, Any], path: str, value: Any) -> None:

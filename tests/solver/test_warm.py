@@ -79,13 +79,15 @@ def test_too_different_problems_get_no_warm_start():
     assert carry_over(old, states, line) is None  # another dimension
 
 
-def continue_solve(old: solver.Problem, snap: solver.Snapshot, new: solver.Problem) -> solver.Snapshot:
-    """Continue a finished solve of ``old`` on ``new`` from its trajectories, as the explorer does."""
+def continued_steps(old: solver.Problem, snap: solver.Snapshot, new: solver.Problem) -> list[solver.Snapshot]:
+    """The snapshots of a finished solve of ``old`` continued on ``new`` from its trajectories, as the
+    explorer does."""
     resume = dataclasses.replace(snap, states=carry_over(old, snap.states, new), elapsed=0.0, status=None)
-    final = None
-    for final in solver.solve_iter(new, resume=resume, method=continuation_method(new)):
-        pass
-    return final
+    return list(solver.solve_iter(new, resume=resume, method=continuation_method(new)))
+
+
+def continue_solve(old: solver.Problem, snap: solver.Snapshot, new: solver.Problem) -> solver.Snapshot:
+    return continued_steps(old, snap, new)[-1]
 
 
 @pytest.mark.parametrize("M", [2, 6])
@@ -107,8 +109,7 @@ def test_continuation_matches_a_fresh_solve_with_less_work():
     old = solver.problem_from_dict(dict(spec, eps=0.05))
     snap = solver.solve(old).final
     new = solver.problem_from_dict(dict(spec, eps=0.01, M=spec.get("M", 10) + 3))
-    resume = dataclasses.replace(snap, states=carry_over(old, snap.states, new), elapsed=0.0, status=None)
-    steps = list(solver.solve_iter(new, resume=resume, method=continuation_method(new)))
+    steps = continued_steps(old, snap, new)
     check = next(i for i, s in enumerate(steps) if s.phase.startswith("ot-start"))
     carried = steps[:check]  # the carried start's solve, before the OT check
     warm, fresh = steps[-1], solver.solve(new).final
