@@ -336,15 +336,13 @@ class SessionModel(param.Parameterized):
         self.set_points(which, pts)
 
     def load_points_csv(self, which: str, text: str) -> None:
-        """Replace the source or target points with the rows of a CSV (one point per row, first d
-        columns used). Raises ProblemError with a one-line message on a malformed file."""
-        pts = read_points_csv(text, f"{which} CSV")
-        if pts.shape[1] < self.dim:
-            raise solver.ProblemError(f"{which} CSV", f"has {pts.shape[1]} columns but the scene needs "
-                                      f"{self.dim} coordinates per point")
+        """Replace the source or target points with the rows of a CSV (one point per row: the columns
+        its header names x0, x1 or x, y, else the first d; an export of trajectories gives its last
+        step: ``read_points_csv``). Raises ProblemError with a one-line message on a malformed file."""
+        pts = read_points_csv(text, f"{which} CSV", dim=self.dim)
         if which == "target":
             self.target_kind = POINTS
-        self.set_points(which, pts[:, : self.dim])
+        self.set_points(which, pts)
 
     def obstacle_shapes(self) -> list[Any]:
         """The obstacles as the solver's shapes (outlines, depth, containment); invalid ones are left out."""

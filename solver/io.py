@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import io
 import json
+import math
 import os
 import tempfile
 from pathlib import Path
@@ -74,26 +75,75 @@ def terminal_csv(problem: Problem, states: np.ndarray) -> str:
     return buf.getvalue()
 
 
-def read_points_csv(text: str, field: str = "points") -> np.ndarray:
-    """Points from CSV text: numeric columns, an optional header row. Raises ProblemError (one line)."""
-    lines = [ln for ln in text.strip().splitlines() if ln.strip()]
+#: Column names that give a point's coordinates, in order, when a points CSV has a header: the
+#: exports' (``state_names``: x0, x1, ..) or the usual x, y, z.
+COORDINATE_NAMES = (("x0", "x1", "x2"), ("x", "y", "z"))
+
+
+def _fields(line: str, delimiter: str | None) -> list[str]:
+    """A CSV line's fields, each stripped of spaces and of the quotes spreadsheets put around numbers (a
+    delimiter ending the line, as some spreadsheets write, ends no field)."""
+    line = line.strip()
+    if delimiter is not None and line.endswith(delimiter):
+        line = line[: -len(delimiter)]
+    return [f.strip().strip('"').strip("'").strip() for f in line.split(delimiter)]
+
+
+def _number(field: str) -> float | None:
+    try:
+        return float(field)
+    except ValueError:
+        return None
+
+
+def read_points_csv(text: str, field: str = "points", dim: int | None = None) -> np.ndarray:
+    """Points from CSV text, one per row: numbers separated by commas (or semicolons, tabs or spaces,
+    whichever the file uses), optionally quoted, under an optional header row. With ``dim``, a point's
+    ``dim`` coordinates: the header's columns x0, x1, .. (the exports' names, ``terminal_csv``) or x, y, z
+    where it names them, else the first ``dim`` columns; a trajectories export (``particle``, ``step``
+    columns, ``trajectories_csv``) gives its points at the last step. Raises ProblemError (one line,
+    naming the line at fault)."""
+    lines = [(k, ln) for k, ln in enumerate(text.lstrip("\ufeff").splitlines(), 1) if ln.strip()]
     if not lines:
         raise ProblemError(field, "the CSV file is empty; give one point per row, e.g. 0.5,1.0")
-    try:
-        float(lines[0].split(",")[0])
-    except ValueError:
-        lines = lines[1:]  # a header row
-    try:
-        rows = [[float(v) for v in ln.split(",")] for ln in lines]
-    except ValueError as err:
-        raise ProblemError(field, f"the CSV has a non-numeric value ({err}); use numbers separated "
-                                  "by commas, one point per row") from None
-    if not rows or len({len(r) for r in rows}) != 1:
-        raise ProblemError(field, "every CSV row must have the same number of coordinates")
+    sample = lines[0][1] + (lines[1][1] if len(lines) > 1 else "")
+    delimiter = next((d for d in (",", ";", "\t") if d in sample), None)  # None: runs of spaces
+    header = [f.lower() for f in _fields(lines[0][1], delimiter)]
+    if any(_number(f) is not None for f in header):
+        header = []  # a first row with a number in it is a point (a header names every column)
+    else:
+        lines = lines[1:]
+    if not lines:
+        raise ProblemError(field, "the CSV has a header row but no points; give one point per row below it")
+    rows = []
+    width = len(header) if header else None  # every row has the header's columns, or the first row's
+    for k, ln in lines:
+        fields = _fields(ln, delimiter)
+        values = [_number(f) for f in fields]
+        if None in values:
+            raise ProblemError(field, f"line {k}: {fields[values.index(None)]!r} is not a number; use numbers "
+                                      "separated by commas, one point per row")
+        if not all(math.isfinite(v) for v in values):
+            raise ProblemError(field, f"line {k}: NaN or infinite values; give finite coordinates")
+        width = len(values) if width is None else width
+        if len(values) != width:
+            raise ProblemError(field, f"line {k} has {len(values)} columns where the "
+                                      f"{'header has' if header else 'first row has'} {width}; "
+                                      "every row needs the same columns")
+        rows.append(values)
     arr = np.asarray(rows, dtype=np.float64)
-    if not np.all(np.isfinite(arr)):
-        raise ProblemError(field, "the CSV contains NaN or infinite values")
-    return arr
+    if dim is None:
+        return arr
+    if {"particle", "step"} <= set(header):
+        step = arr[:, header.index("step")]
+        arr = arr[step == step.max()]
+    named = next((names[:dim] for names in COORDINATE_NAMES if set(names[:dim]) <= set(header)), None)
+    if named is not None:
+        return arr[:, [header.index(name) for name in named]]
+    if arr.shape[1] < dim:
+        columns = f"{arr.shape[1]} column" + ("s" if arr.shape[1] != 1 else "")
+        raise ProblemError(field, f"has {columns} but the scene needs {dim} coordinates per point")
+    return arr[:, :dim]
 
 
 def session_to_json(problem: Problem, states: np.ndarray | None, summary: dict[str, Any] | None) -> str:

@@ -236,7 +236,7 @@ def test_bad_inputs_give_messages_and_the_app_keeps_working(app_url, browser_pag
     page.locator(".scene-card .card-header", has_text="Load points from CSV").first.click()
     page.locator(".source-csv input[type=file]").set_input_files(
         files=[{"name": "bad.csv", "mimeType": "text/csv", "buffer": b"x,y\n1,2\n3,oops\n"}])
-    wait_text(page, ".action-message", "source CSV: the CSV has a non-numeric value")
+    wait_text(page, ".action-message", "source CSV: line 3: 'oops' is not a number")
     page.locator(".clear-target button").click()
     wait_text(page, ".validation-message", "target.points")
     page.locator(".run-button button").click()

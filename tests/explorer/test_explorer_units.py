@@ -79,7 +79,7 @@ def test_csv_points_and_malformed_csv():
     assert m.N == 3
     with pytest.raises(solver.ProblemError, match="source CSV"):
         m.load_points_csv("source", "x,y\n0,zero\n")
-    with pytest.raises(solver.ProblemError, match="columns"):
+    with pytest.raises(solver.ProblemError, match="1 column but the scene needs 2"):
         m.load_points_csv("source", "1\n2\n")
     assert m.N == 3
 

@@ -248,8 +248,9 @@ def test_obstacle_problems_beyond_structured_newton_converge_by_the_plateau(beyo
         spec["interaction"] = [{"kind": "gaussian", "strength": 0.1, "width": 0.1}]
     p = problem_from_dict(spec)
     objective = Objective(p)
-    # the objective robust's local solves descend: the penalty's kink smoothed (on the kink itself the
-    # line search found no descent step at a gradient of 23.7 on one machine, and L-BFGS stopped there)
+    # the objective robust's local solves descend: the penalty's kink smoothed (on the raw penalty, on one
+    # machine, L-BFGS crawled along the kink, steps of 1e-10 at a one-sided gradient of 23.7, until its
+    # rtol rule stopped it, before the plateau)
     work, _ = optimizers._working(objective)
     x = around_obstacles(objective, p.init.variables(objective))
     steps = list(optimizers._local(work, x, p.optimizer, "local", 0, 0))
