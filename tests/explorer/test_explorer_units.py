@@ -84,6 +84,19 @@ def test_csv_points_and_malformed_csv():
     assert m.N == 3
 
 
+def test_the_apps_terminal_export_loads_back_as_the_end_positions():
+    """The scene's *terminal points* download (``terminal_csv``: particle, x0, x1) loaded as a new
+    source gives the solve's end positions exactly (it used to read the particle index as x)."""
+    from solver.io import terminal_csv
+
+    m = SessionModel()
+    problem = m.build_problem()
+    states = np.asarray(solver.solve(problem).states)
+    fresh = SessionModel()
+    fresh.load_points_csv("source", terminal_csv(problem, states))
+    np.testing.assert_array_equal(fresh.source, states[:, -1])
+
+
 def test_obstacles_add_select_edit_remove():
     m = SessionModel()
     m.add_obstacle(0.5, 0.5, 0.2)
