@@ -14,6 +14,8 @@ The answers come from the closed forms of the problem, evaluated with numpy / sc
   constant. The cheapest controls reaching a terminal state Y cost h r^T W^{-1} r, r = Y - A^K y0,
   W = sum_j G_j G_j^T, G_j = A^(K-1-j) B_h (the discrete Gramian, from scipy's expm); the answer
   minimizes that plus the nonlocal energy over Y in R^2 (BFGS to a gradient of 1e-13).
+* ``separated_pairs``: pairs of a particle and its target point, so far apart that the problem splits
+  into one-particle problems (any dimension, any p), each solved as ``one_particle`` is.
 """
 from __future__ import annotations
 
@@ -101,6 +103,44 @@ def double_integrator() -> ExactProblem:
             "source": {"points": [y0.tolist()]}, "target": {"kind": "particles", "points": [w.tolist()]},
             "eps": eps, "delta": delta, "M": M}
     return ExactProblem("double_integrator", spec, float(best.fun), best.x[None], lr=0.05)
+
+
+def separated_pairs(seed: int, dim: int, p: float = 2.0) -> ExactProblem:
+    """N = 2-6 particles, each a distance L_i in (0.2, 3) delta from its own target point, the pairs 60
+    delta apart in dimension ``dim``, velocity control with psi = |u|^p: every Gaussian between two pairs
+    underflows to 0 in float64 (exp(-1800)), so the problem splits into N one-particle problems, each
+    along its own segment: (1/N) sum_i [s_i^p + (2 / (eps N)) (K(0) - K(s_i - L_i))] (``one_particle``'s
+    form with eps N for eps). Each s_i is the lowest root of the derivative (bisection on every sign
+    change over a grid of 4,000 cells); eps is drawn so that eps N >= 2 K(0) / delta^2, where the p = 2
+    energy is strictly convex."""
+    rng = np.random.default_rng(seed)
+    N, delta = int(rng.integers(2, 7)), float(rng.uniform(0.05, 1.0))
+    peak = gaussian(0.0, delta, dim)
+    eps = 2 * peak / (delta**2 * N) * float(rng.uniform(1, 5))
+    x = 60 * delta * np.arange(N)[:, None] * np.eye(dim)[0] + rng.normal(size=(N, dim)) * delta
+    u = rng.normal(size=(N, dim))
+    u /= np.linalg.norm(u, axis=1, keepdims=True)
+    L = rng.uniform(0.2, 3.0, N) * delta
+    a = 2 / (eps * N)
+    objective, terminal = 0.0, np.empty((N, dim))
+    for i in range(N):
+        def energy(s: float) -> float:
+            return s**p + a * (peak - gaussian((s - L[i]) ** 2, delta, dim))
+
+        def slope(s: float) -> float:
+            return p * s ** (p - 1) + a * gaussian((s - L[i]) ** 2, delta, dim) * (s - L[i]) / delta**2
+
+        grid = np.linspace(1e-12, L[i], 4001)
+        signs = np.sign([slope(g) for g in grid])
+        roots = [scipy.optimize.brentq(slope, grid[k], grid[k + 1], xtol=1e-15, rtol=1e-15)
+                 for k in range(len(grid) - 1) if signs[k] * signs[k + 1] < 0]
+        s = min(roots + [float(L[i])], key=energy)
+        objective += energy(s) / N
+        terminal[i] = x[i] + s * u[i]
+    spec = {"name": f"separated pairs ({dim}-D, p = {p})", "source": {"points": x.tolist()},
+            "target": {"kind": "particles", "points": (x + u * L[:, None]).tolist()}, "eps": eps,
+            "delta": delta, "M": int(rng.choice([2, 3, 6])), "p": p}
+    return ExactProblem("separated_pairs", spec, objective, terminal, lr=0.0)  # no first-order runs (lr unused)
 
 
 PROBLEMS: dict[str, Callable[[], ExactProblem]] = {
