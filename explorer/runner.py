@@ -30,7 +30,7 @@ from panel.io.document import unlocked
 import torch
 
 import solver
-from solver.assignment import REASSIGN_EXACT_PAIRS
+from solver.assignment import REASSIGN_EXACT_PAIRS, emd_affordable
 from solver.diagnostics import obstacle_depths, w2sq_terminal
 from solver.history import ThinnedHistory
 from solver.init import target_size
@@ -44,7 +44,7 @@ from .cores import CORES, live_period
 
 ENERGY_PERIOD = 1.0  # seconds between energy-plot updates (a Chromium tab draws one in ~60 ms)
 W2_PERIOD = 1.0  # seconds between live W2^2-to-target evaluations (particle targets)
-LIVE_W2_MAX_PAIRS = 1_000_000  # larger N x K plans are solved once, at the end (emd takes seconds)
+LIVE_W2_MAX_PAIRS = 1_000_000  # larger plans (assignment.emd_affordable) are solved once, at the end (emd takes seconds)
 #: At most this many numbers of trajectories per second go to the plots: N = 500 (M = 10, 2-D) can
 #: update 10 times a second, N = 20,000 once a second (each update is sent to the browser whole).
 TRAJECTORY_NUMBERS_PER_SECOND = 400_000
@@ -313,7 +313,7 @@ class SolveRunner(param.Parameterized):
              method: str | None) -> tuple[solver.Snapshot | None, solver.Problem | None]:
         """One solve of ``problem`` until it ends or a live change arrives; returns the latest snapshot
         with trajectories and the change (None when the solve ended by itself)."""
-        live_w2 = problem.N * target_size(problem) <= LIVE_W2_MAX_PAIRS
+        live_w2 = emd_affordable(problem.N, target_size(problem), LIVE_W2_MAX_PAIRS)
         w2, w2_time = None, -math.inf
         current = None
 

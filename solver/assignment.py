@@ -30,7 +30,8 @@ from .lazy import LazyModule, ot, scipy_spatial
 augmenting = LazyModule("solver.augmenting")  # numba: compiled on first use
 T, R = TypeVar("T"), TypeVar("R")
 
-#: Up to this many pairs (N K) the plan is POT's exact emd (about a second at 2,000 x 2,000 here).
+#: Up to this many pairs (N K) the plan is POT's exact emd (about a second at 2,000 x 2,000 here); for
+#: diagnostics only within that square's time as well (``match``'s ``timed``, ``emd_affordable``).
 EXACT_PAIRS = 4_000_000
 #: Reassignments (``optimizers.reassign``) are exact up to this many pairs (N = 10,000), repaired from
 #: the current pairing (``solver.augmenting``: O(N) memory, time ~N^2 per pricing round); beyond, by
@@ -83,6 +84,24 @@ LEAF_PARTICLES = 250
 REASSIGN_FRAMES = 4
 
 
+#: emd's time grows with the plan's entries N K and with its nodes (N + K)^2: fitted here to 13 shapes
+#: (uniform clouds; within 1.6x), 2.7e-7 (N K + NODE_WEIGHT (N + K)^2) seconds: 1,000 x 1,000 0.31 s,
+#: 2,000 x 2,000 1.4 s, 1,000 x 4,000 1.6 s, 500 x 8,000 1.6 s, 49 x 5,000 0.54 s, 49 x 10,000 2.1 s,
+#: 49 x 20,000 10.9 s, 100 x 40,000 22.7 s, 20,000 x 49 4.7 s.
+NODE_WEIGHT = 0.074
+
+
+def emd_affordable(n: int, k: int, pairs: int = EXACT_PAIRS) -> bool:
+    """Whether emd's n x k plan costs at most what a square plan of ``pairs`` entries does, in memory
+    (n k <= pairs) and in time (``NODE_WEIGHT``): on square plans the entries bound both; a plan of few
+    sources and many points has few entries but many nodes (49 particles on 20,000 points drawn in the
+    app: emd took 11 s, and the app's live W2^2 ran it every second)."""
+    def work(a: float, b: float) -> float:
+        return a * b + NODE_WEIGHT * (a + b) ** 2
+    side = math.sqrt(pairs)
+    return n * k <= pairs and work(n, k) <= work(side, side)
+
+
 def exact_plan(a: np.ndarray, b: np.ndarray, x: np.ndarray, y: np.ndarray) -> np.ndarray:
     """The exact optimal plan between sum_i a_i delta_{x_i} and sum_k b_k delta_{y_k} (squared costs)."""
     cost = ot.dist(x, y)
@@ -90,7 +109,7 @@ def exact_plan(a: np.ndarray, b: np.ndarray, x: np.ndarray, y: np.ndarray) -> np
 
 
 def match(x: np.ndarray, y: np.ndarray, b: np.ndarray | None = None, exact_pairs: int = EXACT_PAIRS,
-          repaired_pairs: int = 0, workers: int = 1) -> tuple[np.ndarray, float, bool]:
+          repaired_pairs: int = 0, workers: int = 1, timed: bool = False) -> tuple[np.ndarray, float, bool]:
     """(images, plan cost, exact): where each source x_i (weight 1/N) goes under an optimal plan to the
     points y (weights b, uniform by default), i.e. the barycentric projection of the exact plan, or of
     the multiscale one when N K > ``exact_pairs``; the plan's cost sum_ik P_ik |x_i - y_k|^2 (W_2^2
@@ -106,17 +125,20 @@ def match(x: np.ndarray, y: np.ndarray, b: np.ndarray | None = None, exact_pairs
     2.9113153 against 2.9110863; likewise at N = 1,000 the multiscale start would end at 2.5076666 in
     4.2 s where emd's ends at 2.5076701 in 2.1 s). The multiscale plan's leaves are disjoint: ``workers``
     threads solve them at once, with the same result (N = 10^4: 0.47 -> 0.24 s on two; N = 10^5, 256
-    leaves: 4.6 -> 3.0 s)."""
+    leaves: 4.6 -> 3.0 s). ``timed`` (diagnostics): emd's plans, the whole one and the leaves, only
+    within their time as well (``emd_affordable``); starts take emd's plan up to ``exact_pairs``
+    whatever its shape (49 particles on 20,000 points: 0.546545 from the exact plan, 0.547067 from the
+    multiscale one)."""
     N, K = len(x), len(y)
     b = np.full(K, 1.0 / K) if b is None else np.asarray(b, dtype=float) / np.sum(b)
     permutation = K == N and bool(np.all(b == b[0]))
-    within = N * K <= exact_pairs  # emd's size
+    within = emd_affordable(N, K, exact_pairs) if timed else N * K <= exact_pairs  # emd's size
     finite = bool(np.isfinite(x).all() and np.isfinite(y).all())  # (else emd's answer, NaN, as below that size)
     if within and not (permutation and finite and N * K >= REPAIRED_FROM_PAIRS):
         return _exact_match(x, y, b)
     # beyond emd's size, or a permutation repaired within it (there from smaller leaves)
     leaves: list[tuple[np.ndarray, np.ndarray, np.ndarray]] = []
-    _split(x, np.arange(N), y, b * N, leaves, REPAIRED_LEAF_PAIRS if within else LEAF_PAIRS)
+    _split(x, np.arange(N), y, b * N, leaves, REPAIRED_LEAF_PAIRS if within else LEAF_PAIRS, timed)
 
     def matched(leaf: tuple[np.ndarray, np.ndarray, np.ndarray]) -> tuple[np.ndarray, float]:
         """The leaf's images and plan cost (in units of one source's mass)."""
@@ -156,12 +178,14 @@ def _mapped(function: Callable[[T], R], items: list[T], workers: int) -> list[R]
 
 
 def _split(x: np.ndarray, rows: np.ndarray, y: np.ndarray, mass: np.ndarray,
-           leaves: list[tuple[np.ndarray, np.ndarray, np.ndarray]], leaf_pairs: int = LEAF_PAIRS) -> None:
+           leaves: list[tuple[np.ndarray, np.ndarray, np.ndarray]], leaf_pairs: int = LEAF_PAIRS,
+           timed: bool = False) -> None:
     """Cut the matching of the sources x[rows] (mass 1 each) to the points y with masses ``mass`` (same
-    total; masses in units of one source) into leaves of at most ``leaf_pairs`` pairs, appended to
-    ``leaves`` as (rows, points, masses)."""
+    total; masses in units of one source) into leaves of at most ``leaf_pairs`` pairs (``timed``: within
+    the time of a square leaf of that many, ``emd_affordable``), appended to ``leaves`` as (rows, points,
+    masses)."""
     n = len(rows)
-    if n * len(y) <= leaf_pairs or n <= 2:
+    if (emd_affordable(n, len(y), leaf_pairs) if timed else n * len(y) <= leaf_pairs) or n <= 2:
         leaves.append((rows, y, mass))
         return
     both = np.vstack([x[rows], y])
@@ -178,8 +202,8 @@ def _split(x: np.ndarray, rows: np.ndarray, y: np.ndarray, mass: np.ndarray,
     left_mass[-1] = taken
     right_mass[0] = mass[by[cut]] - taken
     keep_left, keep_right = left_mass > 1e-12, right_mass > 1e-12
-    _split(x, left_rows, y[by[: cut + 1]][keep_left], left_mass[keep_left], leaves, leaf_pairs)
-    _split(x, right_rows, y[by[cut:]][keep_right], right_mass[keep_right], leaves, leaf_pairs)
+    _split(x, left_rows, y[by[: cut + 1]][keep_left], left_mass[keep_left], leaves, leaf_pairs, timed)
+    _split(x, right_rows, y[by[cut:]][keep_right], right_mass[keep_right], leaves, leaf_pairs, timed)
 
 
 def frame(k: int, dim: int) -> np.ndarray:

@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from .assignment import EXACT_PAIRS, REASSIGN_EXACT_PAIRS, match
+from .assignment import EXACT_PAIRS, REASSIGN_EXACT_PAIRS, emd_affordable, match
 from .init import source_states
 from .lazy import ot, scipy_linalg, torch
 from .problem import Problem
@@ -34,14 +34,14 @@ def w2sq(x: np.ndarray, y: np.ndarray, a: np.ndarray | None = None, b: np.ndarra
 def w2sq_terminal(problem: Problem, states: np.ndarray, repaired_pairs: int = 0) -> float | None:
     """Exact W_2^2 between the terminal states (N, D) of ``states`` (N, M, D) and the problem's
     particle target (full states: (x, v) under acceleration control): POT's emd up to
-    ``assignment.EXACT_PAIRS`` pairs N K, beyond up to ``repaired_pairs`` the repaired multiscale
+    emd's budget (``assignment.emd_affordable``), beyond up to ``repaired_pairs`` the repaired multiscale
     permutation (``w2sq_bound``; equal weights). None for continuum targets and where neither gives the
     exact value."""
     if problem.target.empirical is None:
         return None
     points, weights = problem.target.empirical
     pairs = len(states) * len(points)
-    if pairs <= EXACT_PAIRS:
+    if emd_affordable(len(states), len(points)):
         return w2sq(states[:, -1], points, None, weights)
     if pairs > min(repaired_pairs, REASSIGN_EXACT_PAIRS):
         return None
@@ -50,17 +50,19 @@ def w2sq_terminal(problem: Problem, states: np.ndarray, repaired_pairs: int = 0)
 
 
 def w2sq_bound(x: np.ndarray, y: np.ndarray, b: np.ndarray) -> dict:
-    """W_2^2 from sum_i delta_{x_i}/N to sum_k b_k delta_{y_k}: exact where N K is at most ``EXACT_PAIRS``
-    (POT's emd; for N equally weighted points from ``assignment.REPAIRED_FROM_PAIRS`` the multiscale
+    """W_2^2 from sum_i delta_{x_i}/N to sum_k b_k delta_{y_k}: exact within emd's budget
+    (``assignment.emd_affordable``: POT's emd; for N equally weighted points from ``assignment.REPAIRED_FROM_PAIRS`` the multiscale
     permutation repaired to the optimal one, as beyond up to ``REASSIGN_EXACT_PAIRS``); otherwise the
     cost of the multiscale transport plan (``solver.assignment``), an upper bound, labelled as such.
     Returns {"value", "exact", "method"}."""
-    _, cost, exact = match(x, y, b, repaired_pairs=REASSIGN_EXACT_PAIRS, workers=torch.get_num_threads())
+    _, cost, exact = match(x, y, b, repaired_pairs=REASSIGN_EXACT_PAIRS, workers=torch.get_num_threads(),
+                           timed=True)
     if exact:
         method = "exact (POT emd, or a multiscale permutation repaired to the optimum by shortest augmenting paths)"
     else:
-        method = (f"upper bound: cost of a multiscale transport plan (N K > {EXACT_PAIRS:,} makes emd too "
-                  f"costly, and the plan is no permutation or N K > {REASSIGN_EXACT_PAIRS:,})")
+        method = (f"upper bound: cost of a multiscale transport plan (emd too costly: N K > {EXACT_PAIRS:,}, "
+                  f"or N + K too large for N K (assignment.emd_affordable); and the plan is no permutation "
+                  f"or N K > {REASSIGN_EXACT_PAIRS:,})")
     return {"value": cost, "exact": exact, "method": method}
 
 
