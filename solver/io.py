@@ -89,6 +89,10 @@ def _fields(line: str, delimiter: str | None) -> list[str]:
     return [f.strip().strip('"').strip("'").strip() for f in line.split(delimiter)]
 
 
+def _columns(n: int) -> str:
+    return f"{n} column" + ("" if n == 1 else "s")
+
+
 def _number(field: str) -> float | None:
     try:
         return float(field)
@@ -127,7 +131,7 @@ def read_points_csv(text: str, field: str = "points", dim: int | None = None) ->
             raise ProblemError(field, f"line {k}: NaN or infinite values; give finite coordinates")
         width = len(values) if width is None else width
         if len(values) != width:
-            raise ProblemError(field, f"line {k} has {len(values)} columns where the "
+            raise ProblemError(field, f"line {k} has {_columns(len(values))} where the "
                                       f"{'header has' if header else 'first row has'} {width}; "
                                       "every row needs the same columns")
         rows.append(values)
@@ -141,8 +145,7 @@ def read_points_csv(text: str, field: str = "points", dim: int | None = None) ->
     if named is not None:
         return arr[:, [header.index(name) for name in named]]
     if arr.shape[1] < dim:
-        columns = f"{arr.shape[1]} column" + ("s" if arr.shape[1] != 1 else "")
-        raise ProblemError(field, f"has {columns} but the scene needs {dim} coordinates per point")
+        raise ProblemError(field, f"has {_columns(arr.shape[1])} but the scene needs {dim} coordinates per point")
     return arr[:, :dim]
 
 

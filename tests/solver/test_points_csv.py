@@ -68,7 +68,7 @@ def test_spreadsheet_dialects_read(text):
     ("x,y\n", "the CSV has a header row but no points"),
     ("x,y\n1,2\n3,oops\n", "line 3: 'oops' is not a number"),
     ("0x10,2\n", "line 1: '0x10' is not a number"),  # a number among the fields: a point, not a header
-    ("1,2\n3\n", "line 2 has 1 columns where the first row has 2"),
+    ("1,2\n3\n", "line 2 has 1 column where the first row has 2"),
     ("x,y,z\n1,2\n", "line 2 has 2 columns where the header has 3"),
     ("1,2\nnan,1\n", "line 2: NaN or infinite values"),
     ("1,2\n3,inf\n", "line 2: NaN or infinite values"),
