@@ -225,7 +225,7 @@ class SolveRunner(param.Parameterized):
     def stop(self, timeout: float = 10.0) -> None:
         """Stop the solve (its best iterate becomes the result), wait for the threads, publish."""
         self.close(timeout)
-        self.flush()
+        self.flush(force=True)
 
     def close(self, timeout: float = 10.0) -> None:
         """End the threads without publishing (the session is gone: its plots no longer exist)."""
@@ -239,7 +239,7 @@ class SolveRunner(param.Parameterized):
         """Wait for the solve to end by itself, then publish its result (tests, scripts)."""
         if self._thread is not None:
             self._thread.join(timeout)
-        self.flush()
+        self.flush(force=True)
 
     def _forget(self) -> None:
         """Stop any solve and clear its mailbox, history, result and counters."""
@@ -359,7 +359,7 @@ class SolveRunner(param.Parameterized):
             CORES.release()
         return current, None
 
-    def flush(self) -> None:
+    def flush(self, force: bool = False) -> None:
         """Publish what the threads produced since the last call (call on the server's event loop).
 
         Publishing costs event-loop time (HoloViews re-renders the plots): the solver thread waits
@@ -368,8 +368,10 @@ class SolveRunner(param.Parameterized):
         free for the browser's messages however slow the rendering gets. With several sessions solving,
         each publishes less often (``live_period``: all sessions together about
         ``LIVE_UPDATES_PER_SECOND`` publishes a second), since every publish costs the event loop and the
-        page's browser; the periodic callback itself comes every ``push_interval``."""
-        if time.perf_counter() < self._next_flush:
+        page's browser; the periodic callback itself comes every ``push_interval``. ``force``: publish
+        now whatever the last publish's time (``stop`` and ``wait``, whose callers read the result at
+        once: skipped there, a stopped or finished solve could still read "running")."""
+        if not force and time.perf_counter() < self._next_flush:
             return
         started = time.perf_counter()
         self._idle.clear()

@@ -172,6 +172,20 @@ def test_runner_wait_publishes_the_final_result():
     assert runner.states.shape == (problem.N, problem.M, 2)
 
 
+@pytest.mark.parametrize("ending", ["wait", "stop"])
+def test_wait_and_stop_publish_even_right_after_a_publish(ending):
+    """``flush`` skips calls that come too soon after the last publish (the event loop's share); ``wait``
+    and ``stop``, whose callers read the result at once, publish whatever the time. (A fuzz of runner
+    actions caught a stopped solve still reading "running": its publish had been skipped.)"""
+    runner = SolveRunner()
+    problem = SessionModel().build_problem()
+    runner.start(problem.with_changes(optimizer={"method": "robust", "max_iter": 1}))
+    runner._thread.join(30)
+    runner._next_flush = time.perf_counter() + 3600  # as if a publish had just taken very long
+    getattr(runner, ending)()
+    assert runner.state == "finished" and runner.final_status == "max_iter"
+
+
 def test_the_final_w2_beyond_emds_size_is_the_exact_one_of_the_summary_file():
     """Beyond emd's size (N K > EXACT_PAIRS) the live W2^2 is off, but the finished status and summary
     give the exact value that summary.json gets (the repaired permutation): POT's emd on the final
