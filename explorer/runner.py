@@ -44,7 +44,8 @@ from .cores import CORES, live_period
 
 ENERGY_PERIOD = 1.0  # seconds between energy-plot updates (a Chromium tab draws one in ~60 ms)
 W2_PERIOD = 1.0  # seconds between live W2^2-to-target evaluations (particle targets)
-LIVE_W2_MAX_PAIRS = 1_000_000  # larger plans (assignment.emd_affordable) are solved once, at the end (emd takes seconds)
+#: Larger plans (``assignment.emd_affordable``) are solved once, at the end (emd takes seconds).
+LIVE_W2_MAX_PAIRS = 1_000_000
 #: At most this many numbers of trajectories per second go to the plots: N = 500 (M = 10, 2-D) can
 #: update 10 times a second, N = 20,000 once a second (each update is sent to the browser whole).
 TRAJECTORY_NUMBERS_PER_SECOND = 400_000

@@ -102,6 +102,11 @@ def emd_affordable(n: int, k: int, pairs: int = EXACT_PAIRS) -> bool:
     return n * k <= pairs and work(n, k) <= work(side, side)
 
 
+def _within(n: int, k: int, pairs: int, timed: bool) -> bool:
+    """Whether emd takes the n x k plan: at most ``pairs`` entries, and with ``timed`` within their time."""
+    return emd_affordable(n, k, pairs) if timed else n * k <= pairs
+
+
 def exact_plan(a: np.ndarray, b: np.ndarray, x: np.ndarray, y: np.ndarray) -> np.ndarray:
     """The exact optimal plan between sum_i a_i delta_{x_i} and sum_k b_k delta_{y_k} (squared costs)."""
     cost = ot.dist(x, y)
@@ -132,7 +137,7 @@ def match(x: np.ndarray, y: np.ndarray, b: np.ndarray | None = None, exact_pairs
     N, K = len(x), len(y)
     b = np.full(K, 1.0 / K) if b is None else np.asarray(b, dtype=float) / np.sum(b)
     permutation = K == N and bool(np.all(b == b[0]))
-    within = emd_affordable(N, K, exact_pairs) if timed else N * K <= exact_pairs  # emd's size
+    within = _within(N, K, exact_pairs, timed)  # emd's size
     finite = bool(np.isfinite(x).all() and np.isfinite(y).all())  # (else emd's answer, NaN, as below that size)
     if within and not (permutation and finite and N * K >= REPAIRED_FROM_PAIRS):
         return _exact_match(x, y, b)
@@ -185,7 +190,7 @@ def _split(x: np.ndarray, rows: np.ndarray, y: np.ndarray, mass: np.ndarray,
     the time of a square leaf of that many, ``emd_affordable``), appended to ``leaves`` as (rows, points,
     masses)."""
     n = len(rows)
-    if (emd_affordable(n, len(y), leaf_pairs) if timed else n * len(y) <= leaf_pairs) or n <= 2:
+    if _within(n, len(y), leaf_pairs, timed) or n <= 2:
         leaves.append((rows, y, mass))
         return
     both = np.vstack([x[rows], y])
