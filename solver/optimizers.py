@@ -446,9 +446,14 @@ def newton(objective: Objective, x0: torch.Tensor, spec: OptimizerSpec, phase: s
     capped per particle (``max_move``) and backtracked (Armijo). Near a minimum this is Newton's method,
     converging quadratically: the minimizer to the last digits float64 can resolve.
 
-    Stops when the per-particle gradient is below ``gtol``, the Newton decrement g.|H|^{-1}g falls to
-    the rounding level of the objective, or the relative decrease over 10 steps is below ``rtol`` and
-    ``NEWTON_STALL_RTOL`` (where the objective is not twice differentiable)."""
+    Converged when the per-particle gradient is below ``gtol`` or the Newton decrement g.|H|^{-1}g falls
+    to the rounding level of the objective. When no step is accepted, or the relative decrease over 10
+    steps is below ``rtol`` and ``NEWTON_STALL_RTOL`` (crawling along a kink, where the objective is not
+    twice differentiable), it stops: converged if the model predicts at most ``rtol`` |E| of further
+    decrease (half the decrement), else stalled. At a kink the model does not see the kink: on an
+    obstacle penalty (59) from the paper's start, steps backtracked to 1e-7 by one particle on a
+    disc's edge held every other particle, and this stop read "converged" at gradient norms 56-143
+    where L-BFGS went on from 1,001 to 155 and from 5,916 to 63."""
     cap = max_move(objective)
     x = x0.detach().clone()
     energies, g = objective.value_and_grad(x)
@@ -479,8 +484,10 @@ def newton(objective: Objective, x0: torch.Tensor, spec: OptimizerSpec, phase: s
         stalled = len(recent) > 10 and recent.pop(0) - recent[-1] <= max(spec.rtol, NEWTON_STALL_RTOL) * abs(f)
         if not math.isfinite(energies["objective"]):
             status = "diverged"
-        elif gnorm <= spec.gtol or not accepted or stalled or decrement <= 1e-15 * max(abs(f), 1.0):
+        elif gnorm <= spec.gtol or decrement <= 1e-15 * max(abs(f), 1.0):
             status = "converged"
+        elif not accepted or stalled:
+            status = "converged" if decrement / 2 <= spec.rtol * abs(f) else "stalled"
         yield Step(x, energies, gnorm, step, iterations + it, evaluations, phase, status=status)
         if status:
             return
