@@ -435,6 +435,11 @@ def trajectory_parts(objective: Objective) -> Callable[[torch.Tensor], tuple[tor
     return lambda x: separable_parts(objective, x.reshape(shape))
 
 
+#: How many times ``newton`` hands a stalled solve to L-BFGS and takes it back (each round gains more
+#: than ``NEWTON_STALL_RTOL`` |E|, or the solve ends).
+NEWTON_PROBES = 10
+
+
 @OPTIMIZERS.register(name="newton")
 def newton(objective: Objective, x0: torch.Tensor, spec: OptimizerSpec, phase: str = "newton",
            iterations: int = 0, evaluations: int = 0) -> Iterator[Step]:
@@ -447,13 +452,34 @@ def newton(objective: Objective, x0: torch.Tensor, spec: OptimizerSpec, phase: s
     converging quadratically: the minimizer to the last digits float64 can resolve.
 
     Converged when the per-particle gradient is below ``gtol`` or the Newton decrement g.|H|^{-1}g falls
-    to the rounding level of the objective. When no step is accepted, or the relative decrease over 10
-    steps is below ``rtol`` and ``NEWTON_STALL_RTOL`` (crawling along a kink, where the objective is not
-    twice differentiable), it stops: converged if the model predicts at most ``rtol`` |E| of further
-    decrease (half the decrement), else stalled. At a kink the model does not see the kink: on an
-    obstacle penalty (59) from the paper's start, steps backtracked to 1e-7 by one particle on a
-    disc's edge held every other particle, and this stop read "converged" at gradient norms 56-143
-    where L-BFGS went on from 1,001 to 155 and from 5,916 to 63."""
+    to the rounding level of the objective. Where the objective is not twice differentiable (an
+    obstacle's edge, the piecewise control cost's |u| = 1) the model does not see the kink and the steps
+    backtrack to nothing: when no step is accepted, or the relative decrease over 10 steps is below
+    ``rtol`` and ``NEWTON_STALL_RTOL``, while the model still predicts more than ``rtol`` |E|, L-BFGS
+    goes on from there (``phase``/lbfgs). If it gains at most ``NEWTON_STALL_RTOL`` |E| the point is a
+    minimum at a kink (converged: the piecewise cost's particles at |u| = 1); otherwise Newton resumes
+    from where L-BFGS ended, up to ``NEWTON_PROBES`` times (then stalled). Before, that stop read
+    "converged" at once: from the paper's start through a disc, one particle on the edge held every
+    other (steps of 1e-7) and the solve ended at gradient norms 56-143, objectives 824-5,916, where
+    L-BFGS from there went on to 66-161 and 63."""
+    x = x0.detach().clone()
+    for probe in range(NEWTON_PROBES + 1):
+        last = yield from _until_slow(_saddle_free(objective, x, spec, phase, iterations, evaluations))
+        if last.status != "stalled" or probe == NEWTON_PROBES:
+            yield last
+            return
+        went_on = yield from _until_slow(lbfgs(objective, last.variables, spec, phase + "/lbfgs",
+                                               last.iterations, last.evaluations))
+        f = last.energies["objective"]
+        if went_on.status == "diverged" or f - went_on.energies["objective"] <= NEWTON_STALL_RTOL * abs(f):
+            yield went_on if went_on.status == "diverged" else dataclasses.replace(went_on, status="converged")
+            return
+        x, iterations, evaluations = went_on.variables, went_on.iterations, went_on.evaluations
+
+
+def _saddle_free(objective: Objective, x0: torch.Tensor, spec: OptimizerSpec, phase: str,
+                 iterations: int, evaluations: int) -> Iterator[Step]:
+    """The steps of ``newton`` until it converges, diverges or stalls (its last step says which)."""
     cap = max_move(objective)
     x = x0.detach().clone()
     energies, g = objective.value_and_grad(x)
