@@ -85,7 +85,7 @@ def test_resume_continues_from_a_snapshot():
 def test_a_diverging_solve_keeps_its_last_good_iterate():
     problem = small_problem(optimizer={"method": "gd", "lr": 1e6, "max_iter": 200})
     final = list(solve_iter(problem))[-1]
-    assert final.status in ("diverged", "converged")
+    assert final.status == "diverged"  # it read "converged" (no new lowest for 5 steps) before
     assert np.isfinite(final.objective) and np.isfinite(final.states).all()
 
 
