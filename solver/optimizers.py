@@ -131,9 +131,9 @@ def gradient_descent(objective: Objective, x0: torch.Tensor, spec: OptimizerSpec
     within ``GD_SETTLED`` s of it (a minimum, to rounding), diverged if the objective ran more than s
     above it (lr too large: the run keeps its lowest iterate), else stalled; s = |E*| plus the scale
     the objective's rounding is relative to besides |E| (``trust_region.rounding_scale``: at E* = 0,
-    points resting on their targets, the iterates differ by rounding of the nonlocal term's sums). Before, every
-    such stop read "converged": 20 accelerated particles (default lr) went 184 -> 3e10 in 5 steps and
-    reported "converged" at the start."""
+    points resting on their targets, the iterates differ by rounding of the nonlocal term's sums).
+    Before, every such stop read "converged": 20 accelerated particles (default lr) went 184 -> 3e10
+    in 5 steps and reported "converged" at the start."""
     lr = spec.lr or default_lr(objective)
     x = x0.detach().clone().requires_grad_(True)
     opt = torch.optim.SGD([x], lr=lr)
