@@ -190,8 +190,13 @@ def block_metric(blocks: "torch.Tensor", floor: float) -> tuple["torch.Tensor", 
     B = 0.5 * (blocks + blocks.transpose(1, 2))
     lowest = floor * float(torch.linalg.matrix_norm(B).max())
     L, info = torch.linalg.cholesky_ex(B)
+    factored = info == 0
+    # a failed block's partial factor can hold a zero pivot, which cholesky_inverse refuses: a singular
+    # block, e.g. a particle's under the piecewise cost, whose |u|/p has the Hessian (I - u u^T/|u|^2)
+    # / (p |u|), no curvature along u. Such blocks take the eigendecomposition below; their factor is I
+    L = torch.where(factored[:, None, None], L, torch.eye(B.shape[1], dtype=B.dtype))
     inverse = torch.cholesky_inverse(L)
-    plain = (info == 0) & (torch.linalg.matrix_norm(inverse) * lowest <= 1.0)
+    plain = factored & (torch.linalg.matrix_norm(inverse) * lowest <= 1.0)
     metric, preconditioner = B.clone(), inverse
     rest = (~plain).nonzero()[:, 0]
     if rest.numel():

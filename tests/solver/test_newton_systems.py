@@ -407,8 +407,8 @@ def test_dense_system_solves_the_shifted_system(single):
 
 
 def test_block_metric_is_the_absolute_value_of_each_block():
-    """(|B|^{-1}, |B|) for definite, indefinite and nearly singular blocks (22 x 22, as an obstacle scene's
-    trajectory blocks), against the eigendecomposition of every block: definite blocks take the Cholesky
+    """(|B|^{-1}, |B|) for definite, indefinite, nearly and exactly singular blocks (22 x 22, as an obstacle
+    scene's trajectory blocks), against the eigendecomposition of every block: definite blocks take the Cholesky
     path, the others the eigendecomposition, the same matrices to rounding (1e-10 relative: condition
     numbers up to ~1e4 here times float64 rounding); eigenvalues below the floor are raised to it."""
     gen = torch.Generator().manual_seed(7)
@@ -417,6 +417,11 @@ def test_block_metric_is_the_absolute_value_of_each_block():
     blocks[:3] -= 2.0 * torch.eye(22, dtype=torch.float64)  # indefinite
     Q = torch.linalg.qr(A[3])[0]
     blocks[3] = Q @ torch.diag(torch.logspace(-14, 0, 22, dtype=torch.float64)) @ Q.T  # below the floor
+    # exactly singular, with an exact zero pivot (1 x 4 - 2 x 2) in Cholesky's partial factor, which
+    # cholesky_inverse refused (a trajectory block under the piecewise cost, whose |u|/p has no
+    # curvature along u, crashed a robust solve that way)
+    blocks[4] = torch.eye(22, dtype=torch.float64)
+    blocks[4, :2, :2] = torch.tensor([[1.0, 2.0], [2.0, 4.0]], dtype=torch.float64)
     blocks = 0.5 * (blocks + blocks.transpose(1, 2))  # exactly symmetric, as block_metric makes them
     floor = 1e-10
     P, M = block_metric(blocks, floor)
@@ -428,7 +433,26 @@ def test_block_metric_is_the_absolute_value_of_each_block():
     for got, want in ((M, want_M), (P, want_P)):
         scale = torch.linalg.matrix_norm(want)[:, None, None]
         assert float(((got - want).abs() / scale).max()) < 1e-10
-    assert torch.allclose(M[4:], blocks[4:], rtol=0, atol=1e-15)  # definite blocks: B itself
+    assert torch.allclose(M[5:], blocks[5:], rtol=0, atol=1e-15)  # definite blocks: B itself
+
+
+def test_a_singular_trajectory_block_does_not_stop_a_solve():
+    """Seven particles resting at their sources (init "source") under the piecewise cost with p = 1.5,
+    past a disc with whole-path avoidance: a particle's trajectory block is singular there and the
+    structured Newton's preconditioner raised LinAlgError (found by a fuzz of random problem files).
+    Now converged, and L-BFGS to its own rule from the end gains at most 1e-6 relative (measured 3e-9)."""
+    spec = {"M": 12, "eps": 0.001, "p": 1.5, "control_cost": "piecewise", "init": "source",
+            "source": {"points": [[-0.827, -0.219], [-0.627, -0.237], [0.13, 0.909], [0.895, -0.382],
+                                  [0.529, -0.082], [-0.797, -0.463], [-0.365, -0.206]]},
+            "target": {"kind": "mixture", "components": [
+                {"weight": 0.37, "mean": [2.37, 2.23], "cov": 0.05}, {"weight": 0.25, "mean": [1.7, 0.05], "cov": 0.01},
+                {"weight": 0.79, "mean": [0.44, 1.4], "cov": 0.05}]},
+            "obstacles": [{"center": [0.384, 0.363], "radius": 0.166}], "obstacle_segments": True}
+    final = solve(problem_from_dict(spec)).final
+    after = solve(problem_from_dict(dict(spec, init={"trajectories": final.states.tolist()},
+                                         optimizer={"method": "lbfgs"}))).final
+    assert final.status == "converged"
+    assert (final.objective - after.objective) / final.objective <= 1e-6
 
 
 def test_separable_problems_without_obstacles_finish_with_structured_newton():
