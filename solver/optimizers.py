@@ -473,12 +473,13 @@ def newton(objective: Objective, x0: torch.Tensor, spec: OptimizerSpec, phase: s
     capped per particle (``max_move``) and backtracked (Armijo). Near a minimum this is Newton's method,
     converging quadratically: the minimizer to the last digits float64 can resolve.
 
-    Converged when the per-particle gradient is below ``gtol`` or the Newton decrement g.|H|^{-1}g falls
-    to the rounding level of the objective. Where the objective is not twice differentiable (an
-    obstacle's edge, the piecewise control cost's |u| = 1) the model does not see the kink and the steps
-    backtrack to nothing: when no step is accepted, or the relative decrease over 10 steps is below
-    ``rtol`` and ``NEWTON_STALL_RTOL``, while the model still predicts more than ``rtol`` |E|, L-BFGS
-    goes on from there (``phase``/lbfgs, stopped by its rules or by the plateau rule over its window of
+    Converged when the per-particle gradient is below ``gtol`` or a step was taken and the Newton
+    decrement g.|H|^{-1}g falls to the rounding level of the objective. Where the objective is not
+    twice differentiable (an obstacle's edge, the piecewise control cost's |u| = 1, or its u = 0, where
+    the curvature of |u| is unbounded: eigenvalues up to 1e301 made the decrement 0 at a gradient of
+    270) the model does not see the kink and the steps backtrack to nothing: when no step is accepted,
+    or the relative decrease over 10 steps is below ``rtol`` and ``NEWTON_STALL_RTOL``, L-BFGS goes on
+    from there (``phase``/lbfgs, stopped by its rules or by the plateau rule over its window of
     10 iterations). If it converged and gained at most ``NEWTON_STALL_RTOL`` |E| (or ``plateau`` |E|),
     the point is a minimum at a kink (converged: the piecewise cost's particles at |u| = 1); otherwise
     Newton resumes from where L-BFGS ended, up to ``NEWTON_PROBES`` times (then stalled). Without the
@@ -528,22 +529,20 @@ def _saddle_free(objective: Objective, x0: torch.Tensor, spec: OptimizerSpec, ph
         f = energies["objective"]
         found = _armijo(objective, x, d, f, float((g * d).sum()))
         evaluations += 30 if found is None else found[3]
-        accepted = found is not None
+        step = float((found[0] - x).flatten(1).norm(dim=1).max()) if found is not None else 0.0
+        accepted = step > 0.0  # a step below every coordinate's rounding (d ~ 0 where H ~ 1e301) is none
         status = None
         if accepted:
-            step = float((found[0] - x).flatten(1).norm(dim=1).max())
             x, energies, g = found[:3]
-        else:
-            step = 0.0
         gnorm = per_particle_grad_norm(g)
         recent.append(energies["objective"])
         stalled = len(recent) > 10 and recent.pop(0) - recent[-1] <= max(spec.rtol, NEWTON_STALL_RTOL) * abs(f)
         if not math.isfinite(energies["objective"]):
             status = "diverged"
-        elif gnorm <= spec.gtol or decrement <= 1e-15 * max(abs(f), 1.0):
+        elif gnorm <= spec.gtol or (accepted and decrement <= 1e-15 * max(abs(f), 1.0)):
             status = "converged"
         elif not accepted or stalled:
-            status = "converged" if decrement / 2 <= spec.rtol * abs(f) else "stalled"
+            status = "stalled"
         yield Step(x, energies, gnorm, step, iterations + it, evaluations, phase, status=status)
         if status:
             return

@@ -59,3 +59,22 @@ def test_newton_says_converged_only_where_nothing_is_left_to_gain(seed):
           f"L-BFGS from there {after.objective:.6g}")
     assert newton.status == "converged"
     assert (newton.objective - after.objective) / newton.objective <= 1e-4
+
+
+def test_newton_is_not_stopped_by_an_unbounded_curvature():
+    """One particle whose source lies in a disc, under the piecewise cost (p = 3) from its source, with
+    whole-path avoidance (a fuzz's random problem file, its numbers kept): the Hessian's eigenvalues
+    reach 1e301 there (|u| near u = 0), so Newton's step rounds to zero; Armijo accepted that null step
+    and the decrement 0 read "converged" at the start, 539.57 at a gradient of 270, where L-BFGS goes to
+    77.158. A null step is no step now: the stall goes to L-BFGS, and the solve ends at L-BFGS's
+    minimum (to 1e-9 relative: both stop by their own rules at gradients ~1e-10 or below)."""
+    spec = {"M": 4, "eps": 0.001, "p": 3.0, "control_cost": "piecewise", "init": "source",
+            "source": {"points": [[0.17123168695693636, 0.49957604203457096]]},
+            "target": {"kind": "particles", "points": [[1.4532781065448763, 2.1169491291090434]]},
+            "obstacles": [{"center": [0.1492745139057725, 0.5444823666536971], "radius": 0.1987771320832819}],
+            "obstacle_segments": True, "interaction": [{"kind": "quadratic", "strength": 0.3}],
+            "optimizer": {"method": "newton"}}
+    newton = solver.solve(solver.problem_from_dict(spec)).final
+    lbfgs = solver.solve(solver.problem_from_dict(dict(spec, optimizer={"method": "lbfgs"}))).final
+    assert newton.status == "converged"
+    assert newton.objective == pytest.approx(lbfgs.objective, rel=1e-9)
