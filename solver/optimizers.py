@@ -458,7 +458,7 @@ def trajectory_parts(objective: Objective) -> Callable[[torch.Tensor], tuple[tor
 
 
 #: How many times ``newton`` hands a stalled solve to L-BFGS and takes it back (each round gains more
-#: than ``NEWTON_STALL_RTOL`` |E|, or the solve ends).
+#: than ``NEWTON_STALL_RTOL`` |E| and ``plateau`` |E|, or the solve ends).
 NEWTON_PROBES = 10
 
 
