@@ -229,10 +229,16 @@ def _capped(d: torch.Tensor, cap: float) -> torch.Tensor:
 def _armijo(objective: Objective, x: torch.Tensor, d: torch.Tensor, f: float, gd: float
             ) -> tuple[torch.Tensor, dict[str, float], torch.Tensor, int] | None:
     """Backtracking from t = 1 (halving, down to 2^-30: below that the change is lost in rounding)
-    until E(x + t d) <= E(x) + 1e-4 t g.d. Returns (x + t d, energies, gradient, evaluations) or None."""
+    until E(x + t d) <= E(x) + 1e-4 t g.d. Returns (x + t d, energies, gradient, evaluations) or None.
+
+    A trial that rounds back to x is no step (shorter ones round there too), so the search ends with
+    None: otherwise E(x) <= E(x) + 1e-4 t g.d passes whenever t g.d is below E's rounding, and a null
+    step reads as accepted (where Hessian eigenvalues reach 1e301, Newton's whole step rounds to zero)."""
     t = 1.0
     for k in range(1, 31):
         trial = x + t * d
+        if torch.equal(trial, x):
+            return None
         e_new, g_new = objective.value_and_grad(trial)
         if e_new["objective"] <= f + 1e-4 * t * gd:
             return trial, e_new, g_new, k
@@ -529,8 +535,8 @@ def _saddle_free(objective: Objective, x0: torch.Tensor, spec: OptimizerSpec, ph
         f = energies["objective"]
         found = _armijo(objective, x, d, f, float((g * d).sum()))
         evaluations += 30 if found is None else found[3]
-        step = float((found[0] - x).flatten(1).norm(dim=1).max()) if found is not None else 0.0
-        accepted = step > 0.0  # a step below every coordinate's rounding (d ~ 0 where H ~ 1e301) is none
+        accepted = found is not None  # a step that rounds to nothing is none (``_armijo``)
+        step = float((found[0] - x).flatten(1).norm(dim=1).max()) if accepted else 0.0
         status = None
         if accepted:
             x, energies, g = found[:3]

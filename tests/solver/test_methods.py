@@ -78,3 +78,25 @@ def test_newton_is_not_stopped_by_an_unbounded_curvature():
     lbfgs = solver.solve(solver.problem_from_dict(dict(spec, optimizer={"method": "lbfgs"}))).final
     assert newton.status == "converged"
     assert newton.objective == pytest.approx(lbfgs.objective, rel=1e-9)
+
+
+def test_a_line_search_step_that_rounds_to_nothing_is_no_step():
+    """Armijo's test E(x + t d) <= E(x) + 1e-4 t g.d passes at E(x + t d) = E(x) whenever t g.d is below
+    E's rounding, so a direction below every coordinate's rounding read as an accepted step that moved
+    nothing (Newton's whole step where Hessian eigenvalues reach 1e301). Such a search finds no step;
+    a direction that moves one coordinate is still searched."""
+    from solver.init import initial_variables
+    from solver.objective import Objective
+    from solver.optimizers import _armijo
+
+    problem = solver.problem_from_dict({"source": {"points": [[0.0, 0.0], [0.5, 0.2]]},
+                                        "target": {"kind": "particles", "points": [[1.0, 1.0], [1.5, 0.5]]},
+                                        "M": 4, "eps": 0.1})
+    objective = Objective(problem)
+    x = initial_variables(objective)
+    energies, g = objective.value_and_grad(x)
+    tiny = -1e-30 * g / g.abs().max()  # a descent direction far below the coordinates' rounding
+    assert _armijo(objective, x, tiny, energies["objective"], float((g * tiny).sum())) is None
+    d = -g / g.abs().max() * 1e-3
+    found = _armijo(objective, x, d, energies["objective"], float((g * d).sum()))
+    assert found is not None and found[1]["objective"] < energies["objective"]
