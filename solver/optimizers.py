@@ -133,7 +133,9 @@ def gradient_descent(objective: Objective, x0: torch.Tensor, spec: OptimizerSpec
     the objective's rounding is relative to besides |E| (``trust_region.rounding_scale``: at E* = 0,
     points resting on their targets, the iterates differ by rounding of the nonlocal term's sums).
     Before, every such stop read "converged": 20 accelerated particles (default lr) went 184 -> 3e10
-    in 5 steps and reported "converged" at the start."""
+    in 5 steps and reported "converged" at the start. A stop at a saddle (``away_from_saddle``: five
+    particles started at one point keep an exactly symmetric gradient, zero at the origin) is stalled:
+    the paper's method has no step along negative curvature."""
     lr = spec.lr or default_lr(objective)
     x = x0.detach().clone().requires_grad_(True)
     opt = torch.optim.SGD([x], lr=lr)
@@ -165,6 +167,9 @@ def gradient_descent(objective: Objective, x0: torch.Tensor, spec: OptimizerSpec
             scale = abs(best) + summed  # what the objective's rounding is relative to
             status = ("converged" if highest - best <= GD_SETTLED * scale
                       else "diverged" if loss - best > scale else "stalled")
+        if status == "converged" and away_from_saddle(objective, here, x.grad, loss, max_move(objective),
+                                                      GD_SETTLED * (abs(loss) + summed)) is not None:
+            status = "stalled"  # a saddle: the gradient vanishes there, and descent cannot leave it
         yield Step(here, energies, gnorm, step, it, it, "gd", status=status)
         if status:
             return
@@ -173,10 +178,11 @@ def gradient_descent(objective: Objective, x0: torch.Tensor, spec: OptimizerSpec
 # -------------------------------------------------------------------------------------------- adam
 @OPTIMIZERS.register(name="adam")
 def adam(objective: Objective, x0: torch.Tensor, spec: OptimizerSpec) -> Iterator[Step]:
-    """Adam with learning rate lr (default 1e-3)."""
+    """Adam with learning rate lr (default 1e-3); converged at ``gtol``, stalled there at a saddle."""
     x = x0.detach().clone().requires_grad_(True)
     lr = spec.lr or 1e-3
     opt = torch.optim.Adam([x], lr=lr)
+    summed = rounding_scale(objective)
     for it in range(1, spec.max_iter + 1):
         opt.zero_grad()
         e = objective.energies(x)
@@ -186,6 +192,9 @@ def adam(objective: Objective, x0: torch.Tensor, spec: OptimizerSpec) -> Iterato
         status = "converged" if gnorm <= spec.gtol else None
         if not math.isfinite(energies["objective"]):
             status = "diverged"
+        elif status and away_from_saddle(objective, x.detach(), x.grad, energies["objective"], max_move(objective),
+                                         GD_SETTLED * (abs(energies["objective"]) + summed)) is not None:
+            status = "stalled"  # a saddle (as in ``gradient_descent``)
         yield Step(x.detach().clone(), energies, gnorm, lr, it, it, "adam", status=status)
         if status:
             return
@@ -246,11 +255,59 @@ def _armijo(objective: Objective, x: torch.Tensor, d: torch.Tensor, f: float, gd
     return None
 
 
+#: A stop of L-BFGS or Newton (by any of their rules) on at most ``NEWTON_MAX_VARS`` variables, where a
+#: dense Hessian takes a fraction of a second, is checked for a saddle (``away_from_saddle``); the
+#: solve goes on from a step along negative curvature at most this many times.
+SADDLE_ESCAPES = 10
+
+
+def away_from_saddle(objective: Objective, x: torch.Tensor, g: torch.Tensor, f: float, cap: float,
+                     least_gain: float) -> tuple[torch.Tensor, dict[str, float], torch.Tensor, int] | None:
+    """A step from x along the Hessian's most negative curvature that lowers E by more than
+    ``least_gain`` (what the stopping rule that fired neglects), or None: x is a minimum to that
+    tolerance (or has more than ``NEWTON_MAX_VARS`` variables: no dense Hessian is formed there).
+
+    Descent methods keep a symmetric start symmetric: five particles started at one point have an
+    exactly symmetric gradient, zero with all of them at the origin, and L-BFGS, Newton, gd and Adam all
+    stopped there after one iteration, "converged" at a saddle (lowest eigenvalue -6.4e4); L-BFGS's
+    positive definite model can also converge to one. With v the eigenvector of the lowest eigenvalue
+    lambda < 0, scaled so its longest particle move is ``cap``, each sign of v (the one not against the
+    gradient first) is backtracked from t = 1 until E(x + t v) <= E(x) + 1e-4 (t g.v + t^2 lambda |v|^2
+    / 2) with a gain above ``least_gain``; a lambda within the Hessian's rounding (1e-12 of its largest)
+    or whose quadratic model gains at most ``least_gain`` at t = 1 is no saddle worth leaving: near the
+    piecewise cost's kinks the Hessian shows eigenvalues of -0.006 to -0.013 (largest 5.2) along which
+    steps gained 1e-12 to 1e-9 relative, and L-BFGS restarted after each for nothing (and ended
+    elsewhere in the glassy spread). Returns (x + t v, energies, gradient, evaluations) like ``_armijo``."""
+    if x.numel() > NEWTON_MAX_VARS:
+        return None
+    lam, Q = torch.linalg.eigh(hessian(objective, x))
+    lowest = float(lam[0])
+    v = Q[:, 0].reshape(x.shape)
+    v = v * (cap / float(v.flatten(1).norm(dim=1).max()))
+    curvature = lowest * float((v * v).sum())  # lambda |v|^2: the model's second-order change at t = 1
+    if not (lowest < -1e-12 * float(lam.abs().max()) and -0.5 * curvature > least_gain):
+        return None
+    evaluations = 1
+    for d in sorted((v, -v), key=lambda d: float((g * d).sum())):
+        gd, t = float((g * d).sum()), 1.0
+        for _ in range(30):
+            trial = x + t * d
+            if torch.equal(trial, x):
+                break
+            e_new, g_new = objective.value_and_grad(trial)
+            evaluations += 1
+            gained = f - e_new["objective"]
+            if gained > least_gain and -gained <= 1e-4 * (t * gd + 0.5 * t * t * curvature):
+                return trial, e_new, g_new, evaluations
+            t *= 0.5
+    return None
+
+
 @OPTIMIZERS.register(name="lbfgs")
 def lbfgs(objective: Objective, x0: torch.Tensor, spec: OptimizerSpec, phase: str = "lbfgs",
           iterations: int = 0, evaluations: int = 0, history: int = 30,
           precondition: Callable[[torch.Tensor], torch.Tensor] | None = None,
-          window: int = 10, plateau: float = 0.0) -> Iterator[Step]:
+          window: int = 10, plateau: float = 0.0, saddles: bool = True) -> Iterator[Step]:
     """Preconditioned L-BFGS with steps capped per particle (any size of problem).
 
     Steps are capped per particle (``max_move``) and found by an Armijo backtracking line search. The initial inverse Hessian is gamma P, P the inverse Hessian of the control energy
@@ -259,7 +316,11 @@ def lbfgs(objective: Objective, x0: torch.Tensor, spec: OptimizerSpec, phase: st
     Stops when the per-particle gradient N max|dE/dy| is below ``gtol``, when the objective's relative
     decrease over ``window`` iterations is below ``rtol`` (unless the last step was cut to the cap) or
     below ``plateau`` while no particle moved farther than ``trust_region.PLATEAU_MOVE`` times the cap
-    in the window (the plateau rule of ``trust_region``), or when no descent step can be found."""
+    in the window (the plateau rule of ``trust_region``), or when no descent step can be found. On at
+    most ``NEWTON_MAX_VARS`` variables a stop is a minimum only if the Hessian has no negative curvature
+    there along which a step gains; else L-BFGS goes on from that step (``away_from_saddle``), unless
+    ``saddles`` is False: before Newton's method, whose saddle-free steps take negative curvature
+    themselves (a check there only spent iterations: piecewise cost, max_iter 50, 0.5905 -> 0.6378)."""
     cap = max_move(objective)
     precondition = precondition or KineticPreconditioner(objective)
     x = x0.detach().clone()
@@ -269,7 +330,7 @@ def lbfgs(objective: Objective, x0: torch.Tensor, spec: OptimizerSpec, phase: st
     pairs: deque[tuple[torch.Tensor, torch.Tensor, float]] = deque(maxlen=history)  # (s, y, s.y)
     gamma = 1.0 / x.shape[0]  # P is the Hessian inverse of N KE; gamma = 1/N matches KE's scale
     recent = Window(f, window)
-    it = 0
+    it = escapes = 0
     while True:
         it += 1
         d = _two_loop(g, pairs, gamma, precondition) if pairs else -gamma * precondition(g)
@@ -309,6 +370,16 @@ def lbfgs(objective: Objective, x0: torch.Tensor, spec: OptimizerSpec, phase: st
                 status = "converged"
             elif recent.plateau(plateau, cap):
                 status = "converged"
+        away = None
+        if status == "converged" and saddles and escapes < SADDLE_ESCAPES:
+            away = away_from_saddle(objective, x, g, f, cap, max(plateau, spec.rtol) * abs(f))
+        if away is not None:  # a saddle: on from the step along its negative curvature, afresh
+            step = float((away[0] - x).flatten(1).norm(dim=1).max())
+            x, energies, g = away[:3]
+            f, evaluations, escapes, status = energies["objective"], evaluations + away[3], escapes + 1, None
+            gnorm = per_particle_grad_norm(g)
+            pairs.clear()
+            recent = Window(f, window)
         yield Step(x, energies, gnorm, step, iterations + it, evaluations, phase, status=status)
         if status:
             return
@@ -522,11 +593,12 @@ def _saddle_free(objective: Objective, x0: torch.Tensor, spec: OptimizerSpec, ph
     energies, g = objective.value_and_grad(x)
     evaluations += 1
     recent = [energies["objective"]]
-    it = 0
+    it = escapes = 0
     while True:
         it += 1
         lam, Q = torch.linalg.eigh(hessian(objective, x))
         evaluations += 1
+        curved_down = float(lam[0]) < 0
         lam = lam.abs().clamp_min(1e-12 * float(lam.abs().max()))
         coef = (Q.T @ g.reshape(-1)) / lam
         d = -(Q @ coef).reshape(x.shape)
@@ -547,6 +619,18 @@ def _saddle_free(objective: Objective, x0: torch.Tensor, spec: OptimizerSpec, ph
             status = "diverged"
         elif gnorm <= spec.gtol or (accepted and decrement <= 1e-15 * max(abs(f), 1.0)):
             status = "converged"
+            # a stationary point where the Hessian curved down (before the step) may be a saddle: with g = 0
+            # exactly (particles started at one point, a symmetric manifold) |H|^{-1} g moves nothing
+            away = None
+            if curved_down and escapes < SADDLE_ESCAPES:
+                here = energies["objective"]
+                away = away_from_saddle(objective, x, g, here, cap, max(spec.rtol, NEWTON_STALL_RTOL) * abs(here))
+            if away is not None:
+                step = float((away[0] - x).flatten(1).norm(dim=1).max())
+                x, energies, g = away[:3]
+                gnorm, evaluations, escapes = per_particle_grad_norm(g), evaluations + away[3], escapes + 1
+                status = None
+                recent = [energies["objective"]]
         elif not accepted or stalled:
             status = "stalled"
         yield Step(x, energies, gnorm, step, iterations + it, evaluations, phase, status=status)
@@ -677,7 +761,7 @@ def _local(objective: Objective, x: torch.Tensor, spec: OptimizerSpec, phase: st
         return
     coarse = dataclasses.replace(spec, rtol=max(spec.rtol, REDUCED_HANDOVER_RTOL if reduced else HANDOVER_RTOL))
     last = yield from _until_slow(lbfgs(objective, x, coarse, phase, iterations, evaluations,
-                                        precondition=(lambda q: q) if reduced else None))
+                                        precondition=(lambda q: q) if reduced else None, saddles=False))
     if last.status == "diverged":
         yield last
     elif reduced:
@@ -738,7 +822,7 @@ def _structured_newton(objective: Objective, x: torch.Tensor, spec: OptimizerSpe
     """L-BFGS until it slows down, then trust-region Newton in full trajectories on the structure of a
     separable problem's Hessian (``separable_parts``, factored as ``trust_region.TrajectorySystem``)."""
     coarse = dataclasses.replace(spec, rtol=max(spec.rtol, REDUCED_HANDOVER_RTOL))
-    last = yield from _until_slow(lbfgs(objective, x, coarse, phase, iterations, evaluations))
+    last = yield from _until_slow(lbfgs(objective, x, coarse, phase, iterations, evaluations, saddles=False))
     if last.status == "diverged":
         yield last
         return
