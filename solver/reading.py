@@ -48,6 +48,12 @@ class Context:
     def h(self) -> float:
         return 1.0 / (self.M - 1)
 
+    @property
+    def state_coordinates(self) -> str:
+        """The terminal state's coordinates by name ("x0, x1, v0, v1" under acceleration control), for
+        messages about a target's dimension; empty when the dynamics is not known."""
+        return ", ".join(self.dynamics.state_names()) if self.dynamics is not None else ""
+
 
 def mapping(value: Any, where: str, example: str) -> dict:
     """``value`` as a JSON object, or an error showing ``example``."""
@@ -108,11 +114,13 @@ def array(value: Any, where: str, ndim: int, fix: str) -> np.ndarray:
     return arr
 
 
-def vector(value: Any, where: str, dim: int) -> np.ndarray:
-    """A point of dimension ``dim``."""
+def vector(value: Any, where: str, dim: int, coordinates: str = "") -> np.ndarray:
+    """A point of dimension ``dim``; ``coordinates`` names them in the message (e.g. a target on the
+    states under acceleration control needs positions and velocities: "x0, x1, v0, v1")."""
     v = array(value, where, 1, f"give {dim} coordinates")
     if v.shape[0] != dim:
-        raise ProblemError(where, f"must have dimension {dim} (got {v.shape[0]})")
+        named = f" ({coordinates})" if coordinates else ""
+        raise ProblemError(where, f"must have dimension {dim} (got {v.shape[0]}); give {dim} coordinates{named}")
     return v
 
 
@@ -124,13 +132,15 @@ def points(value: Any, where: str, dim: int | None = None, fix: str = "give poin
     return pts
 
 
-def covariance(value: Any, where: str, dim: int) -> np.ndarray:
-    """A symmetric positive definite dim x dim matrix; a number s means s I."""
+def covariance(value: Any, where: str, dim: int, coordinates: str = "") -> np.ndarray:
+    """A symmetric positive definite dim x dim matrix; a number s means s I. ``coordinates`` as in
+    ``vector``."""
     if isinstance(value, (int, float)) and not isinstance(value, bool):
         value = float(value) * np.eye(dim)
     cov = array(value, where, 2, f"give a {dim}x{dim} symmetric positive definite matrix")
     if cov.shape != (dim, dim) or not np.allclose(cov, cov.T):
-        raise ProblemError(where, f"must be a symmetric {dim}x{dim} matrix (got shape {cov.shape})")
+        named = f" over {coordinates}" if coordinates and cov.shape != (dim, dim) else ""
+        raise ProblemError(where, f"must be a symmetric {dim}x{dim} matrix{named} (got shape {cov.shape})")
     if np.linalg.eigvalsh(cov).min() <= 0:
         raise ProblemError(where, "must be positive definite; use a positive variance")
     return cov

@@ -37,9 +37,11 @@ def gaussian_density(y: "torch.Tensor", mean: "torch.Tensor", cov: "torch.Tensor
     return torch.exp(-0.5 * (sol * sol).sum(0) - 0.5 * logdet - 0.5 * D * math.log(2 * math.pi))
 
 
-def _component(spec: dict, where: str, dim: int) -> tuple[np.ndarray, np.ndarray]:
-    return (vector(spec.get("mean"), f"{where}.mean", dim),
-            covariance(spec.get("cov"), f"{where}.cov", dim))
+def _component(spec: dict, where: str, context: Context) -> tuple[np.ndarray, np.ndarray]:
+    """A component's mean and covariance on the terminal state (``context.state_dim`` coordinates)."""
+    dim, names = context.state_dim, context.state_coordinates
+    return (vector(spec.get("mean"), f"{where}.mean", dim, names),
+            covariance(spec.get("cov"), f"{where}.cov", dim, names))
 
 
 @TARGETS.register
@@ -69,7 +71,7 @@ class GaussianMixtureTarget:
             if not isinstance(comp, dict):
                 raise ProblemError(at, "must be an object {\"weight\": w, \"mean\": [..], \"cov\": ..}")
             check_keys(comp, ("weight", "mean", "cov"), at)
-            m, S = _component(comp, at, context.state_dim)
+            m, S = _component(comp, at, context)
             means.append(m), covs.append(S)
             ws.append(number(comp, "weight", f"{at}.weight", positive=True))
         return cls(normalized(np.asarray(ws)), np.stack(means), np.stack(covs))
@@ -164,7 +166,7 @@ class GaussianTarget(GaussianMixtureTarget):
     @classmethod
     def from_spec(cls, spec: dict, context: Context, where: str = "target") -> "GaussianTarget":
         check_keys(spec, cls.keys, where)
-        m, S = _component(spec, where, context.state_dim)
+        m, S = _component(spec, where, context)
         return cls(np.ones(1), m[None], S[None])
 
     def to_spec(self) -> dict[str, Any]:

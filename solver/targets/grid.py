@@ -50,7 +50,7 @@ class GridDensityTarget:
     @classmethod
     def from_spec(cls, spec: dict, context: Context, where: str = "target") -> "GridDensityTarget":
         check_keys(spec, cls.keys, where)
-        low, high = read_box(spec, where, context.state_dim)
+        low, high = read_box(spec, where, context.state_dim, context.state_coordinates)
         dim = context.state_dim
         values = array(spec.get("values"), f"{where}.values", dim,
                        f"give a {dim}-D array of nonnegative numbers (rows = second coordinate)")

@@ -18,10 +18,11 @@ from ..reading import Context, check_keys, floats, vector
 from ..registry import TARGETS
 
 
-def read_box(spec: dict, where: str, dim: int) -> tuple[np.ndarray, np.ndarray]:
-    """``low`` and ``high`` corners of a box of dimension ``dim``, high > low."""
-    low = vector(spec.get("low"), f"{where}.low", dim)
-    high = vector(spec.get("high"), f"{where}.high", dim)
+def read_box(spec: dict, where: str, dim: int, coordinates: str = "") -> tuple[np.ndarray, np.ndarray]:
+    """``low`` and ``high`` corners of a box of dimension ``dim``, high > low (``coordinates``: their
+    names, for messages)."""
+    low = vector(spec.get("low"), f"{where}.low", dim, coordinates)
+    high = vector(spec.get("high"), f"{where}.high", dim, coordinates)
     if np.any(high <= low):
         raise ProblemError(f"{where}.high", f"must be above {where}.low in every coordinate")
     return low, high
@@ -44,7 +45,7 @@ class UniformBoxTarget:
     @classmethod
     def from_spec(cls, spec: dict, context: Context, where: str = "target") -> "UniformBoxTarget":
         check_keys(spec, cls.keys, where)
-        return cls(*read_box(spec, where, context.state_dim))
+        return cls(*read_box(spec, where, context.state_dim, context.state_coordinates))
 
     def to_spec(self) -> dict[str, Any]:
         return {"kind": self.kind, "low": floats(self.low), "high": floats(self.high)}

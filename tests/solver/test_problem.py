@@ -51,6 +51,23 @@ def test_enough_time_points_to_steer_are_accepted_and_solve(dynamics, M):
     assert np.allclose(end, target, atol=1e-4)  # 1e-4: the soft penalty stops ~4e-6 short (measured)
 
 
+@pytest.mark.parametrize("target, field", [
+    ({"kind": "uniform", "low": [1, 1], "high": [2, 2]}, "target.low"),
+    ({"kind": "gaussian", "mean": [1, 1], "cov": 0.1}, "target.mean"),
+    ({"kind": "mixture", "components": [{"weight": 1, "mean": [1, 1, 0, 0], "cov": [[0.1, 0], [0, 0.1]]}]},
+     "target.components[0].cov"),
+])
+def test_a_target_of_positions_alone_under_acceleration_control_is_told_the_state(target, field):
+    """Under acceleration control the terminal constraint acts on (x, v): a continuum target given in
+    positions alone (the natural mistake) is told which coordinates to give, not only how many."""
+    spec = {"dynamics": {"kind": "acceleration"}, "source": {"points": [[0, 0], [1, 0]]}, "target": target}
+    with pytest.raises(ProblemError) as err:
+        problem_from_dict(spec)
+    assert err.value.field == field
+    assert "x0, x1, v0, v1" in str(err.value) and "\n" not in str(err.value)
+    print(err.value)
+
+
 def test_delta_auto_uses_the_dimension_of_the_constrained_state():
     p = problem_from_dict(dict(BASE, M=3))
     assert p.delta == pytest.approx(2 ** (-0.99 / 2))  # eq. (58), d = 2
