@@ -1221,7 +1221,10 @@ WARM_CHECK_PAIRS = 10_000
 #: between the kernel's wells. 30 particles to 60 points, delta = 0.02 (auto: 0.186), eps = 0.05: 212.27
 #: from the OT start, 127.76 with the rounded check (found by fuzzing live changes: ``local`` from the
 #: solution at delta auto ended at 120.47). With delta auto nothing changed on 7 scenes of 49-300
-#: particles (K = N / 2 and 2 N), the check cut by patience within 0.01-0.13 s.
+#: particles (K = N / 2 and 2 N), the check cut by patience within 0.01-0.13 s. ``local`` checks it
+#: too where it checks the OT start (``WARM_CHECK_PAIRS``): 2 particles to 5 points in 3-D, delta auto
+#: (0.79) -> 0.1, eps 0.01, ended at 3178.54 from the carried paths and from the OT start, where the
+#: rounded start reaches 1912.05 (found by fuzzing live changes).
 ROUNDED_PAIRS = 250_000
 
 
@@ -1324,15 +1327,14 @@ def _run(objective: Objective, x0: torch.Tensor, spec: OptimizerSpec, carried: b
     # (not a minimum of the nonlocal energy); onto particles, grid cells or blob quantizations it is not.
     pairs = p.N * max(p.N, target_size(p))
     starts: list[tuple[str, Callable[[threading.Event], torch.Tensor], bool]] = []
+    ot = ("ot-start", make_ot, not p.target.discrete)
+    on_points = ("rounded-start", lambda cancel: paths_to(objective, rounded_terminal_states(objective)), False)
     if carried:  # ``local``: the given start first (bent only where a change left it deep inside an obstacle)
         starts.append(("local", lambda cancel: kept_out(work, x0.detach().clone()), False))
         if pairs <= WARM_CHECK_PAIRS:
-            starts.append(("ot-start", make_ot, not p.target.discrete))
+            starts += [ot, on_points] if rounded(p) else [ot]
     else:
-        starts.append(("ot-start", make_ot, not p.target.discrete))
-        if rounded(p):
-            starts.append(("rounded-start", lambda cancel: paths_to(objective, rounded_terminal_states(objective)),
-                           False))
+        starts += [ot, on_points] if rounded(p) else [ot]
         if blob_quantized(p):
             starts.append(("blob-start", lambda cancel: OTStart().variables(objective, cancel), False))
         if size <= CHECK_VARS:

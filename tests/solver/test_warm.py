@@ -140,3 +140,29 @@ def test_continuation_checks_the_ot_start_where_a_change_left_the_carried_paths_
     assert alone.objective > 1.01 * fresh.objective  # the case is one the carried start alone loses
     # the same minimum as the fresh solve: equal to the stopping rule's tolerance (1e-9 of an O(1) objective)
     assert warm.objective == pytest.approx(fresh.objective, rel=1e-9) and warm.status == "converged"
+
+
+def test_continuation_checks_the_rounded_start_where_the_target_has_other_than_n_points(monkeypatch):
+    """2 particles to 5 points in 3-D (a quadratic interaction, eps 0.01), delta auto (0.79) -> 0.1: the
+    carried paths and the OT start (whose barycentric projection puts each particle between points,
+    where the narrow kernel senses none) both end at 3178.54, and ``robust`` cold at 1912.05 from the
+    rounded start, each particle on one point (found by fuzzing live changes). ``local`` checks that start
+    too and ends where the fresh solve does."""
+    spec = {"M": 8, "eps": 0.01, "init": "source", "interaction": [{"kind": "quadratic", "strength": 0.3}],
+            "source": {"points": [[-0.602553048419014, 0.11248609653388053, 0.872706589640605],
+                                  [0.2979548764765332, -0.36769999425308986, -0.8897124243311221]]},
+            "target": {"kind": "particles", "points": [
+                [1.0487768375407287, 1.371590918256814, 1.0933017082607963],
+                [1.343496745317695, 1.7233467189563654, 1.417080765913771],
+                [2.4667853942886238, 1.2619851683655257, 1.5923628816173512],
+                [2.2368603845186064, 2.2522977692691715, 1.3063393711453817],
+                [1.183991717504808, 2.3719009288402892, 1.722382017865147]]}}
+    old, new = solver.problem_from_dict(spec), solver.problem_from_dict(dict(spec, delta=0.1))
+    snap = solver.solve(old).final
+    warm, fresh = continue_solve(old, snap, new), solver.solve(new).final
+    monkeypatch.setattr(solver.optimizers, "ROUNDED_PAIRS", 0)  # the carried and OT starts alone
+    without = continue_solve(old, snap, new)
+    print(f"without the rounded check {without.objective:.7f}, with it {warm.objective:.7f}, fresh {fresh.objective:.7f}")
+    assert without.objective > 1.5 * fresh.objective  # the case is one the other starts lose
+    # the same minimum as the fresh solve: equal to the stopping rule's tolerance (1e-9 of the objective)
+    assert warm.objective == pytest.approx(fresh.objective, rel=1e-9) and warm.status == "converged"
