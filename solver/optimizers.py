@@ -235,10 +235,12 @@ def _capped(d: torch.Tensor, cap: float) -> torch.Tensor:
     return d * (cap / longest) if longest > cap else d
 
 
-def _armijo(objective: Objective, x: torch.Tensor, d: torch.Tensor, f: float, gd: float
-            ) -> tuple[torch.Tensor, dict[str, float], torch.Tensor, int] | None:
+def _armijo(objective: Objective, x: torch.Tensor, d: torch.Tensor, f: float, gd: float, curvature: float = 0.0,
+            least_gain: float = -math.inf) -> tuple[torch.Tensor, dict[str, float], torch.Tensor, int] | None:
     """Backtracking from t = 1 (halving, down to 2^-30: below that the change is lost in rounding)
-    until E(x + t d) <= E(x) + 1e-4 t g.d. Returns (x + t d, energies, gradient, evaluations) or None.
+    until E(x + t d) <= E(x) + 1e-4 (t g.d + t^2 ``curvature`` / 2) and E falls by more than
+    ``least_gain`` (the second-order terms serve steps along negative curvature, ``away_from_saddle``).
+    Returns (x + t d, energies, gradient, evaluations) or None.
 
     A trial that rounds back to x is no step (shorter ones round there too), so the search ends with
     None: otherwise E(x) <= E(x) + 1e-4 t g.d passes whenever t g.d is below E's rounding, and a null
@@ -249,7 +251,7 @@ def _armijo(objective: Objective, x: torch.Tensor, d: torch.Tensor, f: float, gd
         if torch.equal(trial, x):
             return None
         e_new, g_new = objective.value_and_grad(trial)
-        if e_new["objective"] <= f + 1e-4 * t * gd:
+        if e_new["objective"] <= f + 1e-4 * (t * gd + 0.5 * t * t * curvature) and f - e_new["objective"] > least_gain:
             return trial, e_new, g_new, k
         t *= 0.5
     return None
@@ -272,8 +274,8 @@ def away_from_saddle(objective: Objective, x: torch.Tensor, g: torch.Tensor, f: 
     stopped there after one iteration, "converged" at a saddle (lowest eigenvalue -6.4e4); L-BFGS's
     positive definite model can also converge to one. With v the eigenvector of the lowest eigenvalue
     lambda < 0, scaled so its longest particle move is ``cap``, each sign of v (the one not against the
-    gradient first) is backtracked from t = 1 until E(x + t v) <= E(x) + 1e-4 (t g.v + t^2 lambda |v|^2
-    / 2) with a gain above ``least_gain``; a lambda within the Hessian's rounding (1e-12 of its largest)
+    gradient first) is backtracked (``_armijo``) until E(x + t v) <= E(x) + 1e-4 (t g.v + t^2 lambda
+    |v|^2 / 2) with a gain above ``least_gain``; a lambda within the Hessian's rounding (1e-12 of its largest)
     or whose quadratic model gains at most ``least_gain`` at t = 1 is no saddle worth leaving: near the
     piecewise cost's kinks the Hessian shows eigenvalues of -0.006 to -0.013 (largest 5.2) along which
     steps gained 1e-12 to 1e-9 relative, and L-BFGS restarted after each for nothing (and ended
@@ -287,19 +289,12 @@ def away_from_saddle(objective: Objective, x: torch.Tensor, g: torch.Tensor, f: 
     curvature = lowest * float((v * v).sum())  # lambda |v|^2: the model's second-order change at t = 1
     if not (lowest < -1e-12 * float(lam.abs().max()) and -0.5 * curvature > least_gain):
         return None
-    evaluations = 1
+    evaluations = 1  # the Hessian
     for d in sorted((v, -v), key=lambda d: float((g * d).sum())):
-        gd, t = float((g * d).sum()), 1.0
-        for _ in range(30):
-            trial = x + t * d
-            if torch.equal(trial, x):
-                break
-            e_new, g_new = objective.value_and_grad(trial)
-            evaluations += 1
-            gained = f - e_new["objective"]
-            if gained > least_gain and -gained <= 1e-4 * (t * gd + 0.5 * t * t * curvature):
-                return trial, e_new, g_new, evaluations
-            t *= 0.5
+        found = _armijo(objective, x, d, f, float((g * d).sum()), curvature, least_gain)
+        if found is not None:
+            return (*found[:3], evaluations + found[3])
+        evaluations += 30  # a failed search, counted as everywhere else
     return None
 
 
